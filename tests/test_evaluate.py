@@ -343,6 +343,11 @@ def test_partial_generated_store_is_scored_where_it_has_data(stores, tmp_path):
     assert not part.complete
     rep = evaluate_stores(real, part, region_size=64, n_regions=2, metrics=("psnr",), trivial=())
     assert set(rep.table["z"]) == {1}
+    # the whole brain, tile by tile: only where the partial store has data, all tissue tiles
+    whole = evaluate_stores(real, part, regions="all", region_size=128, metrics=("psnr",),
+                            trivial=())  # fmt: skip
+    assert set(whole.table["z"]) == {1} and len(whole.table) == len(grid_regions(real, [1], 128))
+    assert (whole.table["psnr_dapi"] > 25).all()
 
 
 def test_cli_end_to_end(stores, tmp_path, capsys, monkeypatch):
