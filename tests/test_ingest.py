@@ -444,3 +444,25 @@ def test_missing_merscope_pieces_are_clear_errors(merscope_dirs, tmp_path):
         ingest_merscope([d], tmp_path / "x.zarr", options=_opts())
     with pytest.raises(FileNotFoundError, match=r"no detected_transcripts\.csv"):
         ingest_merscope([d / "images"], tmp_path / "x.zarr", options=_opts())
+
+
+def test_binner_buffering_and_segments_do_not_change_counts(monkeypatch):
+    """A tiny key buffer (many flushes) and tiny bincount segments give the same counts."""
+    rng = np.random.default_rng(5)
+    n, g, h, w = 20_000, 3, 160, 96
+    codes = rng.integers(-2, g, n).astype(np.int32)
+    x, y = rng.uniform(-5, w + 5, n), rng.uniform(-5, h + 5, n)
+    expect = np.zeros((g, h // 16, w // 16), np.int64)
+    ok = (codes >= 0) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    np.add.at(expect, (codes[ok], (y[ok] // 16).astype(int), (x[ok] // 16).astype(int)), 1)
+
+    def run(**kw):
+        b = BlockBinner(1, g, h, w, 16, [np.eye(3)], **kw)
+        for s in range(0, n, 3_000):  # several chunks
+            b.add(codes[s : s + 3_000], x[s : s + 3_000], y[s : s + 3_000], None)
+        return b.result()[0]
+
+    np.testing.assert_array_equal(run(), expect)
+    np.testing.assert_array_equal(run(key_capacity=1_000), expect)  # flush every chunk or more
+    monkeypatch.setattr(BlockBinner, "SEGMENT", 7)  # the count buffer in 7-entry segments
+    np.testing.assert_array_equal(run(key_capacity=500), expect)
