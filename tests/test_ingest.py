@@ -466,3 +466,31 @@ def test_binner_buffering_and_segments_do_not_change_counts(monkeypatch):
     np.testing.assert_array_equal(run(key_capacity=1_000), expect)  # flush every chunk or more
     monkeypatch.setattr(BlockBinner, "SEGMENT", 7)  # the count buffer in 7-entry segments
     np.testing.assert_array_equal(run(key_capacity=500), expect)
+
+
+def test_arrow_columns_to_numpy_views_slices_nulls_and_narrow_types(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from napari_teramind.ingest.tables import _dict_column, _float_column, _to_numpy, iter_chunks
+
+    a = pa.array([1.0, 2.0, 3.0, 4.0]).slice(1, 2)  # an offset into the buffer
+    np.testing.assert_array_equal(_to_numpy(a, np.float64), [2.0, 3.0])
+    x = _float_column(pa.array([1.5, None, 2.5], pa.float32()), tmp_path, "x")
+    assert x.dtype == np.float64 and np.isnan(x[1]) and x[2] == 2.5
+    names, idx = _dict_column(pa.array(["Th", None, "Aqp4", "Th"]).dictionary_encode())
+    assert [names[i] if i >= 0 else None for i in idx] == ["Th", None, "Aqp4", "Th"]
+    # a Parquet table with float32 coordinates and a null gene name reads the same
+    pq.write_table(
+        pa.table(
+            {
+                "gene": ["Th", None, "Th"],
+                "global_x": pa.array([1.25, 2.5, 3.75], pa.float32()),
+                "global_y": pa.array([0.5, 1.5, 2.5], pa.float32()),
+            }
+        ),
+        tmp_path / "t.parquet",
+    )
+    (ch,) = iter_chunks(tmp_path / "t.parquet", TableColumns())
+    np.testing.assert_array_equal(ch.x, [1.25, 2.5, 3.75])
+    assert ch.x.dtype == np.float64 and ch.gene_idx[1] == -1

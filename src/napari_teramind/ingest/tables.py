@@ -134,6 +134,18 @@ def check_columns(path: str | os.PathLike[str], columns: TableColumns) -> list[s
     return header
 
 
+def _to_numpy(arr, dtype) -> np.ndarray:
+    """A fixed-width arrow array without nulls as a numpy view of its data buffer.
+
+    (``Array.to_numpy`` goes through pyarrow's pandas shim, which imports pandas, ~1 s, on first
+    use; arrays with nulls still take that path.)
+    """
+    if arr.null_count == 0 and np.dtype(arr.type.to_pandas_dtype()) == np.dtype(dtype):
+        data = np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))
+        return data[arr.offset :]
+    return arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
 def _dict_column(col) -> tuple[list[str], np.ndarray]:
     """Dictionary values and int32 indices of a (chunked) string-like arrow column; null -> -1."""
     import pyarrow as pa
@@ -148,7 +160,10 @@ def _dict_column(col) -> tuple[list[str], np.ndarray]:
     values = col.dictionary
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = values.cast(pa.string())
-    idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    indices = col.indices
+    if indices.null_count:
+        indices = indices.fill_null(-1)
+    idx = _to_numpy(indices, np.int32)
     return [str(v) for v in values.to_pylist()], idx
 
 
@@ -164,8 +179,9 @@ def _float_column(col, path: Path, name: str) -> np.ndarray:
             raise ValueError(
                 f"{path}: column {name!r} holds {col.type}, not numbers; is it the right column?"
             ) from None
-    out = col.to_numpy(zero_copy_only=False)
-    return out.astype(np.float64, copy=False)
+    elif col.type != pa.float64():
+        col = col.cast(pa.float64())  # float16/32: exact widening, then a zero-copy view
+    return _to_numpy(col, np.float64)
 
 
 def iter_chunks(
