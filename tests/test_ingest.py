@@ -494,3 +494,33 @@ def test_arrow_columns_to_numpy_views_slices_nulls_and_narrow_types(tmp_path):
     (ch,) = iter_chunks(tmp_path / "t.parquet", TableColumns())
     np.testing.assert_array_equal(ch.x, [1.25, 2.5, 3.75])
     assert ch.x.dtype == np.float64 and ch.gene_idx[1] == -1
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz"])
+def test_csv_read_in_blocks_gives_every_row_once(tmp_path, name):
+    """Blocks are cut at newlines (last line without one), each parsed with the header."""
+    import gzip
+
+    from napari_teramind.ingest.tables import iter_chunks
+
+    rng = np.random.default_rng(9)
+    n = 12_000  # ~300 kB: several 64 kB blocks
+    df = pd.DataFrame(
+        {
+            "gene": rng.choice(["Th", "Aqp4", "Blank-1", ""], n),
+            "global_x": rng.uniform(0, 1e4, n).round(3),
+            "global_y": rng.uniform(0, 1e4, n).round(3),
+        }
+    )
+    text = df.to_csv(index=False).rstrip("\n")  # no newline at the end of the file
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    chunks = list(iter_chunks(path, TableColumns(), chunk_rows=1))
+    assert len(chunks) > 3
+    genes = [c.genes[i] if i >= 0 else "" for c in chunks for i in c.gene_idx]
+    assert genes == df["gene"].tolist()
+    np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), df["global_x"])
+    np.testing.assert_array_equal(np.concatenate([c.y for c in chunks]), df["global_y"])
