@@ -1,14 +1,17 @@
 """Binning throughput of transcript tables against reading the same table with pyarrow alone.
 
 For each table size (a MERSCOPE-like ``detected_transcripts.csv`` with all nine columns), one
-run measures, in fresh subprocesses so peak memory is per step:
+run measures, in fresh subprocesses so peak memory is per step, alternating the two steps
+``--repeat`` times (best kept) so both see the same machine load:
 
 * ``read``: ``pyarrow.csv.read_csv`` of the three columns binning needs (multi-threaded);
 * ``bin``: :func:`napari_teramind.ingest.transcripts.bin_chunks` over the streaming reader
   (read + gene lookup + affine + block binning + per-slice/per-gene report).
 
-It prints transcripts per second, the ratio bin/read (the goal is <= 1.5) and peak RSS; the peak
-should stay flat as the table grows 10x.
+It prints transcripts per second, the ratio bin/read in wall time (the goal is <= 1.5) and in
+CPU time (user + system, all threads: steadier than wall time on a shared machine), and the peak
+RSS of each step with, in brackets, the RSS after imports; the peak should stay flat as the
+table grows 10x.
 
     python benchmarks/ingest_binning.py --rows 1000000 10000000
 """
@@ -77,12 +80,18 @@ def write_table(path: Path, n: int, seed: int = 0) -> None:
 
 
 def _step(kind: str, path: str) -> dict:
+    # every module either step uses is imported before the clock starts (the readers import
+    # pyarrow lazily; an import inside the timed region cost ~1 s, once per process)
+    import pyarrow.compute
     import pyarrow.csv as pcsv
+    import pyarrow.parquet  # noqa: F401
 
     from napari_teramind.ingest.report import SliceReport
     from napari_teramind.ingest.tables import TableColumns, iter_chunks
     from napari_teramind.ingest.transcripts import GeneCoder, bin_chunks
 
+    base_rss = _rss_now_mb()
+    c0 = _cpu()
     t0 = time.perf_counter()  # imports excluded from both timings
     if kind == "read":
         tab = pcsv.read_csv(
@@ -115,8 +124,40 @@ def _step(kind: str, path: str) -> dict:
     return {
         "rows": n,
         "seconds": dt,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_seconds": _cpu() - c0,
+        "base_rss_mb": base_rss,
+        "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process image (Linux ``VmHWM``, reset by ``exec``).
+
+    ``ru_maxrss`` is not used on Linux: it keeps the high-water mark across ``fork`` + ``exec``,
+    so a child would report the parent's peak (here, the table writer's).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_now_mb() -> float:
+    """Current resident set size (Linux ``/proc``; the peak so far elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -125,6 +166,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per step (best is kept)")
     ap.add_argument("--canvas", type=int, default=4096, help="canvas edge in pixels")
     ap.add_argument("--chunk-rows", type=int, default=250_000, help="rows per chunk")
+    ap.add_argument("--tmp", default=None, help="folder for the generated tables")
     ap.add_argument("--step", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     global H, W, CHUNK_ROWS
@@ -137,41 +179,26 @@ def main() -> None:
         f"canvas {H} x {W} px, {N_GENES} genes, 16-px blocks; "
         f"count buffer {N_GENES * (H // 16) * (W // 16) * 4 / 2**20:.0f} MiB"
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for n in args.rows:
             path = Path(tmp) / f"t{n}.csv"
             write_table(path, n)
-            res = {}
-            for kind in ("read", "bin"):
-                runs = [
-                    json.loads(
-                        subprocess.run(
-                            [
-                                sys.executable,
-                                __file__,
-                                "--canvas",
-                                str(args.canvas),
-                                "--chunk-rows",
-                                str(args.chunk_rows),
-                                "--step",
-                                kind,
-                                str(path),
-                            ],
-                            check=True,
-                            capture_output=True,
-                            text=True,
-                        ).stdout
-                    )
-                    for _ in range(args.repeat)
-                ]
-                res[kind] = min(runs, key=lambda r: r["seconds"])
-            r, b = res["read"], res["bin"]
+            runs: dict[str, list[dict]] = {"read": [], "bin": []}
+            for _ in range(args.repeat):  # alternate, so both steps see the same load
+                for kind in ("read", "bin"):
+                    cmd = [sys.executable, __file__, "--canvas", str(args.canvas)]
+                    cmd += ["--chunk-rows", str(args.chunk_rows), "--step", kind, str(path)]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                    runs[kind].append(json.loads(out.stdout))
+            r, b = (min(runs[k], key=lambda x: x["seconds"]) for k in ("read", "bin"))
+            rc, bc = (min(x["cpu_seconds"] for x in runs[k]) for k in ("read", "bin"))
             print(
                 f"{n:>11,} rows ({path.stat().st_size / 2**20:,.0f} MiB): "
-                f"read {n / r['seconds'] / 1e6:6.2f} M/s ({r['seconds']:.2f} s, "
-                f"peak {r['peak_rss_mb']:,.0f} MiB) | "
-                f"bin {n / b['seconds'] / 1e6:6.2f} M/s ({b['seconds']:.2f} s, "
-                f"peak {b['peak_rss_mb']:,.0f} MiB) | bin/read {b['seconds'] / r['seconds']:.2f}x",
+                f"read {n / r['seconds'] / 1e6:5.2f} M/s ({r['seconds']:.2f} s, cpu {rc:.2f} s, "
+                f"peak {r['peak_rss_mb']:,.0f} [{r['base_rss_mb']:.0f}] MiB) | "
+                f"bin {n / b['seconds'] / 1e6:5.2f} M/s ({b['seconds']:.2f} s, cpu {bc:.2f} s, "
+                f"peak {b['peak_rss_mb']:,.0f} [{b['base_rss_mb']:.0f}] MiB) | "
+                f"bin/read wall {b['seconds'] / r['seconds']:.2f}x cpu {bc / rc:.2f}x",
                 flush=True,
             )
             path.unlink()

@@ -7,18 +7,54 @@ Usage::
 Reports wall time of the render+write phase and of the pyramid phase, the level-0 uncompressed
 size (images + gene counts + region labels), MB/s, the on-disk size, and the peak resident set
 size (``resource.getrusage``, interpreter and libraries included) of the parent and of the
-largest worker process, and their bound ``parent + workers x worker`` on the job's peak.
+largest worker process, and their bound ``parent + workers x worker`` on the job's peak; with
+psutil installed, also the largest sum of the RSS of the parent and all its child processes
+sampled every 0.5 s (the memory the job held at once).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
+
+
+class _RssSampler:
+    """Samples the summed RSS of this process and its children in a thread (needs psutil)."""
+
+    def __init__(self, interval: float = 0.5):
+        self.peak = 0
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:  # a child that just exited
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _du(path: Path) -> int:
@@ -68,7 +104,14 @@ def main(argv=None) -> int:
 
     BrainStore.finalize = finalize
     out = Path(args.out)
-    write_phantom(out, spec, progress=progress, overwrite=True, workers=args.workers)
+    try:
+        import psutil  # noqa: F401
+
+        sampler: _RssSampler | None = _RssSampler()
+    except ImportError:
+        sampler = None
+    with sampler or contextlib.nullcontext():
+        write_phantom(out, spec, progress=progress, overwrite=True, workers=args.workers)
     t1 = time.perf_counter()
     BrainStore.finalize = orig
     level0 = spec.nbytes
@@ -93,6 +136,8 @@ def main(argv=None) -> int:
     res["peak_total_bound_MB"] = round(
         res["peak_rss_parent_MB"] + args.workers * res["peak_rss_worker_MB"], 1
     )
+    if sampler is not None:
+        res["peak_rss_sum_sampled_MB"] = round(sampler.peak / 1e6, 1)
     print(json.dumps(res, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

@@ -444,3 +444,83 @@ def test_missing_merscope_pieces_are_clear_errors(merscope_dirs, tmp_path):
         ingest_merscope([d], tmp_path / "x.zarr", options=_opts())
     with pytest.raises(FileNotFoundError, match=r"no detected_transcripts\.csv"):
         ingest_merscope([d / "images"], tmp_path / "x.zarr", options=_opts())
+
+
+def test_binner_buffering_and_segments_do_not_change_counts(monkeypatch):
+    """A tiny key buffer (many flushes) and tiny bincount segments give the same counts."""
+    rng = np.random.default_rng(5)
+    n, g, h, w = 20_000, 3, 160, 96
+    codes = rng.integers(-2, g, n).astype(np.int32)
+    x, y = rng.uniform(-5, w + 5, n), rng.uniform(-5, h + 5, n)
+    expect = np.zeros((g, h // 16, w // 16), np.int64)
+    ok = (codes >= 0) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    np.add.at(expect, (codes[ok], (y[ok] // 16).astype(int), (x[ok] // 16).astype(int)), 1)
+
+    def run(**kw):
+        b = BlockBinner(1, g, h, w, 16, [np.eye(3)], **kw)
+        for s in range(0, n, 3_000):  # several chunks
+            b.add(codes[s : s + 3_000], x[s : s + 3_000], y[s : s + 3_000], None)
+        return b.result()[0]
+
+    np.testing.assert_array_equal(run(), expect)
+    np.testing.assert_array_equal(run(key_capacity=1_000), expect)  # flush every chunk or more
+    monkeypatch.setattr(BlockBinner, "SEGMENT", 7)  # the count buffer in 7-entry segments
+    np.testing.assert_array_equal(run(key_capacity=500), expect)
+
+
+def test_arrow_columns_to_numpy_views_slices_nulls_and_narrow_types(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from napari_teramind.ingest.tables import _dict_column, _float_column, _to_numpy, iter_chunks
+
+    a = pa.array([1.0, 2.0, 3.0, 4.0]).slice(1, 2)  # an offset into the buffer
+    np.testing.assert_array_equal(_to_numpy(a, np.float64), [2.0, 3.0])
+    x = _float_column(pa.array([1.5, None, 2.5], pa.float32()), tmp_path, "x")
+    assert x.dtype == np.float64 and np.isnan(x[1]) and x[2] == 2.5
+    names, idx = _dict_column(pa.array(["Th", None, "Aqp4", "Th"]).dictionary_encode())
+    assert [names[i] if i >= 0 else None for i in idx] == ["Th", None, "Aqp4", "Th"]
+    # a Parquet table with float32 coordinates and a null gene name reads the same
+    pq.write_table(
+        pa.table(
+            {
+                "gene": ["Th", None, "Th"],
+                "global_x": pa.array([1.25, 2.5, 3.75], pa.float32()),
+                "global_y": pa.array([0.5, 1.5, 2.5], pa.float32()),
+            }
+        ),
+        tmp_path / "t.parquet",
+    )
+    (ch,) = iter_chunks(tmp_path / "t.parquet", TableColumns())
+    np.testing.assert_array_equal(ch.x, [1.25, 2.5, 3.75])
+    assert ch.x.dtype == np.float64 and ch.gene_idx[1] == -1
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz"])
+def test_csv_read_in_blocks_gives_every_row_once(tmp_path, name):
+    """Blocks are cut at newlines (last line without one), each parsed with the header."""
+    import gzip
+
+    from napari_teramind.ingest.tables import iter_chunks
+
+    rng = np.random.default_rng(9)
+    n = 12_000  # ~300 kB: several 64 kB blocks
+    df = pd.DataFrame(
+        {
+            "gene": rng.choice(["Th", "Aqp4", "Blank-1", ""], n),
+            "global_x": rng.uniform(0, 1e4, n).round(3),
+            "global_y": rng.uniform(0, 1e4, n).round(3),
+        }
+    )
+    text = df.to_csv(index=False).rstrip("\n")  # no newline at the end of the file
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    chunks = list(iter_chunks(path, TableColumns(), chunk_rows=1))
+    assert len(chunks) > 3
+    genes = [c.genes[i] if i >= 0 else "" for c in chunks for i in c.gene_idx]
+    assert genes == df["gene"].tolist()
+    np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), df["global_x"])
+    np.testing.assert_array_equal(np.concatenate([c.y for c in chunks]), df["global_y"])

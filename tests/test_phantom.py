@@ -251,3 +251,30 @@ def test_cli_writes_a_store(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["phantom", "--help"])
     assert "--pixel-size" in capsys.readouterr().out
+
+
+def test_hash_keys_broadcast_equals_full_keys():
+    from napari_teramind.phantom.hashing import hash_keys
+
+    rows, cols = np.arange(-3, 5)[:, None], np.arange(6)[None, :]
+    full_r, full_c = np.broadcast_arrays(rows, cols)
+    a = hash_keys(7, 2, rows, cols, 11)
+    b = hash_keys(np.full((8, 6), 7), 2, full_r.copy(), full_c.copy(), np.full((8, 6), 11))
+    assert a.shape == (8, 6) and a.dtype == np.uint64
+    np.testing.assert_array_equal(a, b)
+    assert hash_keys(1, 2).shape == ()
+    assert hash_keys(1, 2) == hash_keys(np.array([1]), 2)[0]
+    assert len(np.unique(a)) == a.size
+
+
+def test_vessel_grid_is_the_exact_distance_clipped_at_5px():
+    from napari_teramind.phantom.anatomy import vessel_field, vessel_grid
+
+    spec = PhantomSpec(seed=5, n_slices=2, height=4096, width=4096)
+    y0, x0, h, w = 1024, 2048, 96, 128
+    grid = vessel_grid(spec, 1, y0, x0, h, w)
+    ys = np.arange(y0, y0 + h, dtype=np.float64)[:, None] + 0.5
+    xs = np.arange(x0, x0 + w, dtype=np.float64)[None, :] + 0.5
+    d, _, _ = vessel_field(spec, 1, ys, xs)
+    assert (grid < 5.0).any() and (grid == 5.0).any()  # the window crosses a vessel
+    np.testing.assert_array_equal(grid, np.minimum(d, 5.0).astype(np.float32))

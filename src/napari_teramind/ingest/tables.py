@@ -134,6 +134,18 @@ def check_columns(path: str | os.PathLike[str], columns: TableColumns) -> list[s
     return header
 
 
+def _to_numpy(arr, dtype) -> np.ndarray:
+    """A fixed-width arrow array without nulls as a numpy view of its data buffer.
+
+    (``Array.to_numpy`` goes through pyarrow's pandas shim, which imports pandas, ~1 s, on first
+    use; arrays with nulls still take that path.)
+    """
+    if arr.null_count == 0 and np.dtype(arr.type.to_pandas_dtype()) == np.dtype(dtype):
+        data = np.frombuffer(arr.buffers()[1], dtype=dtype, count=arr.offset + len(arr))
+        return data[arr.offset :]
+    return arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
 def _dict_column(col) -> tuple[list[str], np.ndarray]:
     """Dictionary values and int32 indices of a (chunked) string-like arrow column; null -> -1."""
     import pyarrow as pa
@@ -148,7 +160,10 @@ def _dict_column(col) -> tuple[list[str], np.ndarray]:
     values = col.dictionary
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = values.cast(pa.string())
-    idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    indices = col.indices
+    if indices.null_count:
+        indices = indices.fill_null(-1)
+    idx = _to_numpy(indices, np.int32)
     return [str(v) for v in values.to_pylist()], idx
 
 
@@ -164,8 +179,65 @@ def _float_column(col, path: Path, name: str) -> np.ndarray:
             raise ValueError(
                 f"{path}: column {name!r} holds {col.type}, not numbers; is it the right column?"
             ) from None
-    out = col.to_numpy(zero_copy_only=False)
-    return out.astype(np.float64, copy=False)
+    elif col.type != pa.float64():
+        col = col.cast(pa.float64())  # float16/32: exact widening, then a zero-copy view
+    return _to_numpy(col, np.float64)
+
+
+def _raw_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
+    """A CSV file (decompressed) as blocks of whole lines, each starting with the header line.
+
+    Blocks hold about ``block_bytes`` bytes.
+    Lines are cut at newlines, as pyarrow's own CSV chunker does (values with embedded newlines
+    are not supported by either).
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        header = fh.readline()
+        rest = b""
+        while True:
+            data = fh.read(block_bytes)
+            buf = rest + data if rest else data
+            if not data:
+                if buf.strip():
+                    yield header + buf
+                return
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                rest = buf
+                continue
+            rest = buf[cut + 1 :]
+            yield header + buf[: cut + 1]
+
+
+def _csv_batches(path: Path, block_bytes: int, parse_options, convert_options) -> Iterator:
+    """Parsed blocks of a CSV file (pyarrow tables, one dictionary per column per block).
+
+    pyarrow's streaming reader reads ahead without bound (hundreds of MB on a large table), so
+    the file is cut into blocks here and each block parsed with the (multi-threaded)
+    ``read_csv``; the next block is parsed in a background thread while the caller works on the
+    current one. At most two blocks are parsed or held at a time, whatever the file size.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    from pyarrow import csv as pcsv
+
+    def parse(block: bytes):
+        tab = pcsv.read_csv(
+            pa.py_buffer(block), parse_options=parse_options, convert_options=convert_options
+        )
+        return tab.unify_dictionaries().combine_chunks()
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for block in _raw_blocks(path, block_bytes):
+            nxt = pool.submit(parse, block)
+            if pending is not None:
+                yield pending.result()
+            pending = nxt
+        if pending is not None:
+            yield pending.result()
 
 
 def iter_chunks(
@@ -214,11 +286,11 @@ def iter_chunks(
                 types[columns.y] = pa.float64()
             if columns.slice:
                 types[columns.slice] = pa.dictionary(pa.int32(), pa.string())
-            batches = pcsv.open_csv(
+            batches = _csv_batches(
                 path,
-                read_options=pcsv.ReadOptions(block_size=max(1 << 16, chunk_rows * 64)),
-                parse_options=pcsv.ParseOptions(delimiter=_delimiter(path)),
-                convert_options=pcsv.ConvertOptions(
+                max(1 << 16, chunk_rows * 64),
+                pcsv.ParseOptions(delimiter=_delimiter(path)),
+                pcsv.ConvertOptions(
                     include_columns=names, column_types=types, strings_can_be_null=True
                 ),
             )

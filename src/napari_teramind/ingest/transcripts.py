@@ -2,10 +2,12 @@
 
 A transcript at continuous pixel coordinate ``(px, py)`` on the canvas lies in pixel
 ``(floor(px), floor(py))`` and in gene block ``(floor(py / B), floor(px / B))`` for block edge
-``B`` (16 px). Counts accumulate in a dense uint32 buffer over the slices and rows of blocks
-being binned; when that buffer would exceed the memory budget the canvas is binned in bands of
-block rows, reading the table once per band. Memory therefore depends on the canvas, the panel
-and the budget, never on the length of the table.
+``B`` (16 px). Each binned transcript becomes one integer key (slice, gene, block row, block
+column); keys are buffered (fixed capacity) and counted in bulk with ``np.bincount`` into a
+dense uint32 buffer over the slices and rows of blocks being binned. When that buffer would
+exceed the memory budget the canvas is binned in bands of block rows, reading the table once per
+band. Memory therefore depends on the canvas, the panel and the budget, never on the length of
+the table; time is a few linear passes per transcript (no sort).
 """
 
 from __future__ import annotations
@@ -90,6 +92,13 @@ def plan_bands(
 class BlockBinner:
     """Accumulates transcript counts of ``n_local`` slices over one band of block rows.
 
+    Each chunk of rows becomes one integer key per binned transcript (local slice, gene, block
+    row, block column, in that order of significance). Keys are appended to a buffer of fixed
+    capacity; when it is full they are counted into the dense uint32 count buffer with one
+    ``np.bincount`` (in segments of at most :data:`SEGMENT` entries), so the per-key cost is a
+    few linear passes rather than a sort, and memory is the count buffer plus two fixed-size
+    scratch arrays, whatever the length of the table.
+
     Parameters
     ----------
     n_local
@@ -104,7 +113,14 @@ class BlockBinner:
         One 3 x 3 affine per local slice, table coordinates to canvas pixels.
     band
         Rows of blocks binned by this pass (all by default).
+    key_capacity
+        Keys buffered before they are counted (default: half the count buffer, clipped to
+        64 Ki..8 Mi keys).
     """
+
+    #: Largest number of count-buffer entries one ``bincount`` covers (its int64 result is
+    #: scratch memory: 128 MiB at most).
+    SEGMENT = 1 << 24
 
     def __init__(
         self,
@@ -115,18 +131,25 @@ class BlockBinner:
         block: int,
         matrices: Sequence[np.ndarray],
         band: Band | None = None,
+        key_capacity: int | None = None,
     ):
         self.n_local, self.n_genes = n_local, n_genes
         self.height, self.width, self.block = height, width, block
         self.hb, self.wb = -(-height // block), -(-width // block)
         self.band = band or Band(0, self.hb)
         self.bh = self.band.b1 - self.band.b0
+        self._banded = self.band.b0 != 0 or self.band.b1 != self.hb
         mats = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
         if len(mats) != n_local:
             raise ValueError("one affine per local slice is needed")
         self.mats = mats
         self._same = bool(np.all(mats == mats[0]))
+        # a power-of-two block: floor(p / B) is exactly trunc(p * (1 / B)) for p >= 0
+        self._inv = 1.0 / block if block > 0 and block & (block - 1) == 0 else None
         self.acc = np.zeros(n_local * n_genes * self.bh * self.wb, dtype=np.uint32)
+        cap = key_capacity or min(max(self.acc.size // 2, 1 << 16), 1 << 23)
+        self._keys = np.empty(max(1, cap), dtype=np.int64)
+        self._n = 0
 
     def add(
         self,
@@ -160,51 +183,95 @@ class BlockBinner:
                 m = self.mats[local]
                 px = m[:, 0, 0] * x + m[:, 0, 1] * y + m[:, 0, 2]
                 py = m[:, 1, 0] * x + m[:, 1, 1] * y + m[:, 1, 2]
-        good = codes >= 0
-        inside = (px >= 0) & (px < self.width) & (py >= 0) & (py < self.height)
-        ok = good & inside
-        if stats is not None:
-            self._stats(stats, codes, good, inside, px, py, local)
-        b = self.block
-        by = (py[ok] // b).astype(np.int64)
-        bx = (px[ok] // b).astype(np.int64)
-        g = codes[ok].astype(np.int64)
-        if self.band.b0 != 0 or self.band.b1 != self.hb:
-            inb = (by >= self.band.b0) & (by < self.band.b1)
-            by, bx, g = by[inb], bx[inb], g[inb]
-            lz = local[ok][inb] if local is not None else None
-        else:
-            lz = local[ok] if local is not None else None
-        key = g * self.bh + (by - self.band.b0)
-        if lz is not None:
-            key += lz.astype(np.int64) * (self.n_genes * self.bh)
+            # binned: a panel gene inside the canvas (NaN compares False, so it is left out)
+            ok = codes >= 0
+            ok &= px >= 0
+            ok &= px < self.width
+            ok &= py >= 0
+            ok &= py < self.height
+            if stats is not None:
+                self._stats(stats, codes, ok, px, py, local)
+            # block indices of every row (values of rows not ok are garbage, dropped below)
+            if self._inv is not None:
+                px *= self._inv
+                py *= self._inv
+            else:
+                px //= self.block
+                py //= self.block
+            by = py.astype(np.int64)
+            bx = px.astype(np.int64)
+        if self._banded:
+            ok &= by >= self.band.b0
+            ok &= by < self.band.b1
+            by -= self.band.b0
+        key = codes.astype(np.int64)
+        if local is not None:
+            key += local.astype(np.int64) * self.n_genes
+        key *= self.bh
+        key += by
         key *= self.wb
         key += bx
-        if key.size == 0:
-            return
-        if self.acc.size <= 8 * key.size:
-            self.acc += np.bincount(key, minlength=self.acc.size).astype(np.uint32)
-        else:
-            u, c = np.unique(key, return_counts=True)
-            self.acc[u] += c.astype(np.uint32)
+        self._push(key[ok])
 
-    def _stats(self, stats, codes, good, inside, px, py, local) -> None:
+    def _push(self, key: np.ndarray) -> None:
+        """Buffer keys, counting the buffer into the count buffer when it is full."""
+        cap = len(self._keys)
+        if self._n + key.size > cap:
+            self._flush()
+        if key.size > cap:
+            self._count(key)
+        else:
+            self._keys[self._n : self._n + key.size] = key
+            self._n += key.size
+
+    def _flush(self) -> None:
+        if self._n:
+            self._count(self._keys[: self._n])
+            self._n = 0
+
+    def _count(self, key: np.ndarray) -> None:
+        size = self.acc.size
+        if size <= self.SEGMENT:
+            np.add(self.acc, np.bincount(key, minlength=size), out=self.acc, casting="unsafe")
+            return
+        for lo in range(0, size, self.SEGMENT):
+            hi = min(size, lo + self.SEGMENT)
+            part = key[(key >= lo) & (key < hi)] - lo
+            seg = self.acc[lo:hi]
+            np.add(seg, np.bincount(part, minlength=hi - lo), out=seg, casting="unsafe")
+
+    def _stats(self, stats, codes, ok, px, py, local) -> None:
+        """Per-slice read/binned/dropped counts, per-gene binned counts and genes seen.
+
+        Binned rows (``ok``) are counted with one ``bincount``; the classification of dropped
+        rows runs on those rows only (usually a small fraction of the chunk).
+        """
         nl, ng = self.n_local, self.n_genes
-        lz = local.astype(np.int64) if local is not None else np.zeros(len(codes), np.int64)
-        read = np.bincount(lz, minlength=nl)
-        nonfinite = good & ~(np.isfinite(px) & np.isfinite(py))
-        outside = good & ~inside & ~nonfinite
-        per_reason = {
-            "control_probe": codes == _CONTROL,
-            "missing_gene_name": codes == _EMPTY,
-            "gene_not_in_panel": codes == _UNKNOWN,
-            "nan_coordinate": nonfinite,
-            "outside_canvas": outside,
-        }
-        counts = {r: np.bincount(lz[m], minlength=nl) for r, m in per_reason.items() if m.any()}
-        okm = good & inside
-        pg = np.bincount(lz[okm] * ng + codes[okm], minlength=nl * ng).reshape(nl, ng)
-        seen = np.bincount(lz[good] * ng + codes[good], minlength=nl * ng).reshape(nl, ng)
+        lz = local.astype(np.int64) if local is not None else None
+        read = np.bincount(lz, minlength=nl) if lz is not None else np.array([len(codes)])
+        okc = codes[ok].astype(np.int64)
+        if lz is not None:
+            okc += lz[ok] * ng
+        pg = np.bincount(okc, minlength=nl * ng).reshape(nl, ng)
+        seen = pg.copy()
+        counts: dict[str, np.ndarray] = {}
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            cb = codes[bad]
+            lb = lz[bad] if lz is not None else np.zeros(bad.size, np.int64)
+            goodb = cb >= 0
+            finite = np.isfinite(px[bad]) & np.isfinite(py[bad])
+            per_reason = {
+                "control_probe": cb == _CONTROL,
+                "missing_gene_name": cb == _EMPTY,
+                "gene_not_in_panel": cb == _UNKNOWN,
+                "nan_coordinate": goodb & ~finite,
+                # a panel gene, finite, yet not binned: outside the canvas
+                "outside_canvas": goodb & finite,
+            }
+            counts = {r: np.bincount(lb[m], minlength=nl) for r, m in per_reason.items() if m.any()}
+            if goodb.any():
+                seen += np.bincount(lb[goodb] * ng + cb[goodb], minlength=nl * ng).reshape(nl, ng)
         for i, rep in enumerate(stats):
             rep.read += int(read[i])
             rep.binned += int(pg[i].sum())
@@ -216,6 +283,7 @@ class BlockBinner:
 
     def result(self, stats: list[SliceReport] | None = None) -> np.ndarray:
         """Counts ``(n_local, n_genes, band rows, wb)`` as uint16; overflow clipped, reported."""
+        self._flush()
         acc = self.acc.reshape(self.n_local, self.n_genes, self.bh, self.wb)
         if acc.size and int(acc.max()) > 65535:  # one cheap pass in the usual case
             over = acc > 65535

@@ -30,11 +30,15 @@ def hash_keys(*keys: np.ndarray | int) -> np.ndarray:
     """Hash broadcastable integer keys to uint64 (negative keys allowed)."""
     arrays = [np.asarray(k, dtype=np.int64) for k in keys]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    h = np.full(shape, 0x243F6A8885A308D3, dtype=np.uint64)
+    # The hash grows to the broadcast shape of the keys seen so far, so leading scalar or
+    # low-dimensional keys (seed, z, row) are mixed once rather than once per element; every
+    # element still goes through the same operations. ndmin=1 keeps numpy scalar arithmetic
+    # (which warns on the intended uint64 wrap-around) out of the way.
+    h = np.array([0x243F6A8885A308D3], dtype=np.uint64)
     for a in arrays:
-        h ^= a.astype(np.uint64) * _GOLD  # int64 -> uint64 wraps two's complement
+        h = h ^ (np.atleast_1d(a).astype(np.uint64) * _GOLD)  # two's complement
         h = _mix(h)
-    return h
+    return h.reshape(shape)
 
 
 def uniform(*keys: np.ndarray | int) -> np.ndarray:

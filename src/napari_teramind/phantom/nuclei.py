@@ -65,7 +65,9 @@ def _candidates(spec: PhantomSpec, z: int, gy: np.ndarray, gx: np.ndarray) -> di
     """Candidate nuclei of the cells ``gy x gx`` (1-D ranges) as 2-D arrays."""
     GY, GX = np.meshgrid(gy, gx, indexing="ij")
     seed = spec.seed
-    u = {s: hashing.uniform(seed, z, GY, GX, s) for s in (_S_ACCEPT, _S_JY, _S_JX)}
+    # row and column keys broadcast: the hash mixes the row keys once per row (same values)
+    ky, kx = gy[:, None], gx[None, :]
+    u = {s: hashing.uniform(seed, z, ky, kx, s) for s in (_S_ACCEPT, _S_JY, _S_JX)}
     cy = (GY + 0.5 + 0.8 * (u[_S_JY] - 0.5)) * CELL_PX
     cx = (GX + 0.5 + 0.8 * (u[_S_JX] - 0.5)) * CELL_PX
     region = region_at(spec, z, cy, cx)
@@ -89,12 +91,12 @@ def _candidates(spec: PhantomSpec, z: int, gy: np.ndarray, gx: np.ndarray) -> di
         ctype[idx] = t
         angle[idx] = np.where(endo, np.arctan2(ty, tx), 0.0)
     acc &= tissue
-    ua = hashing.uniform(seed, z, GY, GX, _S_ANG)
+    ua = hashing.uniform(seed, z, ky, kx, _S_ANG)
     angle = np.where(ctype == ENDOTHELIAL, angle, ua * np.pi)
-    r = _TYPE_R[ctype] * np.exp(0.12 * hashing.normal(seed, z, GY, GX, _S_R))
-    aspect = 1.0 + (_TYPE_ASP[ctype] - 1.0) * (0.6 + 0.8 * hashing.uniform(seed, z, GY, GX, _S_ASP))
-    bright = _TYPE_B[ctype] * (0.85 + 0.3 * hashing.uniform(seed, z, GY, GX, _S_B))
-    pri = hashing.uniform(seed, z, GY, GX, _S_PRI)
+    r = _TYPE_R[ctype] * np.exp(0.12 * hashing.normal(seed, z, ky, kx, _S_R))
+    aspect = 1.0 + (_TYPE_ASP[ctype] - 1.0) * (0.6 + 0.8 * hashing.uniform(seed, z, ky, kx, _S_ASP))
+    bright = _TYPE_B[ctype] * (0.85 + 0.3 * hashing.uniform(seed, z, ky, kx, _S_B))
+    pri = hashing.uniform(seed, z, ky, kx, _S_PRI)
     return {
         "gy": GY, "gx": GX, "y": cy, "x": cx, "acc": acc, "region": region,
         "type": ctype, "r": r, "aspect": aspect, "angle": angle, "bright": bright, "pri": pri,

@@ -94,7 +94,9 @@ def _pixel_noise(seed: int, z: int, y0: int, x0: int, h: int, w: int) -> tuple[n
     hsh = hashing.hash_keys(
         seed, z, 11, np.arange(y0, y0 + h)[:, None], np.arange(x0, x0 + w)[None, :]
     )
-    parts = [((hsh >> np.uint64(16 * i)) & np.uint64(0xFFFF)).astype(np.float32) for i in range(4)]
+    # the four 16-bit words of each hash, least significant first (a view, no shifts)
+    words = hsh.astype("<u8", copy=False).view("<u2").reshape(h, w, 4)
+    parts = [words[..., i].astype(np.float32) for i in range(4)]
     scale = np.float32(1.0 / 65535.0 * np.sqrt(6.0))  # sum of 2 U(0,1): variance 1/6
     return ((parts[0] + parts[1]) * scale - np.sqrt(6.0)).astype(np.float32), (
         (parts[2] + parts[3]) * scale - np.sqrt(6.0)
