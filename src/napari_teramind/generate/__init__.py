@@ -1,1 +1,63 @@
-"""Generation: the step-synchronous engine and resumable jobs."""
+"""Seamless generation: plans, initial noise, the tiled DDIM engine and the napari ROI API.
+
+``generate_roi`` is the in-process entry point for napari; ``run_unit`` is the unit of work
+that job executors distribute. Imports torch and zarr lazily.
+"""
+
+from napari_teramind.generate.engine import (
+    DEFAULT_BATCH_SIZE,
+    GeneSource,
+    create_state_arrays,
+    generate_global,
+    open_state_arrays,
+    predict_noise,
+    read_state,
+    run_unit,
+    state_index,
+    to_uint8,
+    write_output_block,
+)
+from napari_teramind.generate.noise import initial_state, noise_seed, patch_noise
+from napari_teramind.generate.plan import (
+    HALO_PX,
+    PATCH_PX,
+    Block,
+    GenerationPlan,
+    normalize_slices,
+    snap_region,
+)
+from napari_teramind.generate.roi import (
+    SAMPLERS,
+    RoiProgress,
+    generate_roi,
+    model_fingerprint,
+    open_output_store,
+)
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "HALO_PX",
+    "PATCH_PX",
+    "SAMPLERS",
+    "Block",
+    "GeneSource",
+    "GenerationPlan",
+    "RoiProgress",
+    "create_state_arrays",
+    "generate_global",
+    "generate_roi",
+    "initial_state",
+    "model_fingerprint",
+    "noise_seed",
+    "normalize_slices",
+    "open_output_store",
+    "open_state_arrays",
+    "patch_noise",
+    "predict_noise",
+    "read_state",
+    "run_unit",
+    "snap_region",
+    "state_index",
+    "to_uint8",
+    "write_output_block",
+]
