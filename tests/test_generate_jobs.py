@@ -355,7 +355,8 @@ def test_status_after_partial_progress_then_cancel(inputs, reference, tmp_path, 
     assert main(["jobs", "list", str(tmp_path / "jobs")]) == 0
     assert "stopped" in capsys.readouterr().out
     # a cancel request stops every executor between units; resume clears it
-    cancel_job(job.path)
+    assert main(["jobs", "cancel", str(job.path)]) == 0
+    assert "cancel requested; state now cancelled" in capsys.readouterr().out
     assert job_status(job.path).state == "cancelled"
     job.clear_cancel()
     it = iter_job(job.path)
