@@ -230,7 +230,9 @@ class JobDir:
         unit seconds), then the per-unit markers and the step's claims are removed.
         """
         target = self._step_file(step)
-        if target.is_file():
+        if target.is_file():  # folded already; a kill may have left the markers behind
+            shutil.rmtree(self.manifest_dir / _step_name(step), ignore_errors=True)
+            shutil.rmtree(self.claims.root / _step_name(step), ignore_errors=True)
             return
         started, finished, seconds = [], [], 0.0
         for b in range(self.n_blocks):
