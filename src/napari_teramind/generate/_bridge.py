@@ -1,0 +1,261 @@
+"""The only place where jobs call the generation engine.
+
+Jobs need four things from the engine: a plan (how many blocks, how big the state and the
+output are), preparing the state arrays and the output store, running one (step, block) unit,
+and finishing the output store. Everything else (claims, manifest, executors) is engine-agnostic.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from napari_teramind.generate.devices import choose_batch_size, load_model
+from napari_teramind.store.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari_teramind.generate.job import JobDir, JobSpec
+    from napari_teramind.generate.plan import GenerationPlan
+    from napari_teramind.store import BrainStore
+
+PREPARED_FILE = "prepared.json"
+#: Largest image chunk of a generated store (the brain-store default).
+MAX_IMAGE_CHUNK = 512
+SAMPLERS = ("ddim",)
+
+
+def make_plan(spec: JobSpec, store: BrainStore | None = None) -> GenerationPlan:
+    """The engine's :class:`GenerationPlan` of a job spec."""
+    from napari_teramind.generate.plan import GenerationPlan
+    from napari_teramind.store import BrainStore
+
+    if spec.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {spec.sampler!r}; available: {', '.join(SAMPLERS)}")
+    store = store or BrainStore.open(spec.source)
+    return GenerationPlan(
+        canvas=store.shape,
+        region=spec.region,
+        slices=spec.slices,
+        block_px=spec.block_px,
+        seed=spec.seed,
+        steps=spec.steps,
+        gene_block_px=store.gene_block_px,
+    )
+
+
+def output_image_chunk(plan: GenerationPlan) -> int:
+    """Image chunk of the output store such that every block writes whole chunks of its own.
+
+    The largest divisor of 512 that also divides the block size and the region origin: then
+    no two blocks share an output chunk, and concurrent workers never read-modify-write one.
+    """
+    y0, _, x0, _ = plan.region
+    chunk = math.gcd(MAX_IMAGE_CHUNK, plan.block_px, y0, x0)
+    assert plan.output_chunk_safe(chunk)
+    return chunk
+
+
+def plan_job(spec: JobSpec) -> dict[str, Any]:
+    """The JSON plan of a job: steps, blocks and predicted bytes of state and output."""
+    from napari_teramind.store import BrainStore
+
+    store = BrainStore.open(spec.source)
+    plan = make_plan(spec, store)
+    chunk = output_image_chunk(plan)
+    state_nbytes = 2 * math.prod(plan.state_shape) * 4  # two float32 ping-pong arrays
+    generated = 2 * len(plan.slices) * plan.height * plan.width  # uint8 DAPI + PolyT
+    gb = plan.gene_block_px
+    genes = 2 * len(store.panel) * len(plan.slices) * (plan.height // gb) * (plan.width // gb)
+    output_nbytes = (generated + genes) * 4 // 3  # + pyramid levels, uncompressed
+    return {
+        "n_steps": plan.steps,
+        "n_blocks": plan.n_blocks,
+        "state_nbytes": int(state_nbytes),
+        "output_nbytes": int(output_nbytes),
+        "image_chunk": chunk,
+        "generation": plan.to_dict(),
+    }
+
+
+# ---------------------------------------------------------------------- output store
+def _record(job: JobDir, model: Any, info: Any, missing: Any) -> dict[str, Any]:
+    """Provenance of the generated region, as :func:`generate_roi` records it."""
+    from napari_teramind.generate.roi import _checkpoint_record, model_fingerprint
+
+    spec = job.spec
+    return {
+        "region": list(spec.region),
+        "slices": list(spec.slices),
+        "seed": spec.seed,
+        "sampler": spec.sampler,
+        "steps": spec.steps,
+        "gene_blind": spec.gene_blind,
+        "source_store": spec.source,
+        "model_sha256": model_fingerprint(model),
+        "model_config": model.config.to_dict(),
+        "checkpoint": _checkpoint_record(info),
+        "missing_genes": list(missing),
+        "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
+        "job": str(job.path),
+    }
+
+
+def prepare_job(job: JobDir) -> None:
+    """Create the state arrays and the output store once; a resume finds them prepared.
+
+    The output is a generated brain store on the source's canvas (as :func:`generate_roi`
+    makes it, or an existing one to write the region into), with the region's gene counts
+    copied, and image chunks such that no two blocks share one. A run killed while preparing
+    left no ``prepared.json``, so everything is prepared again.
+    """
+    from napari_teramind.generate.engine import create_state_arrays
+    from napari_teramind.generate.roi import _copy_genes, open_output_store
+    from napari_teramind.store import BrainStore
+
+    if (job.path / PREPARED_FILE).is_file():
+        return
+    source = BrainStore.open(job.spec.source)
+    plan = make_plan(job.spec, source)
+    shutil.rmtree(job.state_dir, ignore_errors=True)
+    create_state_arrays(plan, job.state_dir)
+    out = open_output_store(
+        source,
+        job.spec.output,
+        provenance={"generated_by_job": str(job.path)},
+        image_chunk=int(job.plan["image_chunk"]),
+    )
+    if not plan.output_chunk_safe(out.image_chunk):
+        raise ValueError(
+            f"output store {out.path} has {out.image_chunk} px image chunks, which blocks of "
+            f"{plan.block_px} px at region origin {plan.region[::2]} would share between "
+            "workers; choose a --block-px and --region aligned to its chunks, or a new --out"
+        )
+    _copy_genes(source, out, plan)
+    write_json_atomic(job.path / PREPARED_FILE, {"state": str(job.state_dir)})
+
+
+def update_pyramids(job: JobDir, blocks: list[int]) -> None:
+    """Rebuild the output's image pyramids over finished last-step blocks (one writer only).
+
+    Called by the job's driver process only, so pyramid chunks shared by several blocks are
+    never written concurrently; the viewer sees the output grow.
+    """
+    from napari_teramind.store import BrainStore
+
+    if not blocks:
+        return
+    plan = make_plan(job.spec)
+    out = BrainStore.open(job.spec.output, mode="r+")
+    for b in blocks:
+        blk = plan.block(b)
+        y0, x0 = plan.to_store(blk.y0, blk.x0)
+        y1, x1 = plan.to_store(blk.y1, blk.x1)
+        out.build_pyramids(names=["images"], region=(y0, y1, x0, x1), workers=1)
+
+
+def finalize_job(job: JobDir) -> None:
+    """Finish the output store and delete the state arrays (idempotent).
+
+    Pyramids of the region are rebuilt once more (by this process alone), the region is
+    appended to the store's ``generated_regions`` provenance, and a store whose every slice
+    and pixel was generated is marked complete.
+    """
+    from napari_teramind.generate.engine import GeneSource
+    from napari_teramind.generate.roi import _record_done
+    from napari_teramind.store import BrainStore
+
+    source = BrainStore.open(job.spec.source)
+    plan = make_plan(job.spec, source)
+    out = BrainStore.open(job.spec.output, mode="r+")
+    out.build_pyramids(region=plan.region, workers=1)
+    recorded = [r.get("job") for r in out.metadata.get("generated_regions", [])]
+    if str(job.path) not in recorded:
+        model, info = load_model(job.spec.model, "cpu")
+        missing = GeneSource(source, info.gene_names, job.spec.gene_blind).missing
+        _record_done(out, _record(job, model, info, missing))
+    whole = plan.region == (0, out.height, 0, out.width) and len(plan.slices) == out.n_slices
+    if whole and not out.complete:
+        out.build_pyramids(workers=1)
+        out.update_metadata({"complete": True})
+    shutil.rmtree(job.state_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- units
+class _ClaimLost(Exception):
+    """The unit was taken over by another worker: this worker must not write."""
+
+
+class _Guarded:
+    """Array or store proxy that refuses writes once this worker's claim is gone."""
+
+    def __init__(self, target: Any, still_held: Callable[[], bool]):
+        self._target = target
+        self._still_held = still_held
+
+    def _check(self) -> None:
+        if not self._still_held():
+            raise _ClaimLost
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._check()
+        self._target[key] = value
+
+    def write_images(self, *args: Any) -> None:
+        self._check()
+        self._target.write_images(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+class UnitRunner:
+    """What one worker process keeps between units: the model, opened stores, the plan.
+
+    Parameters
+    ----------
+    job
+        The job.
+    device
+        Torch device of this worker (``"cpu"``, ``"cuda:1"``).
+    """
+
+    def __init__(self, job: JobDir, device: str = "cpu"):
+        from napari_teramind.generate.engine import GeneSource, open_state_arrays
+        from napari_teramind.store import BrainStore
+
+        self.job = job
+        self.device = device
+        self.model, self.info = load_model(job.spec.model, device)
+        self.batch_size = job.spec.batch_size or choose_batch_size(self.model, device)
+        source = BrainStore.open(job.spec.source)
+        self.plan = make_plan(job.spec, source)
+        self.genes = GeneSource(source, self.info.gene_names, job.spec.gene_blind)
+        self.states = open_state_arrays(job.state_dir)
+        self.output = BrainStore.open(job.spec.output, mode="r+")
+
+    def run(self, step: int, block: int, still_held: Callable[[], bool]) -> bool:
+        """Run unit (step, block); write nothing unless ``still_held()``; True when written."""
+        from napari_teramind.generate.engine import run_unit, state_index
+
+        read, write = state_index(step)
+        last = step == self.plan.steps - 1
+        try:
+            run_unit(
+                self.plan,
+                self.model,
+                self.genes,
+                None if read is None else self.states[read],
+                None if last else _Guarded(self.states[write], still_held),
+                step,
+                block,
+                device=self.device,
+                batch_size=self.batch_size,
+                output=_Guarded(self.output, still_held) if last else None,
+                bf16=str(self.device).startswith("cuda"),
+            )
+        except _ClaimLost:
+            return False
+        return True
