@@ -6,7 +6,7 @@ Reads only a coarse pyramid level, so an overview of a whole brain costs a few c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +96,87 @@ def save_overview(
     store: BrainStore, path: str | os.PathLike[str], slice_index: int | None = None, **kwargs
 ) -> Path:
     """Write :func:`overview_figure` to a PNG file and return its path."""
+    return _save(overview_figure(store, slice_index, **kwargs), path)
+
+
+def _save(fig, path: str | os.PathLike[str]) -> Path:
+    """Write a figure to a PNG file atomically and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig = overview_figure(store, slice_index, **kwargs)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def comparison_figure(
+    real: BrainStore,
+    generated: Mapping[str, BrainStore],
+    region: Sequence[int],
+    slice_index: int,
+    attention: str | None = None,
+):
+    """A matplotlib figure: one region of one slice, real next to each generated store.
+
+    Parameters
+    ----------
+    real
+        The real (or phantom) brain store.
+    generated
+        Generated stores by label (e.g. ``{"generated": ..., "gene-blind": ...}``).
+    region
+        ``(y0, y1, x0, x1)`` in image px (read at full resolution: keep it small).
+    slice_index
+        The slice shown.
+    attention
+        Name of an attention map of ``real`` to show over the region (its "all" channels,
+        normalised for display), if any.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y0, y1, x0, x1 = (int(v) for v in region)
+    z = int(slice_index)
+    stores = {"real": real, **dict(generated)}
+    crops = {k: s.images(0)[:, z, y0:y1, x0:x1].compute() for k, s in stores.items()}
+    panels = len(crops) + (1 if attention else 0)
+    fig, axes = plt.subplots(2, panels, figsize=(3.2 * panels, 6.4), squeeze=False)
+    for j, (label, img) in enumerate(crops.items()):
+        axes[0, j].imshow(stain_composite(img[0], img[1]))
+        axes[0, j].set_title(f"{label}: DAPI + PolyT")
+        axes[1, j].imshow(img[0], cmap="gray", vmin=0, vmax=255)
+        axes[1, j].set_title(f"{label}: DAPI")
+    if attention:
+        from napari_teramind.attention.validate import map_score
+
+        gb = real.gene_block_px
+        by = slice(y0 // gb, -(-y1 // gb))
+        bx = slice(x0 // gb, -(-x1 // gb))
+        att = map_score(real, attention, "all", slices=[z])[0, by, bx]
+        axes[0, -1].imshow(att, cmap="inferno", vmin=0, vmax=2)
+        axes[0, -1].set_title(f"{attention} attention ('all')")
+        genes = [real.panel.index(g) for g in real.attention_metadata(attention).get("genes", [])]
+        expr = real.genes(0)[genes, z, by, bx].compute()
+        axes[1, -1].imshow(np.log2(1 + expr.astype(np.float32)).sum(0), cmap="magma")
+        axes[1, -1].set_title(f"{attention} genes log2(1+count)")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(f"slice {z}, region y {y0}:{y1}, x {x0}:{x1} px", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_comparison(
+    real: BrainStore,
+    generated: Mapping[str, BrainStore],
+    region: Sequence[int],
+    slice_index: int,
+    path: str | os.PathLike[str],
+    **kwargs,
+) -> Path:
+    """Write :func:`comparison_figure` to a PNG file and return its path."""
+    return _save(comparison_figure(real, generated, region, slice_index, **kwargs), path)

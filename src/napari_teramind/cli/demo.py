@@ -11,8 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="run the offline demo on the phantom brain",
         description=(
-            "Write the synthetic phantom brain as a brain store, save an overview PNG and, with "
-            "--napari, open the viewer on it. Works offline on a laptop CPU."
+            "Write the synthetic phantom brain as a brain store and an overview PNG, generate a "
+            "region from its genes with the bundled model (and a gene-blind baseline), compute "
+            "the GLUT and DOPA attention maps, evaluate the generated region against the real "
+            "one, and with --napari open the viewer on the results. Works offline on a laptop "
+            "CPU."
         ),
     )
     p.add_argument("--out", default="teramind-demo", help="output folder (default: %(default)s)")
@@ -20,6 +23,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slices", type=int, default=None, help="phantom slices (default: phantom's)")
     p.add_argument("--height", type=int, default=None, help="phantom height in px")
     p.add_argument("--width", type=int, default=None, help="phantom width in px")
+    p.add_argument(
+        "--roi-size",
+        type=int,
+        default=None,
+        help="side of the generated region in px (default: 512; a multiple of 64)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model for generation and attention: 'bundled' (default), a checkpoint or a "
+        "published .ckpt",
+    )
+    p.add_argument(
+        "--no-model",
+        action="store_true",
+        help="only write the phantom and its overview (no generation, attention, evaluation)",
+    )
     p.add_argument("--overwrite", action="store_true", help="rewrite existing outputs")
     p.add_argument("--napari", action="store_true", help="open napari on the result")
     p.set_defaults(func=_run)
@@ -35,14 +55,20 @@ def _run(args: argparse.Namespace) -> int:
         height=args.height,
         width=args.width,
         overwrite=args.overwrite,
+        generate=not args.no_model,
+        model=args.model,
+        **({"roi_px": args.roi_size} if args.roi_size else {}),
     )
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(f"demo finished in {sum(result.seconds.values()):.1f} s ({timings})")
-    print(f"open it in napari:  napari {result.real_store} --plugin napari-teramind")
+    stores = [result.real_store]
+    stores += [p for p in (result.generated_store, result.gene_blind_store) if p is not None]
+    print(f"open it in napari:  napari {' '.join(map(str, stores))} --plugin napari-teramind")
     if args.napari:
         import napari
 
         viewer = napari.Viewer(title="Tera-MIND demo")
-        viewer.open(str(result.real_store), plugin="napari-teramind")
+        for path in stores:
+            viewer.open(str(path), plugin="napari-teramind")
         napari.run()
     return 0
