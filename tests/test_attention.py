@@ -325,8 +325,9 @@ def test_dopa_and_glut_maps_follow_the_planted_programs(store, model, model_gene
 
 
 def test_bundled_model_dopa_auc_above_bar(store):
-    bundled = pytest.importorskip("napari_teramind.model.bundled")
-    model, info = bundled.load_bundled_model()
+    from napari_teramind.model.bundled import load_bundled_model
+
+    model, info = load_bundled_model()
     compute_attention_maps(store, model, "DOPA", checkpoint=info)
     compute_attention_maps(store, model, "GLUT", checkpoint=info)
     auc = planted_auc(store, "DOPA", "DOPA").dropna()
