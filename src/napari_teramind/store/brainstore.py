@@ -685,6 +685,14 @@ class BrainStore:
         """Metadata of derived map ``name`` (channel names, genes, checkpoint, ...)."""
         return dict(self._group[f"attention/{name}"].attrs.get("teramind", {}))
 
+    def update_derived_metadata(self, name: str, values: Mapping[str, Any]) -> None:
+        """Update entries of the metadata of derived map ``name`` (e.g. job progress)."""
+        self._require_writable()
+        if name not in self.attention_names():
+            raise KeyError(f"{self.path} has no derived map {name!r}")
+        grp = self._group[f"attention/{name}"]
+        grp.attrs["teramind"] = {**dict(grp.attrs.get("teramind", {})), **dict(values)}
+
     # ------------------------------------------------------------------ writing
     def _require_writable(self) -> None:
         if not self.writable:
@@ -729,6 +737,23 @@ class BrainStore:
         if not self.has_regions:
             raise BrainStoreError("this store was created without region labels (region_names)")
         self._write("images/labels/regions", (z, y0, x0), np.asarray(data)[None], "uint16")
+
+    def write_derived(self, name: str, z: int, by0: int, bx0: int, data: np.ndarray) -> None:
+        """Write float32 values ``(channels, hb, wb)`` of slice ``z`` into ``attention/<name>``.
+
+        ``(by0, bx0)`` is the element (gene block) offset. Call :meth:`build_pyramids` with
+        ``names=["attention/<name>"]`` after the last write.
+        """
+        group = f"attention/{name}"
+        if name not in self.attention_names():
+            raise KeyError(f"{self.path} has no derived map {name!r}; create it first")
+        data = np.asarray(data)
+        n_channels = self.zarr_array(group, 0).shape[0]
+        if data.ndim != 3 or data.shape[0] != n_channels:
+            raise ValueError(
+                f"{group} data must have shape ({n_channels}, hb, wb), got {data.shape}"
+            )
+        self._write(group, (z, by0, bx0), data[:, None], "float32")
 
     def build_pyramids(
         self,

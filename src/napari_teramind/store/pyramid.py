@@ -45,6 +45,8 @@ def downsample2(block: np.ndarray, method: str) -> np.ndarray:
     d = block[..., 1::2, 1::2]
     if method == "max":
         return np.maximum(np.maximum(a, b), np.maximum(c, d))
+    if np.issubdtype(block.dtype, np.floating):  # derived maps: a true mean, not rounded
+        return ((a + b + c + d) * 0.25).astype(block.dtype)
     acc = a.astype(np.uint32) + b + c + d + 2
     return (acc // 4).astype(block.dtype)
 
