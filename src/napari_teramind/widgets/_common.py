@@ -201,7 +201,15 @@ _MODEL_LOCK = threading.Lock()
 
 def load_model(spec: str | None, device: str = "cpu") -> tuple[Any, Any]:
     """``resolve_model(spec, device)``, cached by (checkpoint, device); safe in a worker."""
-    from napari_teramind.model import resolve_model
+    try:
+        from napari_teramind.model import resolve_model
+    except ImportError:  # TODO(train merge): resolve_model lands with the bundled model
+        from napari_teramind.model.checkpoint import load_checkpoint
+
+        def resolve_model(spec: Any, device: str = "cpu") -> tuple[Any, Any]:
+            if spec is None or spec == "bundled":
+                raise ValueError("no bundled model in this build; choose a checkpoint")
+            return load_checkpoint(spec, map_location=device)
 
     key = (str(Path(spec).resolve()) if spec and spec != "bundled" else "bundled", device)
     with _MODEL_LOCK:
