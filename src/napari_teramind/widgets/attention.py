@@ -1,4 +1,4 @@
-"""The "Attention maps" widget: where does the model link two genes?
+"""The "Attention maps" widget: where the model links two genes.
 
 A thin view over :mod:`napari_teramind.attention`: pick a pathway preset (GLUT, DOPA, BLOD) or
 any two genes of the store's panel (searchable), then compute the maps in a worker
