@@ -292,28 +292,83 @@ def attention_layers(
     *,
     name: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    normalise: bool = True,
+    options: Any = None,
 ) -> list[LayerData]:
-    """One image layer per channel of each attention map, ``"<store> <map> <channel>"``."""
+    """One image layer per channel of each attention map, ``"<store> <map> <channel>"``.
+
+    Maps written by :mod:`napari_teramind.attention` (channels ``<kind>:<gene>``) are shown
+    normalised as published (``log2(1 + G * value)``, ``log2(1 + count)``, masked to where both
+    genes are expressed, Gaussian sigma 2 blocks), lazily per chunk and pyramid level, with
+    black-to-pathway-colour colormaps (METHOD.md appendix B) and additive blending; the
+    ``all:`` channels are visible, the others hidden. Other maps are shown raw with ``magma``.
+
+    Parameters
+    ----------
+    store
+        An open brain store.
+    attention
+        Map names (``store.attention_names()``).
+    name
+        Prefix of the layer names; the store's directory name by default.
+    metadata
+        Extra entries for every layer's ``metadata``.
+    normalise
+        Show the normalised maps (False: raw stored values).
+    options
+        A :class:`napari_teramind.attention.normalise.NormaliseOptions` overriding the map's
+        defaults.
+    """
     prefix = name or store_display_name(store)
     out: list[LayerData] = []
     for att in attention:
         group = f"attention/{att}"
-        channels = list(store.attention_metadata(att).get("channels", []))
+        att_meta = store.attention_metadata(att)
+        channels = list(att_meta.get("channels", []))
         n = store.n_levels(group)
         n_channels = store.attention(att, 0).shape[0]
+        typed = len(channels) == n_channels and all(
+            c.partition(":")[0] in ("up", "down", "all", "expr") and ":" in c for c in channels
+        )
         channels += [str(i) for i in range(len(channels), n_channels)]
+        levels = [store.attention(att, k) for k in range(n)]
+        if normalise and typed and att_meta.get("normalisation"):
+            from napari_teramind.attention.normalise import normalised_levels, options_for
+
+            levels = normalised_levels(store, att, options or options_for(store, att))
+        else:
+            typed = False
         for c, channel in enumerate(channels[:n_channels]):
-            data = [store.attention(att, k)[c] for k in range(n)]
+            data = [lv[c] for lv in levels]
             meta = _metadata(store, "attention", f"{att}/{channel}", metadata)
             kwargs = _base_kwargs(store, f"{prefix} {att} {channel}", group, True, meta)
-            kwargs.update(
-                contrast_limits=attention_contrast_limits(store, att, c),
-                colormap="magma",
-                blending="additive",
-                visible=c == 0,
-            )
+            if typed:
+                kind, _, gene = channel.partition(":")
+                panel = store.panel
+                position = panel.index(gene) if gene in panel else c
+                kwargs.update(
+                    contrast_limits=_display_limits(data[-1]),
+                    colormap=linear_colormap(f"teramind {att} {gene}", gene_color(gene, position)),
+                    blending="additive",
+                    visible=kind == "all",
+                )
+            else:
+                kwargs.update(
+                    contrast_limits=attention_contrast_limits(store, att, c),
+                    colormap="magma",
+                    blending="additive",
+                    visible=c == 0,
+                )
             out.append(_pack(data, kwargs, "image"))
     return out
+
+
+def _display_limits(coarsest: Any) -> tuple[float, float]:
+    """``(0, 99th percentile of the non-zero values)`` of a small normalised level."""
+    values = np.asarray(coarsest.compute() if hasattr(coarsest, "compute") else coarsest)
+    values = values[np.isfinite(values) & (values > 0)]
+    hi = float(np.percentile(values, 99.0)) if values.size else 1.0
+    return (0.0, hi if hi > 0 else 1.0)
 
 
 def _metadata(
