@@ -109,31 +109,6 @@ def attention_progress(item: Any) -> Progress:
     )
 
 
-def expression_vs_attention(
-    store: BrainStore, name: str, z: int, level: int | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per gene of map ``name``: expression and attention ("all") of tissue blocks of slice ``z``.
-
-    Read from the normalised map at a coarse level (a few thousand points).
-    """
-    from napari_teramind.attention.normalise import normalised_levels
-
-    channels = list(store.attention_metadata(name).get("channels", []))
-    levels = normalised_levels(store, name)
-    k = min(len(levels) - 1, 2) if level is None else level
-    data = np.asarray(levels[k][:, z].compute())
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c, channel in enumerate(channels):
-        kind, _, gene = channel.partition(":")
-        if kind != "all" or f"expr:{gene}" not in channels:
-            continue
-        expr = data[channels.index(f"expr:{gene}")].ravel()
-        att = data[c].ravel()
-        keep = expr > 0
-        out[gene] = (expr[keep], att[keep])
-    return out
-
-
 class AttentionPlot(QWidget):
     """A matplotlib canvas: expression (x) against attention (y), one colour per gene."""
 
@@ -151,21 +126,28 @@ class AttentionPlot(QWidget):
         self.setMinimumHeight(260)
         self.points = 0
 
-    def plot(self, series: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> None:
-        """Draw one scatter per gene."""
+    def plot(self, trend: Any, title: str = "") -> None:
+        """Draw a :class:`~napari_teramind.attention.plots.TrendResult`: points and fits."""
         from napari_teramind.layers import gene_color
 
         ax = self.axes
         ax.clear()
-        self.points = 0
-        for i, (gene, (x, y)) in enumerate(series.items()):
-            ax.scatter(x, y, s=4, alpha=0.5, color=gene_color(gene, i), label=gene)
-            self.points += len(x)
+        self.points = len(trend.data)
+        for i, (gene, rows) in enumerate(trend.data.groupby("gene", sort=False)):
+            color = gene_color(str(gene), i)
+            ax.scatter(rows["expression"], rows["attention"], s=4, alpha=0.4, color=color)
+            fit = trend.fits[trend.fits["gene"] == gene].iloc[0]
+            label = f"{gene} (r = {fit['r']:.2f}, n = {int(fit['n'])})"
+            if np.isfinite(fit["slope"]):
+                xs = np.linspace(rows["expression"].min(), rows["expression"].max(), 2)
+                ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color=color, label=label)
+            else:
+                ax.plot([], [], color=color, label=label)
         ax.set_xlabel("expression (normalised)")
         ax.set_ylabel("attention, all (normalised)")
         ax.set_title(title, fontsize=9)
-        if series:
-            ax.legend(fontsize=8, markerscale=3)
+        if self.points:
+            ax.legend(fontsize=8)
         self.canvas.draw_idle()
 
 
@@ -397,8 +379,6 @@ class AttentionWidget(QWidget):
                 self.viewer.layers.remove(layer)
         self.layers = []
         for data, kwargs, kind in layer_data:
-            channel = kwargs["metadata"].get("teramind_channel", "")
-            kwargs["visible"] = channel.split("/", 1)[-1].startswith(("all", "expr"))
             self.layers.append(self.viewer._add_layer_from_data(data, kwargs, kind)[0])
         self.map_name = name
         if self.maps_combo.findText(name) < 0:
@@ -417,16 +397,22 @@ class AttentionWidget(QWidget):
         return self.plot
 
     def update_plot(self) -> None:
-        """Re-plot for the slice on screen."""
+        """Re-plot for the slice on screen.
+
+        Uses :func:`~napari_teramind.attention.plots.trend_data` at pyramid level 2 (a few
+        thousand points, read quickly on the GUI thread).
+        """
         if self.store is None or self.map_name is None:
             return
         z = current_slice(self.viewer, self.store)
+        from napari_teramind.attention.plots import trend_data
+
         try:
-            series = expression_vs_attention(self.store, self.map_name, z)
+            trend = trend_data(self.store, self.map_name, slices=[z])
         except Exception as exc:
             notify_error("Cannot plot the attention map", exc)
             return
-        self.show_plot().plot(series, f"{self.map_name}, slice {z}")
+        self.show_plot().plot(trend, f"{self.map_name}: attention vs expression, slice {z}")
 
     def _slice_changed(self, event: Any = None) -> None:
         if self.plot is not None:
