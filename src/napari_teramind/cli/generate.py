@@ -1,0 +1,180 @@
+"""``teramind generate`` (run or resume a generation job) and ``teramind jobs`` (monitor them)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` and ``jobs`` sub-commands."""
+    p = subparsers.add_parser(
+        "generate",
+        help="generate images for a region of a brain store (a resumable job)",
+        description=(
+            "Generate DAPI/PolyT images for a region and slices of a brain store from its gene "
+            "counts. The work is a job directory (spec, state, manifest of done units): kill it "
+            "at any point and continue with 'teramind generate --resume DIR'; the result is the "
+            "same as an uninterrupted run. Watch it with 'teramind jobs status DIR'."
+        ),
+    )
+    p.add_argument("store", nargs="?", help="source brain store (genes are read from it)")
+    p.add_argument("--resume", metavar="DIR", help="continue the job in DIR (no other options)")
+    p.add_argument("--region", nargs=4, type=int, metavar=("Y0", "Y1", "X0", "X1"),
+                   help="region in image pixels (default: the whole canvas)")  # fmt: skip
+    p.add_argument("--slices", help="slices to generate: '0-3', '0,1,4' (default: all)")
+    p.add_argument("--model", default="bundled", help="'bundled' or a checkpoint path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", default="ddim")
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--block-px", type=int, default=512, help="block edge in px (multiple of 64)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="patches per forward (default: fit device)"
+    )
+    p.add_argument("--out", help="output brain store (default: JOB_DIR/generated.zarr)")
+    p.add_argument("--job-dir", help="job directory (default: OUT without .zarr + '.job')")
+    p.add_argument("--executor", choices=("inprocess", "local", "dask"), default="inprocess")
+    p.add_argument("--devices", help="local executor: devices, e.g. cuda:0,cuda:1")
+    p.add_argument("--workers", type=int, help="local: CPU processes; dask: LocalCluster size")
+    p.add_argument("--scheduler", help="dask executor: scheduler address (default: LocalCluster)")
+    p.add_argument("--device", default="cpu", help="in-process executor device (cpu, cuda)")
+    p.add_argument("--gene-blind", action="store_true", help="zero gene counts (baseline)")
+    p.add_argument(
+        "--lease", type=float, default=None, help="s without heartbeat before takeover (300)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing job and output")
+    p.add_argument("--no-space-check", action="store_true", help="skip the free-space check")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_generate)
+
+    j = subparsers.add_parser(
+        "jobs",
+        help="status, list and cancel generation jobs",
+        description="Monitor and cancel generation jobs (directories made by teramind generate).",
+    )
+    js = j.add_subparsers(dest="jobs_command", metavar="<action>")
+    s = js.add_parser("status", help="progress, speed and remaining time of a job")
+    s.add_argument("job_dir")
+    s.set_defaults(func=_status)
+    s = js.add_parser("list", help="every job under a directory, one line each")
+    s.add_argument("root")
+    s.set_defaults(func=_list)
+    s = js.add_parser("cancel", help="ask a job's workers to stop after their current unit")
+    s.add_argument("job_dir")
+    s.set_defaults(func=_cancel)
+    j.set_defaults(func=lambda a: j.print_help() or 0)
+
+
+def parse_slices(text: str) -> list[int]:
+    """``'0-3,6'`` -> ``[0, 1, 2, 3, 6]``."""
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            try:
+                lo, hi = int(a), int(b)
+            except ValueError as exc:
+                raise ValueError(f"bad slice range {part!r} in --slices {text!r}") from exc
+            out.extend(range(lo, hi + 1))
+        else:
+            try:
+                out.append(int(part))
+            except ValueError as exc:
+                raise ValueError(f"bad slice {part!r} in --slices {text!r}; e.g. 0-3,6") from exc
+    return out
+
+
+def _progress_printer(quiet: bool):
+    if quiet:
+        return None
+
+    def show(p) -> None:
+        eta = f", ~{p.eta_s:.0f}s left" if p.eta_s is not None else ""
+        step = min(p.step + 1, p.n_steps)
+        print(f"step {step}/{p.n_steps}  units {p.units_done}/{p.units_total} "
+              f"({p.fraction:.0%}){eta}", flush=True)  # fmt: skip
+
+    return show
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from napari_teramind.generate.executors import run_job
+    from napari_teramind.generate.job import JobSpec, create_job
+
+    if args.resume:
+        if args.store:
+            raise ValueError("--resume DIR takes no STORE: the job's spec.json has the inputs")
+        out = run_job(args.resume, progress=_progress_printer(args.quiet), device=args.device)
+        print(f"generated {out}")
+        return 0
+    if not args.store:
+        raise ValueError("give a source STORE, or --resume DIR to continue a job")
+    from napari_teramind.store import BrainStore
+
+    store = BrainStore.open(args.store)
+    z, h, w = store.shape
+    region = tuple(args.region) if args.region else (0, h, 0, w)
+    slices = parse_slices(args.slices) if args.slices else list(range(z))
+    if args.out:
+        out = Path(args.out)
+    elif args.job_dir:
+        out = Path(args.job_dir) / "generated.zarr"
+    else:
+        raise ValueError("give --out OUT.zarr (and optionally --job-dir DIR)")
+    job_dir = Path(args.job_dir) if args.job_dir else out.with_suffix(".job")
+    extra = {}
+    if args.lease is not None:
+        extra["lease_s"] = args.lease
+    spec = JobSpec(
+        source=str(args.store),
+        model=args.model,
+        region=region,
+        slices=tuple(slices),
+        output=str(out),
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        block_px=args.block_px,
+        batch_size=args.batch_size,
+        executor=args.executor,
+        devices=tuple(args.devices.split(",")) if args.devices else None,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        gene_blind=args.gene_blind,
+        **extra,
+    )
+    job = create_job(job_dir, spec, overwrite=args.overwrite, check_space=not args.no_space_check)
+    if not args.quiet:
+        print(f"job {job.path}: {job.n_steps} steps x {job.n_blocks} blocks", flush=True)
+    result = run_job(job.path, progress=_progress_printer(args.quiet), device=args.device)
+    print(f"generated {result}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from napari_teramind.generate.job import job_status
+
+    print(job_status(args.job_dir).summary())
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from napari_teramind.generate.job import list_jobs
+
+    jobs = list_jobs(args.root)
+    if not jobs:
+        print(f"no jobs under {args.root}")
+    for st in jobs:
+        print(f"{st.state:<12} {st.fraction:6.1%}  {st.units_done}/{st.units_total}  {st.path}")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from napari_teramind.generate.job import cancel_job
+
+    st = cancel_job(args.job_dir)
+    print(f"cancel requested; state now {st.state}")
+    return 0

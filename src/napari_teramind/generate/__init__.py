@@ -1,0 +1,1 @@
+"""Generation: the step-synchronous engine and resumable jobs."""

@@ -1,0 +1,76 @@
+"""Per-process model loading (cached by checkpoint), device autocast and batch-size choice."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+#: Patches per forward on CPU when no batch size is given.
+CPU_BATCH = 64
+
+_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def load_model(model: str, device: str = "cpu") -> tuple[Any, Any]:
+    """Load ``"bundled"`` or a checkpoint path once per process and device (cached).
+
+    Returns the model (``eval()``, on ``device``) and its ``CheckpointInfo``. Uses
+    ``napari_teramind.model.resolve_model`` where it exists (bundled model, published
+    ``.ckpt`` import), otherwise loads a native checkpoint.
+    """
+    key = (model, str(device))
+    if key not in _MODELS:
+        try:
+            from napari_teramind.model import resolve_model
+        except ImportError:
+            resolve_model = None
+        if resolve_model is not None:
+            m, info = resolve_model(None if model == "bundled" else model, device=device)
+        elif model == "bundled":
+            raise RuntimeError(
+                "this napari-teramind has no bundled model yet; pass --model PATH of a checkpoint"
+            )
+        else:
+            from napari_teramind.model import load_checkpoint
+
+            m, info = load_checkpoint(model, map_location=device)
+        _MODELS[key] = (m.eval(), info)
+    return _MODELS[key]
+
+
+def autocast(device: str):
+    """bf16 autocast on CUDA, nothing elsewhere (CPU results stay float32 and bit-exact)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def choose_batch_size(model, device: str, fraction: float = 0.5, cap: int = 4096) -> int:
+    """Patches per forward that fit in ``fraction`` of the device's free memory.
+
+    On CUDA, a probe forward (encoder + collage decoder of a 4 x 4 patch grid, under bf16
+    autocast) measures the peak memory per patch; on CPU :data:`CPU_BATCH`.
+    """
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return CPU_BATCH
+    dev = torch.device(device)
+    cfg = model.config
+    n, k = 16, 4
+    x = torch.randn(n, cfg.in_channels, cfg.patch_size, cfg.patch_size, device=dev)
+    genes = torch.zeros(n, cfg.n_genes, cfg.gene_slices, cfg.gene_grid, cfg.gene_grid, device=dev)
+    torch.cuda.synchronize(dev)
+    base = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    with torch.no_grad(), autocast(device):
+        feats = model.encode(x, genes, 500)
+        model.decode_collage(feats, (1, k, k), 500)
+    torch.cuda.synchronize(dev)
+    per_patch = max(1, (torch.cuda.max_memory_allocated(dev) - base)) / n
+    del feats
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(dev)
+    return int(max(1, min(cap, fraction * free // per_patch)))

@@ -1,0 +1,609 @@
+"""Generation jobs on disk: spec, manifest of done units, claims, cancel, status, disk check.
+
+A job directory holds everything a worker needs, so any process on any machine that sees the
+directory (local disk or a shared filesystem) can work on the job::
+
+    JOB/
+      spec.json                      what to generate (JobSpec), written once, atomically
+      state/                         the engine's ping-pong state arrays (x_t of two steps)
+      manifest/step-003/block-00012  one marker per done (step, block) unit (JSON, atomic)
+      manifest/step-002.done         a finished step: its markers folded into one file
+      claims/step-003/block-00012.0  who is working on a unit (see ``claims.py``)
+      cancel                         present = cancel requested; workers stop between units
+      complete.json                  the job finished and its output store is complete
+      workers/<name>.error           traceback of a worker that failed
+
+A unit is recorded only after its data write returned: the marker is written with
+:func:`~napari_teramind.store.atomic.write_json_atomic` (temporary file, fsync, rename) after the
+engine wrote the block. A crash before the rename leaves no marker and the unit is redone; units
+are deterministic and idempotent (same input state, same output bytes), so redoing one is
+harmless. One marker file per unit (rather than an append-only log) because a rename is atomic
+on every filesystem, including network ones where concurrent appends from several machines are
+not, and because readers never have to parse a torn tail. Markers of a finished step are folded
+into one ``step-NNN.done`` file, so the directory holds at most one step's markers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_teramind.generate.claims import DEFAULT_LEASE_S, ClaimBoard
+from napari_teramind.store.atomic import read_json, write_json_atomic
+
+SPEC_FILE = "spec.json"
+COMPLETE_FILE = "complete.json"
+CANCEL_FILE = "cancel"
+EXECUTORS = ("inprocess", "local", "dask")
+JOB_FORMAT = 1
+
+
+class JobCancelled(RuntimeError):
+    """Raised by a run when a cancel request stopped it between units."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a generation job produces; everything a worker process needs to do any unit.
+
+    Attributes
+    ----------
+    source
+        Absolute path of the source brain store (genes are read from it).
+    model
+        ``"bundled"`` or the absolute path of a checkpoint, so worker processes can load it.
+    region
+        ``(y0, y1, x0, x1)`` in image pixels.
+    slices
+        Slice indices of the source store to generate.
+    seed, sampler, steps
+        Initial-noise seed, sampler name and number of sampler steps.
+    block_px
+        Edge of a block (one work unit per step) in pixels; a multiple of 64.
+    batch_size
+        Patches per model forward; None chooses one (fits GPU memory on CUDA).
+    output
+        Absolute path of the generated brain store.
+    executor
+        ``"inprocess"``, ``"local"`` or ``"dask"``.
+    devices, workers, scheduler
+        Local executor: one worker per device, or ``workers`` CPU processes. Dask executor:
+        the scheduler address (None starts a LocalCluster with ``workers`` workers).
+    gene_blind
+        Feed zero gene counts (evaluation baseline).
+    lease_s
+        Seconds without heartbeat after which another worker takes over a unit.
+    """
+
+    source: str
+    model: str
+    region: tuple[int, int, int, int]
+    slices: tuple[int, ...]
+    output: str
+    seed: int = 0
+    sampler: str = "ddim"
+    steps: int = 15
+    block_px: int = 512
+    batch_size: int | None = None
+    executor: str = "inprocess"
+    devices: tuple[str, ...] | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    gene_blind: bool = False
+    lease_s: float = DEFAULT_LEASE_S
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (what ``spec.json`` holds)."""
+        d = dataclasses.asdict(self)
+        d["region"] = list(self.region)
+        d["slices"] = list(self.slices)
+        d["devices"] = list(self.devices) if self.devices else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        """Read the form written by :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names - {"format", "created", "software", "plan"}
+        if unknown:
+            raise ValueError(f"unknown job spec fields {sorted(unknown)}: spec.json is damaged")
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["region"] = tuple(int(v) for v in kw["region"])
+        kw["slices"] = tuple(int(v) for v in kw["slices"])
+        if kw.get("devices"):
+            kw["devices"] = tuple(kw["devices"])
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> JobSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _step_name(step: int) -> str:
+    return f"step-{step:03d}"
+
+
+def _block_name(block: int) -> str:
+    return f"block-{block:05d}"
+
+
+def unit_key(step: int, block: int) -> str:
+    """The claim/manifest key of unit (step, block)."""
+    return f"{_step_name(step)}/{_block_name(block)}"
+
+
+class JobDir:
+    """A job directory: paths, manifest, claims and cancel flag.
+
+    Parameters
+    ----------
+    path
+        The job directory (must contain ``spec.json``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path).resolve()
+        spec_path = self.path / SPEC_FILE
+        if not spec_path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a generation job directory (no {SPEC_FILE}); create one "
+                "with `teramind generate ... --job-dir DIR`"
+            )
+        raw = read_json(spec_path)
+        self.raw = raw
+        self.spec = JobSpec.from_dict(raw)
+        self.plan: dict[str, Any] = dict(raw.get("plan") or {})
+        self.claims = ClaimBoard(self.path / "claims", lease_s=self.spec.lease_s)
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def state_dir(self) -> Path:
+        """Directory of the engine's state arrays."""
+        return self.path / "state"
+
+    @property
+    def manifest_dir(self) -> Path:
+        """Directory of the done markers."""
+        return self.path / "manifest"
+
+    @property
+    def n_steps(self) -> int:
+        """Number of sampler steps."""
+        return int(self.plan["n_steps"])
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of blocks per step."""
+        return int(self.plan["n_blocks"])
+
+    @property
+    def units_total(self) -> int:
+        """Number of (step, block) units."""
+        return self.n_steps * self.n_blocks
+
+    # ------------------------------------------------------------------ manifest
+    def _marker(self, step: int, block: int) -> Path:
+        return self.manifest_dir / _step_name(step) / _block_name(block)
+
+    def _step_file(self, step: int) -> Path:
+        return self.manifest_dir / f"{_step_name(step)}.done"
+
+    def step_done(self, step: int) -> bool:
+        """Whether every block of ``step`` is recorded done."""
+        if self._step_file(step).is_file():
+            return True
+        return len(self.done_blocks(step)) == self.n_blocks
+
+    def unit_done(self, step: int, block: int) -> bool:
+        """Whether unit (step, block) is recorded done."""
+        # marker first: a step's markers are only removed after its .done file exists
+        return self._marker(step, block).is_file() or self._step_file(step).is_file()
+
+    def done_blocks(self, step: int) -> set[int]:
+        """Blocks of ``step`` recorded done."""
+        if self._step_file(step).is_file():
+            return set(range(self.n_blocks))
+        try:
+            names = os.listdir(self.manifest_dir / _step_name(step))
+        except FileNotFoundError:
+            return set()
+        return {int(n[6:]) for n in names if n.startswith("block-") and n[6:].isdigit()}
+
+    def record_unit(self, step: int, block: int, info: dict[str, Any]) -> None:
+        """Record unit (step, block) done; call only after its data write returned."""
+        path = self._marker(step, block)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, info)
+
+    def finish_step(self, step: int) -> None:
+        """Fold a finished step's markers into ``step-NNN.done`` (idempotent).
+
+        The folded file keeps the timing figures ``status`` needs (first start, last finish,
+        unit seconds), then the per-unit markers and the step's claims are removed.
+        """
+        target = self._step_file(step)
+        if target.is_file():
+            return
+        started, finished, seconds = [], [], 0.0
+        for b in range(self.n_blocks):
+            try:
+                info = read_json(self._marker(step, b))
+            except FileNotFoundError as exc:
+                raise RuntimeError(
+                    f"step {step} cannot be closed: block {b} has no done marker"
+                ) from exc
+            started.append(float(info.get("started", 0.0)))
+            finished.append(float(info.get("finished", 0.0)))
+            seconds += float(info.get("seconds", 0.0))
+        write_json_atomic(
+            target,
+            {
+                "step": step,
+                "n_blocks": self.n_blocks,
+                "started": min(started),
+                "finished": max(finished),
+                "unit_seconds": seconds,
+                "finish_times": sorted(finished)[-64:],
+            },
+        )
+        shutil.rmtree(self.manifest_dir / _step_name(step), ignore_errors=True)
+        shutil.rmtree(self.claims.root / _step_name(step), ignore_errors=True)
+
+    def units_done(self) -> int:
+        """Number of (step, block) units recorded done."""
+        return sum(len(self.done_blocks(s)) for s in range(self.n_steps))
+
+    def current_step(self) -> int:
+        """The first step not finished (``n_steps`` when all are)."""
+        for s in range(self.n_steps):
+            if not self.step_done(s):
+                return s
+        return self.n_steps
+
+    # ------------------------------------------------------------------ cancel / complete
+    def request_cancel(self) -> None:
+        """Ask every worker to stop after its current unit."""
+        write_json_atomic(self.path / CANCEL_FILE, {"requested": time.time()})
+
+    def cancel_requested(self) -> bool:
+        """Whether a cancel request is pending."""
+        return (self.path / CANCEL_FILE).exists()
+
+    def clear_cancel(self) -> None:
+        """Withdraw a cancel request (a resume does this)."""
+        (self.path / CANCEL_FILE).unlink(missing_ok=True)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the job finished and its output store is complete."""
+        return (self.path / COMPLETE_FILE).is_file()
+
+    def mark_complete(self, info: dict[str, Any]) -> None:
+        """Record the job finished."""
+        write_json_atomic(self.path / COMPLETE_FILE, info)
+
+    def worker_errors(self) -> dict[str, str]:
+        """Tracebacks of failed workers, by worker name."""
+        d = self.path / "workers"
+        if not d.is_dir():
+            return {}
+        return {p.stem: p.read_text() for p in sorted(d.glob("*.error"))}
+
+
+# ---------------------------------------------------------------------- disk space
+def format_bytes(n: float) -> str:
+    """Human-readable size (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_disk_space(needs: Sequence[tuple[str | os.PathLike[str], int]], margin: float = 0.05):
+    """Check that each filesystem has room for what will be written to it.
+
+    Parameters
+    ----------
+    needs
+        ``(path, bytes)`` pairs: bytes that will be written under each path. Paths on the same
+        filesystem are summed.
+    margin
+        Fraction of the filesystem's size kept free in addition.
+
+    Raises
+    ------
+    OSError
+        When a filesystem lacks room, with the predicted and free figures and the fixes.
+    """
+    by_dev: dict[int, dict[str, Any]] = {}
+    for path, nbytes in needs:
+        where = _existing_parent(Path(path))
+        dev = os.stat(where).st_dev
+        entry = by_dev.setdefault(dev, {"paths": [], "bytes": 0, "where": where})
+        entry["paths"].append(str(path))
+        entry["bytes"] += int(nbytes)
+    for entry in by_dev.values():
+        usage = shutil.disk_usage(entry["where"])
+        need = entry["bytes"] + int(margin * usage.total)
+        if need > usage.free:
+            raise OSError(
+                f"not enough disk space for this job on the filesystem of {entry['where']}: it "
+                f"needs about {format_bytes(entry['bytes'])} (for {', '.join(entry['paths'])}) "
+                f"plus a {margin:.0%} reserve ({format_bytes(margin * usage.total)}), but only "
+                f"{format_bytes(usage.free)} are free. Free space, put --job-dir or --out on "
+                "another disk, or generate a smaller --region / fewer --slices."
+            )
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------- create
+RUN_FILE = "run.json"
+
+
+def _validate_spec(spec: JobSpec) -> None:
+    """Check a spec against its source store; errors name the problem and the fix."""
+    from napari_teramind.store import BrainStore
+
+    if spec.executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {spec.executor!r}; use one of {', '.join(EXECUTORS)}")
+    if spec.steps < 1:
+        raise ValueError(f"steps must be at least 1, got {spec.steps}")
+    if spec.block_px < 64 or spec.block_px % 64:
+        raise ValueError(
+            f"block size {spec.block_px} px is not a positive multiple of 64 (the patch size); "
+            "use e.g. --block-px 512"
+        )
+    if spec.batch_size is not None and spec.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {spec.batch_size}")
+    if spec.workers is not None and spec.workers < 1:
+        raise ValueError(f"workers must be at least 1, got {spec.workers}")
+    if not Path(spec.source).exists():
+        raise FileNotFoundError(
+            f"source brain store {spec.source} does not exist; give the path of a brain store "
+            "(make one with `teramind ingest` or `teramind phantom`)"
+        )
+    store = BrainStore.open(spec.source)
+    z, h, w = store.shape
+    y0, y1, x0, x1 = spec.region
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        raise ValueError(
+            f"region y {y0}:{y1}, x {x0}:{x1} is not inside the {h} x {w} px canvas of "
+            f"{spec.source}; give --region y0 y1 x0 x1 with 0 <= y0 < y1 <= {h} and "
+            f"0 <= x0 < x1 <= {w}"
+        )
+    if not spec.slices:
+        raise ValueError("no slices to generate; give --slices")
+    bad = [s for s in spec.slices if not 0 <= s < z]
+    if bad:
+        raise ValueError(
+            f"slices {bad} are outside the store's {z} slices (0..{z - 1}); fix --slices"
+        )
+    if spec.model != "bundled" and not Path(spec.model).exists():
+        raise FileNotFoundError(
+            f"model checkpoint {spec.model} does not exist; give --model bundled or the path "
+            "of a checkpoint"
+        )
+
+
+def create_job(job_dir: str | os.PathLike[str], spec: JobSpec, *, overwrite: bool = False,
+               check_space: bool = True) -> JobDir:  # fmt: skip
+    """Validate a job, predict its disk use, check free space and write its directory.
+
+    Parameters
+    ----------
+    job_dir
+        New (or empty) directory for the job.
+    spec
+        What to generate. Relative paths are made absolute, so workers started elsewhere
+        find the source, model and output.
+    overwrite
+        Replace an existing job directory and output store.
+    check_space
+        Compare the predicted disk use with free space (raises ``OSError`` when short).
+
+    Returns
+    -------
+    JobDir
+        The new job; run it with :func:`~napari_teramind.generate.executors.run_job`.
+    """
+    from napari_teramind.generate import _bridge
+
+    job_dir = Path(job_dir).resolve()
+    spec = spec.replace(
+        source=str(Path(spec.source).resolve()),
+        output=str(Path(spec.output).resolve()),
+        model=spec.model if spec.model == "bundled" else str(Path(spec.model).resolve()),
+        region=tuple(int(v) for v in spec.region),
+        slices=tuple(int(s) for s in spec.slices),
+    )
+    _validate_spec(spec)
+    if job_dir.exists() and any(job_dir.iterdir()):
+        if not overwrite:
+            hint = (
+                " (it is a job: continue it with --resume)"
+                if (job_dir / SPEC_FILE).exists()
+                else ""
+            )
+            raise FileExistsError(
+                f"job directory {job_dir} is not empty{hint}; choose another --job-dir or "
+                "pass --overwrite"
+            )
+        shutil.rmtree(job_dir)
+    if Path(spec.output).exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"output store {spec.output} already exists; choose another --out or pass "
+                "--overwrite"
+            )
+        shutil.rmtree(spec.output)
+    plan = _bridge.plan_job(spec)
+    if check_space:
+        check_disk_space([(job_dir, plan["state_nbytes"]), (spec.output, plan["output_nbytes"])])
+    job_dir.mkdir(parents=True, exist_ok=True)
+    from napari_teramind import __version__
+
+    doc = dict(spec.to_dict(), format=JOB_FORMAT, created=now_iso(),
+               software=f"napari-teramind {__version__}", plan=plan)  # fmt: skip
+    write_json_atomic(job_dir / SPEC_FILE, doc)
+    return JobDir(job_dir)
+
+
+# ---------------------------------------------------------------------- status
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job, read from its directory only (safe while workers run).
+
+    Attributes
+    ----------
+    state
+        ``"not started"``, ``"running"``, ``"cancelling"``, ``"cancelled"``, ``"stopped"``
+        (killed or interrupted: resume it), ``"failed"`` or ``"complete"``.
+    rate, eta_s
+        Units per second over the most recent finished units, and the remaining time at that
+        rate (None when not known).
+    """
+
+    path: str
+    state: str
+    step: int
+    n_steps: int
+    n_blocks: int
+    units_done: int
+    units_total: int
+    rate: float | None
+    eta_s: float | None
+    workers: tuple[str, ...]
+    output: str
+    errors: dict[str, str]
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of units done."""
+        return self.units_done / self.units_total if self.units_total else 1.0
+
+    def summary(self) -> str:
+        """A few human-readable lines (what ``teramind jobs status`` prints)."""
+        step = min(self.step + 1, self.n_steps)
+        lines = [
+            f"job      {self.path}",
+            f"state    {self.state}",
+            f"progress {self.fraction:6.1%}  units {self.units_done}/{self.units_total}  "
+            f"step {step}/{self.n_steps}  ({self.n_blocks} blocks per step)",
+        ]
+        if self.rate:
+            eta = _format_duration(self.eta_s) if self.eta_s is not None else "?"
+            lines.append(f"speed    {self.rate:.3g} units/s ({60 * self.rate:.3g}/min), "
+                         f"remaining ~{eta}")  # fmt: skip
+        else:
+            lines.append("speed    unknown (fewer than two units finished recently)")
+        if self.workers:
+            lines.append(f"workers  {', '.join(self.workers)}")
+        lines.append(f"output   {self.output}")
+        for name, err in self.errors.items():
+            last = err.strip().splitlines()[-1] if err.strip() else ""
+            lines.append(f"error    {name}: {last}")
+        return "\n".join(lines)
+
+
+def _format_duration(s: float) -> str:
+    s = round(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def _recent_finish_times(job: JobDir) -> list[float]:
+    times: list[float] = []
+    for s in range(job.n_steps):
+        f = job._step_file(s)
+        if f.is_file():
+            times.extend(read_json(f).get("finish_times", []))
+            continue
+        d = job.manifest_dir / _step_name(s)
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.name.startswith("block-"):
+                    try:
+                        times.append(float(read_json(p)["finished"]))
+                    except (FileNotFoundError, ValueError, KeyError):
+                        pass
+        break
+    return sorted(times)[-64:]
+
+
+def _run_alive(job: JobDir) -> bool:
+    from napari_teramind.generate.claims import claim_info, is_stale
+
+    path = job.path / RUN_FILE
+    if not path.is_file():
+        return False
+    return not is_stale(claim_info(path), job.spec.lease_s)
+
+
+def job_status(job_dir: str | os.PathLike[str]) -> JobStatus:
+    """Progress, speed, remaining time and state of a job, from its directory."""
+    job = JobDir(job_dir)
+    done = job.units_done()
+    step = job.current_step()
+    times = _recent_finish_times(job)
+    rate = eta = None
+    if len(times) >= 2 and times[-1] > times[0]:
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        eta = (job.units_total - done) / rate
+    live = job.claims.live_claims()
+    workers = tuple(sorted({str(c.get("worker")) for c in live}))
+    errors = job.worker_errors()
+    running = bool(live) or _run_alive(job)
+    if job.complete:
+        state, eta = "complete", 0.0
+    elif running:
+        state = "cancelling" if job.cancel_requested() else "running"
+    elif job.cancel_requested():
+        state = "cancelled"
+    elif errors:
+        state = "failed"
+    elif done == 0:
+        state = "not started"
+    else:
+        state = "stopped"
+    return JobStatus(str(job.path), state, step, job.n_steps, job.n_blocks, done,
+                     job.units_total, rate, eta, workers, job.spec.output, errors)  # fmt: skip
+
+
+def list_jobs(root: str | os.PathLike[str]) -> list[JobStatus]:
+    """Status of every job directory under ``root`` (searched two levels deep)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory")
+    found = []
+    for pattern in (SPEC_FILE, f"*/{SPEC_FILE}", f"*/*/{SPEC_FILE}"):
+        found.extend(p.parent for p in root.glob(pattern))
+    return [job_status(d) for d in sorted(set(found))]
+
+
+def cancel_job(job_dir: str | os.PathLike[str]) -> JobStatus:
+    """Ask every worker of a job to stop after its current unit; returns the status."""
+    job = JobDir(job_dir)
+    if not job.complete:
+        job.request_cancel()
+    return job_status(job_dir)

@@ -1,0 +1,322 @@
+"""Generation jobs: resume after kills, executors agree bit for bit, claims, disk check, status.
+
+Everything runs on CPU with a tiny seeded random model saved as a native checkpoint, on a tiny
+phantom brain (4 slices, a 256 x 256 px region, 3 DDIM steps, 128 px blocks: 12 units).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_teramind.generate.claims import ClaimBoard, Owner
+from napari_teramind.generate.executors import iter_job, run_job
+from napari_teramind.generate.job import (
+    JobCancelled,
+    JobDir,
+    JobSpec,
+    cancel_job,
+    check_disk_space,
+    create_job,
+    job_status,
+    list_jobs,
+)
+from napari_teramind.model import ModelConfig, TeraMindUNet, save_checkpoint
+from napari_teramind.phantom import PhantomSpec, write_phantom
+from napari_teramind.store import BrainStore, GenePanel
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+REGION = (0, 256, 64, 320)
+SLICES = (0, 1, 2, 3)
+STEPS = 3
+BLOCK = 128
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny phantom store and a seeded random tiny model saved as a native checkpoint."""
+    d = tmp_path_factory.mktemp("jobs-inputs")
+    spec = PhantomSpec(seed=5, n_slices=4, height=256, width=384)
+    write_phantom(d / "phantom.zarr", spec, workers=1, executor="thread")
+    torch.manual_seed(0)
+    model = TeraMindUNet(ModelConfig.preset("tiny", len(spec.gene_names))).eval()
+    save_checkpoint(d / "model", model, None, list(spec.gene_names))
+    return d / "phantom.zarr", d / "model"
+
+
+def _spec(inputs, out: Path, **kw) -> JobSpec:
+    store, model = inputs
+    base = dict(source=str(store), model=str(model), region=REGION, slices=SLICES,
+                output=str(out), seed=7, steps=STEPS, block_px=BLOCK, batch_size=16)  # fmt: skip
+    base.update(kw)
+    return JobSpec(**base)
+
+
+def _images(path: Path) -> np.ndarray:
+    store = BrainStore.open(path)
+    assert store.complete
+    y0, y1, x0, x1 = REGION
+    return np.asarray(store.images()[:, list(SLICES), y0:y1, x0:x1])
+
+
+def _written_units(job: JobDir) -> list[tuple[str, int, int]]:
+    """Every (worker, step, block) data write recorded in the per-worker audit logs."""
+    rows = []
+    for log in (job.path / "workers").glob("*.units"):
+        for line in log.read_text().splitlines():
+            step, block = map(int, line.split()[:2])
+            rows.append((log.stem, step, block))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    """The uninterrupted in-process run every other run is compared with."""
+    d = tmp_path_factory.mktemp("jobs-ref")
+    job = create_job(d / "job", _spec(inputs, d / "out.zarr"))
+    seen = []
+    out = run_job(job.path, progress=seen.append)
+    assert out == d / "out.zarr"
+    assert [p.units_done for p in seen[:-1]] == list(range(1, job.units_total + 1))
+    img = _images(out)
+    assert img.dtype == np.uint8 and img.std() > 0
+    return img, job
+
+
+def test_inprocess_job_completes_and_cleans_up(reference):
+    _, job = reference
+    st = job_status(job.path)
+    assert st.state == "complete" and st.units_done == st.units_total == STEPS * 4
+    assert not any(job.state_dir.rglob("*.json")) if job.state_dir.exists() else True
+    # every unit written exactly once, all steps folded, no claims left
+    units = _written_units(job)
+    assert sorted((s, b) for _, s, b in units) == [(s, b) for s in range(STEPS) for b in range(4)]
+    assert sorted(p.name for p in job.manifest_dir.iterdir()) == [
+        f"step-{s:03d}.done" for s in range(STEPS)
+    ]
+    assert not job.claims.live_claims()
+
+
+# ---------------------------------------------------------------------- (a) resume
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "napari_teramind.cli", *args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _kill_after(cmd: list[str], job_dir: Path, at_least: int, extra_s: float) -> int:
+    """Start ``cmd``, SIGKILL it once ``at_least`` units are done (+ a random delay)."""
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while proc.poll() is None:
+            if (job_dir / "spec.json").is_file() and JobDir(job_dir).units_done() >= at_least:
+                time.sleep(extra_s)
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    return JobDir(job_dir).units_done()
+
+
+def test_resume_after_kills_equals_uninterrupted(inputs, reference, tmp_path):
+    """(a) SIGKILL the CLI three times at random points, resume, compare bit for bit."""
+    ref, _ = reference
+    store, model = inputs
+    job_dir, out = tmp_path / "job", tmp_path / "out.zarr"
+    rng = random.Random(1234)
+    y0, y1, x0, x1 = REGION
+    first = _cli("generate", str(store), "--region", str(y0), str(y1), str(x0), str(x1),
+                 "--slices", "0-3", "--model", str(model), "--seed", "7", "--steps", str(STEPS),
+                 "--block-px", str(BLOCK), "--batch-size", "16", "--out", str(out),
+                 "--job-dir", str(job_dir), "--quiet")  # fmt: skip
+    resume = _cli("generate", "--resume", str(job_dir), "--quiet")
+    done = []
+    for i, target in enumerate((rng.randint(1, 3), rng.randint(5, 7), rng.randint(9, 11))):
+        done.append(_kill_after(first if i == 0 else resume, job_dir, target, rng.uniform(0, 0.3)))
+        assert job_status(job_dir).state == "stopped"
+    assert done == sorted(done) and 0 < done[0] and done[-1] < STEPS * 4, done
+    r = subprocess.run(resume, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert np.array_equal(_images(out), ref)
+    st = job_status(job_dir)
+    assert st.state == "complete" and st.units_done == STEPS * 4
+
+
+# ---------------------------------------------------------------------- (b), (c) executors
+def test_dask_local_cluster_equals_inprocess(inputs, reference, tmp_path):
+    """(b) A real dask LocalCluster with 2 worker processes gives the same bytes."""
+    ref, _ = reference
+    job = create_job(tmp_path / "job", _spec(inputs, tmp_path / "out.zarr", executor="dask",
+                                             workers=2))  # fmt: skip
+    out = run_job(job.path)
+    assert np.array_equal(_images(out), ref)
+    units = _written_units(job)
+    assert len(units) == len({(s, b) for _, s, b in units}) == STEPS * 4  # (d) no unit twice
+
+
+def test_local_processes_equal_inprocess(inputs, reference, tmp_path):
+    """(c) Two local CPU worker processes claiming units give the same bytes."""
+    ref, _ = reference
+    job = create_job(tmp_path / "job", _spec(inputs, tmp_path / "out.zarr", executor="local",
+                                             workers=2))  # fmt: skip
+    progress = list(iter_job(job.path))
+    assert progress[-1].output == str(tmp_path / "out.zarr")
+    assert np.array_equal(_images(tmp_path / "out.zarr"), ref)
+    units = _written_units(job)
+    assert len(units) == len({(s, b) for _, s, b in units}) == STEPS * 4  # (d) no unit twice
+    assert len({w for w, _, _ in units}) == 2  # both workers did work
+
+
+# ---------------------------------------------------------------------- (d) claims
+def _race(root: str, name: str, n: int, queue) -> None:
+    board = ClaimBoard(root, lease_s=60)
+    got = [i for i in range(n) if board.try_claim(f"step-000/block-{i:05d}", Owner(name))]
+    queue.put(got)
+
+
+def test_claims_are_exclusive_across_processes(tmp_path):
+    """(d) Four processes race for 200 units: every unit is claimed exactly once."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), f"w{k}", 200, queue))
+             for k in range(4)]  # fmt: skip
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    flat = [i for g in got for i in g]
+    assert sorted(flat) == list(range(200))
+
+
+def test_stale_claims_are_taken_over_once(tmp_path):
+    """(d) A dead owner's or an expired claim is taken over by one worker only."""
+    board = ClaimBoard(tmp_path, lease_s=60)
+    live = board.try_claim("step-000/block-00000", Owner("a"))
+    assert live is not None and live.still_held()
+    assert board.try_claim("step-000/block-00000", Owner("b")) is None  # live owner
+    # a claim from a process that has exited (same host) is stale at once
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True)  # fmt: skip
+    dead = Owner("dead", pid=int(proc.stdout))
+    assert board.try_claim("step-000/block-00001", dead) is not None
+    taken = board.try_claim("step-000/block-00001", Owner("c"))
+    assert taken is not None and taken.path.name.endswith(".1")
+    assert board.try_claim("step-000/block-00001", Owner("d")) is None
+    # an expired lease (no heartbeat for longer than the lease) is stale too
+    old = time.time() - 120
+    os.utime(live.path, (old, old))
+    took = board.try_claim("step-000/block-00000", Owner("e"))
+    assert took is not None and not live.still_held() and took.still_held()
+
+
+# ---------------------------------------------------------------------- (e) disk space
+def test_disk_space_check_names_the_numbers(tmp_path):
+    """(e) A job that cannot fit on the disk is refused before anything is written."""
+    panel = GenePanel([f"g{i}" for i in range(8)])
+    big = BrainStore.create(tmp_path / "huge.zarr", n_slices=64, height=65536, width=65536,
+                            panel=panel, pixel_size_um=1.0, slice_spacing_um=10.0)  # fmt: skip
+    big.write_images(0, 0, 0, np.zeros((2, 512, 512), np.uint8))
+    big.write_images(63, 65536 - 512, 65536 - 512, np.zeros((2, 512, 512), np.uint8))
+    big.write_genes(0, 0, 0, np.zeros((8, 128, 128), np.uint16))
+    big.write_genes(63, 4096 - 128, 4096 - 128, np.zeros((8, 128, 128), np.uint16))
+    big.update_metadata({"complete": True})
+    spec = JobSpec(source=str(tmp_path / "huge.zarr"), model="bundled",
+                   region=(0, 65536, 0, 65536), slices=tuple(range(64)),
+                   output=str(tmp_path / "out.zarr"), block_px=2048)  # fmt: skip
+    with pytest.raises(OSError, match=r"not enough disk space.*needs about .*TiB.*free"):
+        create_job(tmp_path / "job", spec)
+    assert not (tmp_path / "job").exists() and not (tmp_path / "out.zarr").exists()
+    with pytest.raises(OSError, match=r"only .* are free"):
+        check_disk_space([(tmp_path / "x", 10**18)])
+    check_disk_space([(tmp_path / "x", 10**6)])  # a small need passes
+
+
+# ---------------------------------------------------------------------- (f) status
+def test_status_after_partial_progress_then_cancel(inputs, reference, tmp_path, capsys):
+    """(f) Status after some units: progress, speed, remaining time; cancel; list; resume."""
+    ref, _ = reference
+    job = create_job(tmp_path / "jobs" / "a", _spec(inputs, tmp_path / "out.zarr"))
+    st = job_status(job.path)
+    assert (st.state, st.units_done, st.units_total) == ("not started", 0, 12)
+    it = iter_job(job.path)
+    for p in it:
+        if p.units_done == 6:
+            mid = job_status(job.path)
+            assert mid.state == "running" and mid.step == 1
+            break
+    it.close()  # stop between units, like closing napari's worker
+    st = job_status(job.path)
+    assert (st.state, st.units_done, st.step) == ("stopped", 6, 1)
+    assert st.rate is not None and st.rate > 0 and st.eta_s == pytest.approx(6 / st.rate)
+    from napari_teramind.cli import main
+
+    assert main(["jobs", "status", str(job.path)]) == 0
+    text = capsys.readouterr().out
+    assert "state    stopped" in text and "units 6/12" in text and "step 2/3" in text
+    assert "units/s" in text and "remaining ~" in text
+    assert main(["jobs", "list", str(tmp_path / "jobs")]) == 0
+    assert "stopped" in capsys.readouterr().out
+    # a cancel request stops every executor between units; resume clears it
+    cancel_job(job.path)
+    assert job_status(job.path).state == "cancelled"
+    job.clear_cancel()
+    it = iter_job(job.path)
+    next(it)
+    cancel_job(job.path)
+    with pytest.raises(JobCancelled):
+        list(it)
+    assert [s.state for s in list_jobs(tmp_path / "jobs")] == ["cancelled"]
+    run_job(job.path)
+    assert np.array_equal(_images(tmp_path / "out.zarr"), ref)
+
+
+# ---------------------------------------------------------------------- (g) bad specs
+def test_bad_specs_are_refused_with_clear_errors(inputs, tmp_path):
+    out = tmp_path / "out.zarr"
+    with pytest.raises(FileNotFoundError, match=r"source brain store .* does not exist"):
+        create_job(tmp_path / "j1", _spec(inputs, out, source=str(tmp_path / "nope.zarr")))
+    with pytest.raises(ValueError, match="not inside the 256 x 384 px canvas"):
+        create_job(tmp_path / "j2", _spec(inputs, out, region=(0, 512, 0, 256)))
+    with pytest.raises(ValueError, match="not a positive multiple of 64"):
+        create_job(tmp_path / "j3", _spec(inputs, out, block_px=100))
+    with pytest.raises(ValueError, match="outside the store's 4 slices"):
+        create_job(tmp_path / "j4", _spec(inputs, out, slices=(0, 1, 2, 9)))
+    with pytest.raises(FileNotFoundError, match=r"model checkpoint .* does not exist"):
+        create_job(tmp_path / "j5", _spec(inputs, out, model=str(tmp_path / "none")))
+    with pytest.raises(ValueError, match="unknown executor"):
+        create_job(tmp_path / "j6", _spec(inputs, out, executor="slurm"))
+    assert not out.exists()
+    job = create_job(tmp_path / "j7", _spec(inputs, out))
+    with pytest.raises(FileExistsError, match="--resume"):
+        create_job(tmp_path / "j7", _spec(inputs, tmp_path / "other.zarr"))
+    with pytest.raises(FileNotFoundError, match="not a generation job directory"):
+        JobDir(tmp_path / "j1")
+    spec = json.loads((job.path / "spec.json").read_text())
+    assert spec["source"] == str(inputs[0].resolve()) and spec["plan"]["n_blocks"] == 4
