@@ -73,12 +73,19 @@ def test_bad_input_is_notified(make_napari_viewer, phantom, monkeypatch):
     assert w.generate() is None and "outside" in messages[-1]
 
 
+def needs_generate_roi():
+    """Skip until the generate branch (``generate_roi``) is merged."""
+    module = pytest.importorskip("napari_teramind.generate")
+    if not hasattr(module, "generate_roi"):
+        pytest.skip("napari_teramind.generate.generate_roi is not merged yet")
+
+
 def _generate_until_done(qtbot, w, timeout=60_000):
     qtbot.waitUntil(w.task.wait_idle, timeout=timeout)
 
 
 def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path):
-    pytest.importorskip("napari_teramind.generate")
+    needs_generate_roi()
     viewer, w = _widget(make_napari_viewer, phantom)
     spec = model_spec(tmp_path, phantom)
     if spec is not None:
@@ -126,7 +133,7 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
 
 
 def test_cancel_stops_generation(make_napari_viewer, qtbot, phantom, tmp_path):
-    pytest.importorskip("napari_teramind.generate")
+    needs_generate_roi()
     _, w = _widget(make_napari_viewer, phantom)
     spec = model_spec(tmp_path, phantom)
     if spec is not None:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,27 +194,16 @@ class DevicePicker(QComboBox):
 # ---------------------------------------------------------------------- models
 MODEL_SOURCES = ("bundled", "checkpoint", "published")
 
-_MODEL_CACHE: dict[tuple[str, str], Any] = {}
-_MODEL_LOCK = threading.Lock()
-
 
 def load_model(spec: str | None, device: str = "cpu") -> tuple[Any, Any]:
-    """``resolve_model(spec, device)``, cached by (checkpoint, device); safe in a worker."""
-    try:
-        from napari_teramind.model import resolve_model
-    except ImportError:  # TODO(train merge): resolve_model lands with the bundled model
-        from napari_teramind.model.checkpoint import load_checkpoint
+    """The model of ``spec`` (``None``: bundled) on ``device``, cached per process.
 
-        def resolve_model(spec: Any, device: str = "cpu") -> tuple[Any, Any]:
-            if spec is None or spec == "bundled":
-                raise ValueError("no bundled model in this build; choose a checkpoint")
-            return load_checkpoint(spec, map_location=device)
+    Delegates to :func:`napari_teramind.generate.devices.load_model` (the engine's cache, so a
+    model the widgets loaded is not loaded again by an in-process job). Call it in a worker.
+    """
+    from napari_teramind.generate.devices import load_model as engine_load_model
 
-    key = (str(Path(spec).resolve()) if spec and spec != "bundled" else "bundled", device)
-    with _MODEL_LOCK:
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = resolve_model(spec, device=device)
-        return _MODEL_CACHE[key]
+    return engine_load_model("bundled" if spec in (None, "bundled") else str(spec), device)
 
 
 class ModelPicker(QWidget):
