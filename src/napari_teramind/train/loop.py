@@ -42,6 +42,13 @@ from napari_teramind.train.patches import PatchSampler
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+#: Options that may change when a run is resumed: none of them changes a random draw or an
+#: update, so a run extended from ``steps=k`` to ``steps=n`` equals one trained to ``n`` at once
+#: (there is no learning-rate schedule, as published).
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "checkpoint_every", "log_every", "preview_every", "num_workers", "keep_checkpoints"}
+)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -236,18 +243,18 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     run_json = run / "run.json"
     if run_json.exists():
-        saved = read_json(run_json)
-        if saved != cfg.to_dict():
-            diff = sorted(
-                k
-                for k in saved.keys() | cfg.to_dict().keys()
-                if saved.get(k) != cfg.to_dict().get(k)
-            )
+        saved, new = read_json(run_json), cfg.to_dict()
+        diff = sorted(
+            k
+            for k in saved.keys() | new.keys()
+            if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+        )
+        if diff:
             raise ValueError(
                 f"{run} holds a run with another configuration (differs in {diff}); use a new "
                 "run directory, or the same options to resume it"
             )
-    elif rank == 0:
+    if rank == 0:
         write_json_atomic(run_json, cfg.to_dict())
 
     model, panel = _build_model(cfg, device)
@@ -335,7 +342,7 @@ def train(
             loss = losses["loss"] / cfg.accumulate
             scaler.scale(loss).backward()
             for k in sums:
-                sums[k] += float(losses[k]) / cfg.accumulate
+                sums[k] += float(losses[k].detach()) / cfg.accumulate
         if not all(math.isfinite(v) for v in sums.values()):
             raise FloatingPointError(
                 f"loss became {sums['loss']} at step {step}; lower the learning rate (--lr) or "
