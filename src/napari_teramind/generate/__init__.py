@@ -1,1 +1,51 @@
-"""Generation: the step-synchronous engine and resumable jobs."""
+"""Seamless generation: plans, initial noise, the tiled DDIM engine and the napari ROI API.
+
+``generate_roi`` is the in-process entry point for napari; ``run_unit`` is the unit of work
+that job executors distribute. Imports torch and zarr lazily.
+"""
+
+from napari_teramind.generate.engine import (
+    DEFAULT_BATCH_SIZE,
+    GeneSource,
+    create_state_arrays,
+    generate_global,
+    open_state_arrays,
+    predict_noise,
+    read_state,
+    run_unit,
+    state_index,
+    to_uint8,
+    write_output_block,
+)
+from napari_teramind.generate.noise import initial_state, noise_seed, patch_noise
+from napari_teramind.generate.plan import (
+    HALO_PX,
+    PATCH_PX,
+    Block,
+    GenerationPlan,
+    normalize_slices,
+    snap_region,
+)
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "HALO_PX",
+    "PATCH_PX",
+    "Block",
+    "GeneSource",
+    "GenerationPlan",
+    "create_state_arrays",
+    "generate_global",
+    "initial_state",
+    "noise_seed",
+    "normalize_slices",
+    "open_state_arrays",
+    "patch_noise",
+    "predict_noise",
+    "read_state",
+    "run_unit",
+    "snap_region",
+    "state_index",
+    "to_uint8",
+    "write_output_block",
+]

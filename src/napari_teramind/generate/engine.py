@@ -1,0 +1,471 @@
+"""Step-synchronous tiled DDIM: one ``(step, block)`` unit at a time, state on disk.
+
+The state ``x_t`` of a generation lives in two float32 zarr arrays of shape
+:attr:`GenerationPlan.state_shape` (ping-pong: step ``s`` reads ``x_s`` from one and writes
+``x_{s+1}`` into the other; step 0 reads the initial noise, computed on the fly). The arrays
+are chunked one block per chunk, so the blocks of a step write disjoint chunks and may run in
+any order on any worker, concurrently.
+
+A unit (:func:`run_unit`) reads its block plus a 32 px halo, encodes every offset patch of
+that window exactly once, runs the **collage** decoder for the block's aligned patches (the
+tile decoder never runs), applies :func:`~napari_teramind.diffusion.ddim_step` and writes the
+block. At the last step it can also write uint8 images into an output brain store.
+
+Determinism: every model call has exactly ``batch_size`` patches (the last micro-batch is
+padded with zeros), so on CPU a patch's result does not depend on the block size or order:
+tiled results are bitwise identical for every block size. :func:`generate_global` is the
+reference: one pass over the whole region in memory, with one encoder call over all offset
+patches and one collage-decoder call over the whole grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_teramind.generate.noise import initial_state
+from napari_teramind.generate.plan import HALO_PX, PATCH_PX, Block, GenerationPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from napari_teramind.diffusion import DDIMSchedule
+    from napari_teramind.model import TeraMindUNet
+    from napari_teramind.store import BrainStore
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "GeneSource",
+    "create_state_arrays",
+    "generate_global",
+    "open_state_arrays",
+    "predict_noise",
+    "read_state",
+    "run_unit",
+    "state_index",
+    "to_uint8",
+    "write_output_block",
+]
+
+#: Patches per model call on CPU (every call has exactly this many).
+DEFAULT_BATCH_SIZE = 8
+STATE_NAMES = ("state_a", "state_b")
+
+
+# ---------------------------------------------------------------------- genes
+@dataclass
+class GeneSource:
+    """Gene counts of a brain store, aligned by name to the model's genes.
+
+    Parameters
+    ----------
+    store
+        The source brain store.
+    gene_names
+        The model's genes, in model order (``CheckpointInfo.gene_names``).
+    gene_blind
+        Feed zero counts everywhere (the gene-blind evaluation baseline).
+
+    Attributes
+    ----------
+    missing
+        Model genes the store lacks; they are fed as zero counts.
+    """
+
+    store: BrainStore
+    gene_names: Sequence[str]
+    gene_blind: bool = False
+
+    def __post_init__(self) -> None:
+        from napari_teramind.store import GenePanel
+
+        self.gene_names = tuple(self.gene_names)
+        self.alignment = GenePanel(self.gene_names).align(self.store.panel)
+        self.missing = self.alignment.missing
+        if len(self.missing) == len(self.gene_names) and not self.gene_blind:
+            raise ValueError(
+                f"none of the model's {len(self.gene_names)} genes is in the store's panel "
+                f"({len(self.store.panel)} genes): wrong model or store? Pass gene_blind=True "
+                "to generate without genes on purpose."
+            )
+        self._array = self.store.zarr_array("genes", 0)
+        self._present = np.flatnonzero(self.alignment.present)
+        self._source_index = self.alignment.target_index[self._present]
+
+    def window(
+        self, plan: GenerationPlan, pair: int, y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
+        """Counts ``(G, 4, (y1 - y0) / 16, (x1 - x0) / 16)`` float32 of a window.
+
+        The window is relative to the region origin and may leave the region (real counts)
+        or the canvas (zeros); gene slices outside the stack are zeros.
+        """
+        gb = plan.gene_block_px
+        n_z, height, width = plan.canvas
+        sy, sx = plan.to_store(y0, x0)
+        if sy % gb or sx % gb or (y1 - y0) % gb or (x1 - x0) % gb:
+            raise ValueError(f"gene window must be on the {gb} px gene-block grid")
+        hb, wb = (y1 - y0) // gb, (x1 - x0) // gb
+        by0, bx0 = sy // gb, sx // gb
+        out = np.zeros((len(self.gene_names), 4, hb, wb), dtype=np.float32)
+        if self.gene_blind or not len(self._present):
+            return out
+        cy0, cy1 = max(by0, 0), min(by0 + hb, height // gb)
+        cx0, cx1 = max(bx0, 0), min(bx0 + wb, width // gb)
+        if cy0 >= cy1 or cx0 >= cx1:
+            return out
+        for d, z in enumerate(plan.gene_slices(pair)):
+            if not 0 <= z < n_z:
+                continue
+            counts = np.asarray(self._array[:, z, cy0:cy1, cx0:cx1])
+            out[self._present, d, cy0 - by0 : cy1 - by0, cx0 - bx0 : cx1 - bx0] = counts[
+                self._source_index
+            ]
+        return out
+
+
+# ---------------------------------------------------------------------- state arrays
+def create_state_arrays(plan: GenerationPlan, directory: str | os.PathLike[str]) -> tuple:
+    """Create the two ping-pong state arrays (float32, one chunk per block) in ``directory``.
+
+    Returns
+    -------
+    tuple of zarr arrays
+        ``(state_a, state_b)``; see :func:`state_index` for which one a step reads and writes.
+    """
+    import zarr
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = []
+    for name in STATE_NAMES:
+        arrays.append(
+            zarr.create_array(
+                store=str(directory / f"{name}.zarr"),
+                shape=plan.state_shape,
+                chunks=plan.state_chunks,
+                dtype="float32",
+                fill_value=0.0,
+                zarr_format=3,
+                overwrite=True,
+            )
+        )
+    return tuple(arrays)
+
+
+def open_state_arrays(directory: str | os.PathLike[str], mode: str = "r+") -> tuple:
+    """Open the arrays made by :func:`create_state_arrays`."""
+    import zarr
+
+    directory = Path(directory)
+    return tuple(zarr.open_array(str(directory / f"{n}.zarr"), mode=mode) for n in STATE_NAMES)
+
+
+def state_index(step: int) -> tuple[int | None, int]:
+    """``(read, write)`` positions in the ping-pong pair for ``step``.
+
+    Step ``s`` writes ``x_{s+1}`` into array ``s % 2`` and reads ``x_s`` from array
+    ``(s - 1) % 2``; step 0 reads the initial noise (``None``).
+    """
+    return (None if step == 0 else (step - 1) % 2), step % 2
+
+
+def read_state(
+    plan: GenerationPlan, state_in: Any, step: int, pair: int, y0: int, y1: int, x0: int, x1: int
+) -> np.ndarray:
+    """State ``(4, y1 - y0, x1 - x0)`` of a window (region-relative, zero outside the region).
+
+    Step 0 computes the initial noise; later steps read ``state_in``.
+    """
+    if step == 0:
+        return initial_state(plan, pair, y0, y1, x0, x1)
+    out = np.zeros((4, y1 - y0, x1 - x0), dtype=np.float32)
+    cy0, cy1 = max(y0, 0), min(y1, plan.height)
+    cx0, cx1 = max(x0, 0), min(x1, plan.width)
+    if cy0 < cy1 and cx0 < cx1:
+        out[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = state_in[pair, :, cy0:cy1, cx0:cx1]
+    return out
+
+
+# ---------------------------------------------------------------------- model calls
+def _cut_patches(window: torch.Tensor, size: int) -> torch.Tensor:
+    """``(C, ..., P1*s, P2*s)`` -> ``(P1*P2, C, ..., s, s)``, row-major over patches."""
+    *lead, h, w = window.shape
+    p1, p2 = h // size, w // size
+    k = len(lead)
+    t = window.reshape(*lead, p1, size, p2, size)
+    order = (k, k + 2, *range(k), k + 1, k + 3)
+    return t.permute(order).reshape(p1 * p2, *lead, size, size)
+
+
+def _assemble(patches: torch.Tensor, p1: int, p2: int) -> torch.Tensor:
+    """``(P1*P2, C, s, s)`` -> ``(C, P1*s, P2*s)``."""
+    c, s = patches.shape[1:3]
+    return patches.reshape(p1, p2, c, s, s).permute(2, 0, 3, 1, 4).reshape(c, p1 * s, p2 * s)
+
+
+def _padded(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Pad the first axis of ``t`` with zeros to ``n`` rows."""
+    import torch
+
+    if t.shape[0] == n:
+        return t
+    return torch.cat([t, t.new_zeros((n - t.shape[0], *t.shape[1:]))])
+
+
+def _autocast(device: torch.device, bf16: bool):
+    import torch
+
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def predict_noise(
+    model: TeraMindUNet,
+    window: np.ndarray | torch.Tensor,
+    genes: np.ndarray | torch.Tensor,
+    t: int,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | torch.device = "cpu",
+    bf16: bool = False,
+) -> torch.Tensor:
+    """Noise prediction of the aligned patches inside a window of offset patches.
+
+    Parameters
+    ----------
+    model
+        The network (in ``eval()`` mode, on ``device``).
+    window
+        State ``(4, H + 64, W + 64)``: a block of ``H x W`` aligned px plus its 32 px halo.
+    genes
+        Counts ``(G, 4, (H + 64) / 16, (W + 64) / 16)`` of the same window.
+    t
+        Original DDPM timestep.
+    batch_size
+        Patches per model call; every call gets exactly this many (zero-padded).
+    device
+        Where the model runs.
+    bf16
+        bf16 autocast (CUDA only).
+
+    Returns
+    -------
+    torch.Tensor
+        ``eps`` of shape ``(4, H, W)``, float32 on CPU.
+    """
+    import torch
+
+    from napari_teramind.model import EncoderFeatures
+
+    device = torch.device(device)
+    window = torch.as_tensor(window, dtype=torch.float32)
+    genes = torch.as_tensor(genes, dtype=torch.float32)
+    gb = window.shape[-1] // genes.shape[-1]
+    p1, p2 = window.shape[-2] // PATCH_PX, window.shape[-1] // PATCH_PX
+    if (p1 * PATCH_PX, p2 * PATCH_PX) != tuple(window.shape[-2:]) or min(p1, p2) < 2:
+        raise ValueError(f"window {tuple(window.shape)} is not a grid of >= 2 x 2 offset patches")
+    x = _cut_patches(window, PATCH_PX)  # (N, 4, 64, 64)
+    g = _cut_patches(genes, PATCH_PX // gb)  # (N, G, 4, 4, 4)
+    n = x.shape[0]
+    with _autocast(device, bf16):
+        feats = []
+        for s in range(0, n, batch_size):
+            xb = _padded(x[s : s + batch_size], batch_size).to(device)
+            gbt = _padded(g[s : s + batch_size], batch_size).to(device)
+            f = model.encode(xb, gbt, t)
+            feats.append(f.select(slice(0, min(batch_size, n - s))))
+        features = EncoderFeatures.cat(feats)
+        # aligned patch (i, j) = collage of offset patches (i, j), (i, j+1), (i+1, j), (i+1, j+1)
+        c1, c2 = p1 - 1, p2 - 1
+        ii, jj = np.meshgrid(np.arange(c1), np.arange(c2), indexing="ij")
+        base = (ii * p2 + jj).reshape(-1)
+        quads = np.stack([base, base + 1, base + p2, base + p2 + 1], axis=1)  # (c1*c2, 4)
+        m = c1 * c2
+        outs = []
+        for s in range(0, m, batch_size):
+            q = quads[s : s + batch_size]
+            pad = batch_size - len(q)
+            if pad:
+                q = np.concatenate([q, np.repeat(q[:1], pad, axis=0)])
+            sel = features.select(torch.as_tensor(q.reshape(-1), device=device))
+            out = model.decode_collage(sel, (batch_size, 2, 2), t)
+            outs.append(out[: batch_size - pad].float().cpu())
+    eps = torch.cat(outs)
+    return _assemble(eps, c1, c2)
+
+
+# ---------------------------------------------------------------------- units
+def to_uint8(x0: np.ndarray) -> np.ndarray:
+    """``[-1, 1]`` float images to uint8 by ``(x + 1) * 127.5``, clipped and truncated."""
+    return np.clip((np.asarray(x0, dtype=np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
+
+
+def write_output_block(
+    plan: GenerationPlan, output: BrainStore, block: Block, x0: np.ndarray
+) -> None:
+    """Write the final ``x0`` ``(4, h, w)`` of ``block`` as uint8 images (requested slices only)."""
+    sy, sx = plan.to_store(block.y0, block.x0)
+    for d, z in enumerate(plan.pair_slices(block.pair)):
+        if z in plan.written_slices(block.pair):
+            output.write_images(z, sy, sx, to_uint8(x0[[d, 2 + d]]))
+
+
+def _schedule(plan: GenerationPlan) -> DDIMSchedule:
+    from napari_teramind.diffusion import DDIMSchedule
+
+    return DDIMSchedule.create(plan.steps)
+
+
+def run_unit(
+    plan: GenerationPlan,
+    model: TeraMindUNet,
+    source: BrainStore | GeneSource,
+    state_in: Any,
+    state_out: Any,
+    step: int,
+    block: int | Block,
+    *,
+    gene_names: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    gene_blind: bool = False,
+    output: BrainStore | None = None,
+    bf16: bool = False,
+    schedule: DDIMSchedule | None = None,
+) -> np.ndarray:
+    """Run one ``(step, block)`` unit of a generation.
+
+    Parameters
+    ----------
+    plan
+        The generation plan.
+    model
+        The network, already on ``device`` (it is put in ``eval()`` mode).
+    source
+        The source brain store, or a :class:`GeneSource` built once for many units.
+    state_in
+        State array holding ``x_step`` (ignored at step 0, where the initial noise is used).
+    state_out
+        State array receiving ``x_{step+1}`` for this block; may be ``None`` (e.g. at the last
+        step when only the images are wanted).
+    step
+        DDIM step in run order, ``0 .. plan.steps - 1``.
+    block
+        Block index or :class:`Block`.
+    gene_names
+        The model's genes (required when ``source`` is a store).
+    device, batch_size, bf16
+        Where and how the model runs; see :func:`predict_noise`.
+    gene_blind
+        Zero gene counts (when ``source`` is a store).
+    output
+        A writable brain store: at the last step the block's images are written to it.
+    schedule
+        The DDIM schedule (built from ``plan.steps`` by default).
+
+    Returns
+    -------
+    np.ndarray
+        The clamped ``x0`` estimate ``(4, h, w)`` float32 of the block (model channel order).
+    """
+    import torch
+
+    blk = plan.block(block)
+    if not 0 <= step < plan.steps:
+        raise IndexError(f"step {step} outside 0..{plan.steps - 1}")
+    if isinstance(source, GeneSource):
+        genes_src = source
+    else:
+        if gene_names is None:
+            raise ValueError(
+                "gene_names (the model's genes, CheckpointInfo.gene_names) is required"
+            )
+        genes_src = GeneSource(source, gene_names, gene_blind)
+    if step > 0 and state_in is None:
+        raise ValueError(f"step {step} needs the state array of step {step} (state_in)")
+    sched = schedule or _schedule(plan)
+    model.eval()
+    wy0, wy1 = blk.y0 - HALO_PX, blk.y1 + HALO_PX
+    wx0, wx1 = blk.x0 - HALO_PX, blk.x1 + HALO_PX
+    window = read_state(plan, state_in, step, blk.pair, wy0, wy1, wx0, wx1)
+    genes = genes_src.window(plan, blk.pair, wy0, wy1, wx0, wx1)
+    t = int(sched.timesteps[step])
+    with torch.inference_mode():
+        eps = predict_noise(
+            model, window, genes, t, batch_size=batch_size, device=device, bf16=bf16
+        )
+        x_t = torch.from_numpy(window[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX].copy())
+        x_next, x0 = ddim_step_cpu(x_t, eps, step, sched)
+    x_next_np = x_next.numpy()
+    x0_np = x0.numpy()
+    if state_out is not None:
+        state_out[blk.pair, :, blk.y0 : blk.y1, blk.x0 : blk.x1] = x_next_np
+    if output is not None and step == plan.steps - 1:
+        write_output_block(plan, output, blk, x0_np)
+    return x0_np
+
+
+def ddim_step_cpu(x_t, eps, step: int, schedule):
+    """:func:`~napari_teramind.diffusion.ddim_step` in float32 on CPU tensors."""
+    from napari_teramind.diffusion import ddim_step
+
+    return ddim_step(x_t.float(), eps.float(), step, schedule)
+
+
+# ---------------------------------------------------------------------- reference pass
+def generate_global(
+    plan: GenerationPlan,
+    model: TeraMindUNet,
+    source: BrainStore | GeneSource,
+    *,
+    gene_names: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+    gene_blind: bool = False,
+    bf16: bool = False,
+) -> np.ndarray:
+    """Reference: the whole region in one pass per step, in memory, no blocks.
+
+    Each step encodes all offset patches of the region (plus halo) in one call and decodes the
+    whole aligned grid with one :meth:`~TeraMindUNet.decode_collage` call. Same noise, same halo
+    rule and same genes as the tiled engine; only the tiling differs.
+
+    Returns
+    -------
+    np.ndarray
+        Final ``x0`` ``(pairs, 4, height, width)`` float32.
+    """
+    import torch
+
+    genes_src = (
+        source if isinstance(source, GeneSource) else GeneSource(source, gene_names, gene_blind)
+    )
+    sched = _schedule(plan)
+    device = torch.device(device)
+    model.eval()
+    h, w = plan.height, plan.width
+    p1, p2 = h // PATCH_PX + 1, w // PATCH_PX + 1
+    results = []
+    for pair in range(len(plan.pairs)):
+        x = torch.from_numpy(initial_state(plan, pair, 0, h, 0, w))
+        genes = torch.from_numpy(
+            genes_src.window(plan, pair, -HALO_PX, h + HALO_PX, -HALO_PX, w + HALO_PX)
+        )
+        g = _cut_patches(genes, PATCH_PX // plan.gene_block_px).to(device)
+        x0 = x
+        for step in range(plan.steps):
+            t = int(sched.timesteps[step])
+            padded = torch.nn.functional.pad(x, (HALO_PX,) * 4)
+            with torch.inference_mode(), _autocast(device, bf16):
+                feats = model.encode(_cut_patches(padded, PATCH_PX).to(device), g, t)
+                eps = model.decode_collage(feats, (1, p1, p2), t).float().cpu()
+            x, x0 = ddim_step_cpu(x, _assemble(eps, p1 - 1, p2 - 1), step, sched)
+        results.append(x0.numpy())
+    return np.stack(results)

@@ -1,0 +1,339 @@
+"""Generation plan: the region, its patch grids, slice pairs, gene windows and blocks.
+
+Geometry (all in image pixels of the source brain store)
+--------------------------------------------------------
+* The **region** ``(y0, y1, x0, x1)`` has sides that are multiples of the 64 px patch and an
+  origin on the gene-block grid (a multiple of 16 px), so every patch's genes are whole
+  gene blocks.
+* The **aligned grid**: 64 px patches with corners at ``region origin + 64 k``. The collage
+  decoder predicts the noise of these patches; they tile the region exactly.
+* The **offset grid**: 64 px patches with corners at ``region origin - 32 + 64 k``. The encoder
+  runs on these; aligned patch ``(i, j)`` is decoded from offset patches ``(i, j)``,
+  ``(i, j + 1)``, ``(i + 1, j)`` and ``(i + 1, j + 1)``.
+* A **block** is ``B x B`` aligned px (``B`` a multiple of 64; edge blocks may be smaller) of one
+  **slice pair**. Computing it needs the state of the block plus a 32 px **halo**.
+* **Slice pairs** ``(2k, 2k + 1)`` cover the requested slices; pair ``k`` reads the gene
+  slices ``2k - 1 .. 2k + 2``. Gene slices outside the stack are empty (zero), as published.
+  An image slice of a pair that lies outside the stack (odd stacks) is generated but never
+  written.
+
+Halo rule: the state ``x_t`` is **zero outside the region** (training zero-pads ``x_t``), the
+genes are the real counts wherever the canvas has them and zero outside the canvas. The tiled
+engine and the global reference pass use the same rule, so tiling never changes the result.
+
+Units of work are ``(step, block)``; the blocks of one step are independent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "HALO_PX",
+    "PATCH_PX",
+    "Block",
+    "GenerationPlan",
+    "normalize_slices",
+    "snap_region",
+]
+
+#: Side of one model patch in pixels.
+PATCH_PX = 64
+#: Halo around a block: half a patch.
+HALO_PX = PATCH_PX // 2
+
+Region = tuple[int, int, int, int]
+
+
+def normalize_slices(
+    slices: int | slice | range | Iterable[int] | None, n_slices: int
+) -> tuple[int, ...]:
+    """Turn a slice request into a sorted tuple of distinct slice indices.
+
+    Parameters
+    ----------
+    slices
+        ``None`` (every slice), one index, a ``slice``/``range``, or any iterable of indices.
+        A two-element tuple is a list of two slices, not a range: use ``range(z0, z1)``.
+    n_slices
+        Slices in the stack.
+    """
+    if slices is None:
+        out = list(range(n_slices))
+    elif isinstance(slices, slice):
+        out = list(range(n_slices))[slices]
+    elif isinstance(slices, int):
+        out = [slices]
+    else:
+        out = [int(z) for z in slices]
+    if not out:
+        raise ValueError("no slices requested; pass e.g. range(0, 4) or None for all slices")
+    bad = [z for z in out if not 0 <= z < n_slices]
+    if bad:
+        raise ValueError(f"slices {bad} are outside the stack 0..{n_slices - 1}")
+    return tuple(sorted(set(out)))
+
+
+def snap_region(region: Sequence[int], height: int, width: int, patch: int = PATCH_PX) -> Region:
+    """Round a region outwards to whole patches on the patch grid and clip it to the canvas.
+
+    Use this for interactive selections; :class:`GenerationPlan` itself rejects regions that
+    are not patch multiples rather than silently changing them.
+    """
+    y0, y1, x0, x1 = (int(v) for v in region)
+    y0, x0 = max(0, y0 // patch * patch), max(0, x0 // patch * patch)
+    y1 = min(height // patch * patch, -(-y1 // patch) * patch)
+    x1 = min(width // patch * patch, -(-x1 // patch) * patch)
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"region {tuple(region)} holds no whole {patch} px patch of the canvas")
+    return y0, y1, x0, x1
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of one slice pair: the spatial part of a ``(step, block)`` unit.
+
+    Attributes
+    ----------
+    index
+        Position in :attr:`GenerationPlan.blocks`.
+    pair
+        Index into :attr:`GenerationPlan.pairs` (not the pair number ``k``).
+    row, col
+        Block position in the region's block grid.
+    y0, y1, x0, x1
+        Aligned pixels of the block, **relative to the region origin**.
+    """
+
+    index: int
+    pair: int
+    row: int
+    col: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` in px."""
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def n_patches(self) -> int:
+        """Aligned 64 px patches of the block (collage-decoder outputs)."""
+        return (self.y1 - self.y0) // PATCH_PX * ((self.x1 - self.x0) // PATCH_PX)
+
+    @property
+    def n_offset_patches(self) -> int:
+        """Offset patches the encoder runs on (the block plus its halo)."""
+        return ((self.y1 - self.y0) // PATCH_PX + 1) * ((self.x1 - self.x0) // PATCH_PX + 1)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """Everything that fixes the result of a generation, and how it is cut into units.
+
+    The result depends on ``canvas, region, slices, seed, steps`` (and the model and source
+    data) but **not** on ``block_px``: that only sets the unit size.
+
+    Parameters
+    ----------
+    canvas
+        ``(n_slices, height, width)`` of the source store.
+    region
+        ``(y0, y1, x0, x1)`` in image px; sides multiples of 64, origin a multiple of
+        ``gene_block_px``, inside the canvas.
+    slices
+        Requested slices (see :func:`normalize_slices`); all slice pairs touching them are
+        generated.
+    block_px
+        Block side ``B`` in px, a multiple of 64.
+    seed
+        Seed of the initial noise.
+    steps
+        DDIM steps.
+    gene_block_px
+        Gene block side of the store (16 for every published model).
+    """
+
+    canvas: tuple[int, int, int]
+    region: Region
+    slices: tuple[int, ...]
+    block_px: int = 512
+    seed: int = 0
+    steps: int = 15
+    gene_block_px: int = 16
+    blocks: tuple[Block, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n, h, w = (int(v) for v in self.canvas)
+        object.__setattr__(self, "canvas", (n, h, w))
+        if len(self.region) != 4:
+            raise ValueError(f"region must be (y0, y1, x0, x1), got {self.region!r}")
+        y0, y1, x0, x1 = (int(v) for v in self.region)
+        object.__setattr__(self, "region", (y0, y1, x0, x1))
+        object.__setattr__(self, "slices", normalize_slices(self.slices, n))
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ValueError(
+                f"region {self.region} must lie inside the {h} x {w} px canvas with y0 < y1, "
+                "x0 < x1"
+            )
+        if (y1 - y0) % PATCH_PX or (x1 - x0) % PATCH_PX:
+            raise ValueError(
+                f"region {self.region} is {y1 - y0} x {x1 - x0} px; both sides must be "
+                f"multiples of {PATCH_PX} px (use snap_region() to round it outwards)"
+            )
+        gb = self.gene_block_px
+        if y0 % gb or x0 % gb:
+            raise ValueError(
+                f"region origin ({y0}, {x0}) must be a multiple of the {gb} px gene block so "
+                "that patches hold whole gene blocks (use snap_region())"
+            )
+        if self.block_px <= 0 or self.block_px % PATCH_PX:
+            raise ValueError(
+                f"block_px must be a positive multiple of {PATCH_PX}, got {self.block_px}"
+            )
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        blocks = []
+        for p in range(len(self.pairs)):
+            for r, by in enumerate(range(0, y1 - y0, self.block_px)):
+                for c, bx in enumerate(range(0, x1 - x0, self.block_px)):
+                    blocks.append(
+                        Block(
+                            index=len(blocks),
+                            pair=p,
+                            row=r,
+                            col=c,
+                            y0=by,
+                            y1=min(by + self.block_px, y1 - y0),
+                            x0=bx,
+                            x1=min(bx + self.block_px, x1 - x0),
+                        )
+                    )
+        object.__setattr__(self, "blocks", tuple(blocks))
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def height(self) -> int:
+        """Region height in px."""
+        return self.region[1] - self.region[0]
+
+    @property
+    def width(self) -> int:
+        """Region width in px."""
+        return self.region[3] - self.region[2]
+
+    @property
+    def pairs(self) -> tuple[int, ...]:
+        """Pair numbers ``k`` (slices ``2k, 2k + 1``) covering the requested slices."""
+        return tuple(sorted({z // 2 for z in self.slices}))
+
+    def pair_slices(self, pair: int) -> tuple[int, int]:
+        """Image slices ``(2k, 2k + 1)`` of pair index ``pair``."""
+        k = self.pairs[pair]
+        return 2 * k, 2 * k + 1
+
+    def gene_slices(self, pair: int) -> tuple[int, int, int, int]:
+        """Gene slices ``2k - 1 .. 2k + 2`` of pair index ``pair`` (may leave the stack)."""
+        k = self.pairs[pair]
+        return 2 * k - 1, 2 * k, 2 * k + 1, 2 * k + 2
+
+    def written_slices(self, pair: int) -> tuple[int, ...]:
+        """Requested slices of pair index ``pair`` (the ones written to the output)."""
+        return tuple(z for z in self.pair_slices(pair) if z in self.slices)
+
+    @property
+    def block_grid(self) -> tuple[int, int]:
+        """Blocks per column and per row of one slice pair."""
+        return -(-self.height // self.block_px), -(-self.width // self.block_px)
+
+    @property
+    def n_blocks(self) -> int:
+        """Blocks per step (all pairs)."""
+        return len(self.blocks)
+
+    @property
+    def n_units(self) -> int:
+        """``(step, block)`` units of the whole generation."""
+        return self.steps * self.n_blocks
+
+    @property
+    def n_patches(self) -> int:
+        """Aligned patches per step (output patches), all pairs."""
+        return len(self.pairs) * (self.height // PATCH_PX) * (self.width // PATCH_PX)
+
+    @property
+    def state_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one state array: ``(pairs, 4, height, width)`` float32.
+
+        Channels are in model order ``[DAPI 2k, DAPI 2k+1, PolyT 2k, PolyT 2k+1]``.
+        """
+        return len(self.pairs), 4, self.height, self.width
+
+    @property
+    def state_chunks(self) -> tuple[int, int, int, int]:
+        """Chunks of the state arrays: exactly one block each, so no two blocks share one."""
+        return 1, 4, self.block_px, self.block_px
+
+    def block(self, index: int | Block) -> Block:
+        """The block with ``index`` (a :class:`Block` is returned as is after a check)."""
+        if isinstance(index, Block):
+            if self.blocks[index.index] != index:
+                raise ValueError(f"{index} does not belong to this plan")
+            return index
+        if not 0 <= index < len(self.blocks):
+            raise IndexError(f"block {index} outside 0..{len(self.blocks) - 1}")
+        return self.blocks[index]
+
+    def to_store(self, y: int, x: int) -> tuple[int, int]:
+        """Region-relative ``(y, x)`` to store px."""
+        return y + self.region[0], x + self.region[2]
+
+    def output_chunk_safe(self, image_chunk: int) -> bool:
+        """Whether blocks write disjoint chunks of an output store with ``image_chunk``.
+
+        True when the region origin and the block side are multiples of the chunk, so
+        concurrent workers never read-modify-write the same output chunk.
+        """
+        y0, _, x0, _ = self.region
+        return self.block_px % image_chunk == 0 and y0 % image_chunk == 0 and x0 % image_chunk == 0
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (for job specs and provenance)."""
+        return {
+            "canvas": list(self.canvas),
+            "region": list(self.region),
+            "slices": list(self.slices),
+            "block_px": self.block_px,
+            "seed": self.seed,
+            "steps": self.steps,
+            "gene_block_px": self.gene_block_px,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationPlan:
+        """Inverse of :meth:`to_dict`."""
+        known = {"canvas", "region", "slices", "block_px", "seed", "steps", "gene_block_px"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GenerationPlan fields: {unknown}")
+        return cls(
+            canvas=tuple(data["canvas"]),
+            region=tuple(data["region"]),
+            slices=tuple(data["slices"]),
+            block_px=int(data.get("block_px", 512)),
+            seed=int(data.get("seed", 0)),
+            steps=int(data.get("steps", 15)),
+            gene_block_px=int(data.get("gene_block_px", 16)),
+        )
+
+    def with_block_px(self, block_px: int) -> GenerationPlan:
+        """The same generation cut into blocks of another size (same result)."""
+        return GenerationPlan.from_dict({**self.to_dict(), "block_px": block_px})
