@@ -26,19 +26,31 @@ from napari_teramind.generate.plan import (
     normalize_slices,
     snap_region,
 )
+from napari_teramind.generate.roi import (
+    SAMPLERS,
+    RoiProgress,
+    generate_roi,
+    model_fingerprint,
+    open_output_store,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "HALO_PX",
     "PATCH_PX",
+    "SAMPLERS",
     "Block",
     "GeneSource",
     "GenerationPlan",
+    "RoiProgress",
     "create_state_arrays",
     "generate_global",
+    "generate_roi",
     "initial_state",
+    "model_fingerprint",
     "noise_seed",
     "normalize_slices",
+    "open_output_store",
     "open_state_arrays",
     "patch_noise",
     "predict_noise",

@@ -1,0 +1,349 @@
+"""In-process generation of a region of interest (the napari entry point).
+
+:func:`generate_roi` runs every ``(step, block)`` unit of a :class:`GenerationPlan` in the
+calling thread, with the state in a temporary zarr directory, and yields a
+:class:`RoiProgress` after every unit with a uint8 preview of the current ``x0`` estimate.
+Closing the generator cancels between blocks: the temporary state is removed and the region
+is not recorded as generated. The last step writes uint8 images into a generated brain store
+(same canvas and panel as the source) and rebuilds its pyramids block by block, so a viewer
+can watch the region appear.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_teramind.generate.engine import (
+    DEFAULT_BATCH_SIZE,
+    GeneSource,
+    create_state_arrays,
+    run_unit,
+    state_index,
+    to_uint8,
+)
+from napari_teramind.generate.plan import GenerationPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from napari_teramind.model import CheckpointInfo, TeraMindUNet
+    from napari_teramind.store import BrainStore
+
+__all__ = [
+    "SAMPLERS",
+    "RoiProgress",
+    "generate_roi",
+    "model_fingerprint",
+    "open_output_store",
+]
+
+#: Samplers :func:`generate_roi` accepts.
+SAMPLERS = ("ddim",)
+#: Default block side for in-process ROI generation.
+ROI_BLOCK_PX = 256
+
+
+@dataclass(frozen=True)
+class RoiProgress:
+    """Progress of :func:`generate_roi`, yielded after every ``(step, block)`` unit.
+
+    Attributes
+    ----------
+    step
+        DDIM step (run order, 0-based) of the unit just finished.
+    n_steps
+        DDIM steps in all.
+    block
+        Block index of the unit just finished.
+    n_blocks
+        Blocks per step.
+    units_done, units_total
+        Units finished and units in all (``n_steps * n_blocks``).
+    preview
+        uint8 ``(2, n_slices, h, w)`` (DAPI, PolyT; requested slices; the region) of the
+        current ``x0`` estimate, or None when previews are off. Blocks not yet visited in the
+        current step show the previous step's estimate (black before the first).
+    output
+        Path of the generated store; set on the last item only.
+    missing_genes
+        Model genes the source store lacks (fed as zeros).
+    """
+
+    step: int
+    n_steps: int
+    block: int
+    n_blocks: int
+    units_done: int
+    units_total: int
+    preview: np.ndarray | None
+    output: Path | None = None
+    missing_genes: tuple[str, ...] = ()
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the work done, ``0..1``."""
+        return self.units_done / self.units_total if self.units_total else 1.0
+
+
+def model_fingerprint(model: TeraMindUNet) -> str:
+    """SHA-256 of the model's parameters and buffers (names, shapes, dtypes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+def open_output_store(
+    source: BrainStore,
+    output: str | os.PathLike[str],
+    provenance: dict[str, Any] | None = None,
+    image_chunk: int | None = None,
+) -> BrainStore:
+    """Open a generated store matching ``source`` for writing, creating it if needed.
+
+    An existing store must be a generated store with the same canvas, gene block and panel.
+    """
+    from napari_teramind.store import BrainStore, BrainStoreError
+
+    output = Path(output)
+    if output.exists():
+        out = BrainStore.open(output, mode="r+")
+        problems = []
+        if out.kind != "generated":
+            problems.append(f"its kind is {out.kind!r}, not 'generated'")
+        if out.shape != source.shape:
+            problems.append(f"its canvas {out.shape} differs from the source's {source.shape}")
+        if out.gene_block_px != source.gene_block_px:
+            problems.append("its gene block differs from the source's")
+        if out.panel != source.panel:
+            problems.append("its gene panel differs from the source's")
+        if problems:
+            raise BrainStoreError(
+                f"cannot write generated images into {output}: {'; '.join(problems)}. "
+                "Choose a new output path."
+            )
+        return out
+    return BrainStore.create(
+        output,
+        n_slices=source.n_slices,
+        height=source.height,
+        width=source.width,
+        panel=source.panel,
+        pixel_size_um=source.pixel_size_um,
+        slice_spacing_um=source.slice_spacing_um,
+        gene_block_px=source.gene_block_px,
+        kind="generated",
+        provenance=provenance,
+        image_chunk=image_chunk or source.image_chunk,
+    )
+
+
+def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan) -> None:
+    """Copy the conditioning gene counts of the region (requested slices) into ``out``."""
+    gb = plan.gene_block_px
+    y0, y1, x0, x1 = plan.region
+    src = source.zarr_array("genes", 0)
+    for z in plan.slices:
+        counts = np.asarray(src[:, z, y0 // gb : y1 // gb, x0 // gb : x1 // gb])
+        out.write_genes(z, y0 // gb, x0 // gb, counts)
+
+
+def generate_roi(
+    store: BrainStore | str | os.PathLike[str],
+    model: TeraMindUNet,
+    region: Sequence[int],
+    slices: int | slice | range | Iterable[int] | None,
+    seed: int = 0,
+    sampler: str = "ddim",
+    steps: int = 15,
+    *,
+    gene_names: Sequence[str],
+    output: str | os.PathLike[str] | None = None,
+    block_px: int = ROI_BLOCK_PX,
+    device: str | torch.device = "cpu",
+    gene_blind: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    bf16: bool = False,
+    preview: bool = True,
+    model_info: CheckpointInfo | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+) -> Iterator[RoiProgress]:
+    """Generate a region of a brain store in-process, yielding progress after every unit.
+
+    Parameters
+    ----------
+    store
+        Source brain store (or its path): canvas geometry and gene counts.
+    model
+        The network, on ``device``.
+    region
+        ``(y0, y1, x0, x1)`` in image px; sides multiples of 64 px, origin a multiple of
+        16 px (use :func:`~napari_teramind.generate.snap_region` for free-hand selections).
+    slices
+        Slices to generate (``None`` = all); whole slice pairs ``(2k, 2k+1)`` are computed.
+    seed
+        Seed of the initial noise.
+    sampler
+        ``"ddim"`` (the only sampler for now).
+    steps
+        DDIM steps (15 as published).
+    gene_names
+        The model's genes in model order; aligned to the store's panel by name.
+    output
+        Generated brain store to write into (created if missing); a new temporary directory
+        when None.
+    block_px
+        Block side (a multiple of 64); the result does not depend on it.
+    device, batch_size, bf16
+        How the model runs (see :func:`~napari_teramind.generate.run_unit`).
+    gene_blind
+        Feed zero gene counts (evaluation baseline).
+    preview
+        Attach a uint8 preview of the ``x0`` estimate to every progress item.
+    model_info
+        Checkpoint metadata, recorded in the provenance when given.
+    workdir
+        Where the temporary state lives (the system temp directory by default).
+
+    Yields
+    ------
+    RoiProgress
+        After every ``(step, block)`` unit; the last one carries ``output``.
+    """
+    from napari_teramind.store import BrainStore
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r} is not supported; choose one of {SAMPLERS}")
+    source = store if isinstance(store, BrainStore) else BrainStore.open(store)
+    plan = GenerationPlan(
+        canvas=source.shape,
+        region=tuple(region),
+        slices=slices,
+        block_px=block_px,
+        seed=seed,
+        steps=steps,
+        gene_block_px=source.gene_block_px,
+    )
+    genes = GeneSource(source, gene_names, gene_blind)
+    record = {
+        "region": list(plan.region),
+        "slices": list(plan.slices),
+        "seed": plan.seed,
+        "sampler": sampler,
+        "steps": plan.steps,
+        "gene_blind": bool(gene_blind),
+        "source_store": str(Path(source.path).resolve()),
+        "model_sha256": model_fingerprint(model),
+        "model_config": model.config.to_dict(),
+        "checkpoint": None if model_info is None else _checkpoint_record(model_info),
+        "missing_genes": list(genes.missing),
+        "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
+    }
+    if output is None:
+        output = Path(tempfile.mkdtemp(prefix="teramind-roi-")) / "generated.zarr"
+    out = open_output_store(source, output, provenance={"generated_from": record})
+    _copy_genes(source, out, plan)
+    return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir)
+
+
+def _checkpoint_record(info: CheckpointInfo) -> dict[str, Any]:
+    return {
+        "path": None if info.path is None else str(info.path),
+        "weights_sha256": info.provenance.get("weights_sha256"),
+        "source": info.provenance.get("source"),
+    }
+
+
+def _run(
+    plan: GenerationPlan,
+    model: TeraMindUNet,
+    genes: GeneSource,
+    out: BrainStore,
+    record: dict[str, Any],
+    device,
+    batch_size: int,
+    bf16: bool,
+    preview: bool,
+    workdir,
+) -> Iterator[RoiProgress]:
+    from napari_teramind.diffusion import DDIMSchedule
+
+    schedule = DDIMSchedule.create(plan.steps)
+    slice_pos = {z: i for i, z in enumerate(plan.slices)}
+    view = np.zeros((2, len(plan.slices), plan.height, plan.width), np.uint8) if preview else None
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="teramind-state-", dir=workdir))
+    try:
+        states = create_state_arrays(plan, tmp)
+        done = 0
+        last = plan.steps - 1
+        for step in range(plan.steps):
+            r, w = state_index(step)
+            for blk in plan.blocks:
+                x0 = run_unit(
+                    plan,
+                    model,
+                    genes,
+                    None if r is None else states[r],
+                    None if step == last else states[w],
+                    step,
+                    blk,
+                    device=device,
+                    batch_size=batch_size,
+                    bf16=bf16,
+                    output=out,
+                    schedule=schedule,
+                )
+                done += 1
+                if view is not None:
+                    for d, z in enumerate(plan.pair_slices(blk.pair)):
+                        if z in slice_pos:
+                            view[:, slice_pos[z], blk.y0 : blk.y1, blk.x0 : blk.x1] = to_uint8(
+                                x0[[d, 2 + d]]
+                            )
+                if step == last:
+                    sy, sx = plan.to_store(blk.y0, blk.x0)
+                    ey, ex = plan.to_store(blk.y1, blk.x1)
+                    out.build_pyramids(names=["images"], region=(sy, ey, sx, ex), workers=1)
+                finished = done == plan.n_units
+                if finished:
+                    _record_done(out, record)
+                yield RoiProgress(
+                    step=step,
+                    n_steps=plan.steps,
+                    block=blk.index,
+                    n_blocks=plan.n_blocks,
+                    units_done=done,
+                    units_total=plan.n_units,
+                    preview=None if view is None else view.copy(),
+                    output=Path(out.path) if finished else None,
+                    missing_genes=tuple(genes.missing),
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _record_done(out: BrainStore, record: dict[str, Any]) -> None:
+    """Append the finished region to the store's list of generated regions."""
+    regions = list(out.metadata.get("generated_regions", []))
+    regions.append({**record, "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+    out.update_metadata({"generated_regions": regions})
