@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-#: Patches per forward on CPU when no batch size is given.
-CPU_BATCH = 64
-
 _MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
@@ -51,12 +48,14 @@ def choose_batch_size(model, device: str, fraction: float = 0.5, cap: int = 4096
     """Patches per forward that fit in ``fraction`` of the device's free memory.
 
     On CUDA, a probe forward (encoder + collage decoder of a 4 x 4 patch grid, under bf16
-    autocast) measures the peak memory per patch; on CPU :data:`CPU_BATCH`.
+    autocast) measures the peak memory per patch; on CPU the engine's default.
     """
     import torch
 
     if not str(device).startswith("cuda"):
-        return CPU_BATCH
+        from napari_teramind.generate.engine import DEFAULT_BATCH_SIZE
+
+        return DEFAULT_BATCH_SIZE
     dev = torch.device(device)
     cfg = model.config
     n, k = 16, 4

@@ -399,8 +399,13 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
             it = _iter_local(job, clock)
         else:
             it = _iter_dask(job, clock)
+        last, shown = job.n_steps - 1, set()
         for p in it:
             os.utime(run_file)  # the driver's heartbeat, read by job_status
+            if p.step == last:  # let a viewer watch the output grow (this process only)
+                new = job.done_blocks(last) - shown
+                _bridge.update_pyramids(job, sorted(new))
+                shown |= new
             yield p
         _bridge.finalize_job(job)
         job.mark_complete({"finished": now_iso(), "units": job.units_total, "executor": kind})

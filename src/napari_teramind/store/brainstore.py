@@ -703,7 +703,7 @@ class BrainStore:
         data = np.asarray(data)
         if data.dtype != np.dtype(dtype):
             raise TypeError(f"{name} data must be {dtype}, got {data.dtype}")
-        arr = self.zarr_array(name, 0)
+        arr = _writing_empty_chunks(self.zarr_array(name, 0))
         sl = []
         for start, n, size in zip(
             index, data.shape[-len(index) :], arr.shape[-len(index) :], strict=True
@@ -785,6 +785,7 @@ class BrainStore:
             if region is not None and name != "images" and not name.startswith("images/"):
                 gb = self.gene_block_px
                 reg = (region[0] // gb, -(-region[1] // gb), region[2] // gb, -(-region[3] // gb))
+            arrays = [_writing_empty_chunks(a) for a in arrays]
             with _keep_empty_chunks():
                 build_pyramid(arrays, method, region=reg, workers=workers, progress=progress)
 
@@ -819,6 +820,15 @@ def _keep_empty_chunks():
     import zarr
 
     return zarr.config.set({"array.write_empty_chunks": True})
+
+
+def _writing_empty_chunks(array):
+    """``array`` set to write all-zero chunks.
+
+    An opened array keeps the config it was opened with, so the global setting of
+    :func:`_keep_empty_chunks` alone does not reach arrays opened before it.
+    """
+    return array.with_config({"write_empty_chunks": True})
 
 
 def _software() -> str:
