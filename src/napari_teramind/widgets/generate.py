@@ -69,27 +69,40 @@ def run_generation(
     device: str,
     output: str,
 ) -> Iterator[Any]:
-    """Worker body: load the model (cached) and run :func:`generate_roi`, yielding its progress."""
+    """Worker body: run :func:`generate_roi` (model loaded once, cached), yielding progress.
+
+    Returns the result's layer data, built here, off the GUI thread.
+    """
     from napari_teramind.generate import generate_roi
     from napari_teramind.store import BrainStore
 
     store = BrainStore.open(store_path)
     model, info = load_model(model_spec, device)
-    gene_names = list(info.gene_names or store.panel.names)
-    return (
-        yield from generate_roi(
-            store,
-            model,
-            region,
-            slices,
-            seed=seed,
-            steps=steps,
-            gene_names=gene_names,
-            output=output,
-            block_px=block_px,
-            device=device,
-        )
-    )
+    last = None
+    for last in generate_roi(
+        store,
+        model,
+        region,
+        slices,
+        seed=seed,
+        steps=steps,
+        gene_names=list(info.gene_names),
+        output=output,
+        block_px=block_px,
+        device=device,
+        model_info=info,
+    ):
+        yield last
+    return result_layers(str(last.output if last is not None and last.output else output))
+
+
+def result_layers(path: str) -> tuple[str, list[Any]]:
+    """Layer data of the generated store's stains (opened here: call it off the GUI thread)."""
+    from napari_teramind.layers import stain_layers
+    from napari_teramind.store import BrainStore
+
+    generated = BrainStore.open(path, allow_incomplete=True)
+    return path, stain_layers(generated)
 
 
 def roi_progress(item: Any) -> Progress:
@@ -336,9 +349,13 @@ class GenerateWidget(QWidget):
 
     def generate(self) -> Any:
         """Collect the parameters and start the generation worker (errors are notified)."""
+        from napari_teramind.generate import snap_region
+
         try:
             store = self.open_store()
-            region = self.region()
+            region = snap_region(self.region(), store.height, store.width)
+            if region != self.region():  # show what is generated: whole 64 px patches
+                self.set_region(region)
             slices = parse_slices(
                 self.slices_edit.text(), store.n_slices, current_slice(self.viewer, store)
             )
@@ -368,7 +385,7 @@ class GenerateWidget(QWidget):
             output=output,
             progress=roi_progress,
             on_yielded=self._on_progress,
-            on_finished=self._on_finished,
+            on_returned=self.show_result,
             desc="Generating region",
         )
 
@@ -385,7 +402,7 @@ class GenerateWidget(QWidget):
 
     def show_preview(self, preview: np.ndarray) -> None:
         """Show ``preview`` (uint8 ``(2, n_slices, h, w)``) at the region, one layer per stain."""
-        from napari_teramind.layers import STAIN_COLORMAPS
+        from napari_teramind.layers import AXIS_LABELS, STAIN_COLORMAPS, UNITS
 
         store = self.store
         assert store is not None
@@ -412,6 +429,8 @@ class GenerateWidget(QWidget):
                     colormap=STAIN_COLORMAPS.get(stain, "gray"),
                     blending="additive",
                     contrast_limits=(0, 255),
+                    units=UNITS,
+                    axis_labels=AXIS_LABELS,
                     metadata={"teramind_role": "preview", "teramind_channel": stain},
                 )
                 self.preview_layers[name] = layer
@@ -420,31 +439,24 @@ class GenerateWidget(QWidget):
                 layer.data = full[c]
         self.previews_shown += 1
 
-    def _on_finished(self, state: str) -> None:
-        if state != "done" or not self.output_path:
-            return
-        self.show_result(self.output_path)
+    def show_result(self, result: tuple[str, list[Any]]) -> list[Any]:
+        """Show the generated store's stains over the real region; remove the preview.
 
-    def show_result(self, path: str) -> list[Any]:
-        """Show the generated store's stains over the real region; remove the preview."""
-        from napari_teramind.layers import stain_layers
-        from napari_teramind.store import BrainStore
-
-        for layer in list(self.preview_layers.values()):
+        ``result`` is ``(path, layer data)`` from :func:`result_layers`.
+        """
+        path, layer_data = result
+        for layer in [*self.preview_layers.values(), *self.result_layers]:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.preview_layers.clear()
-        generated = BrainStore.open(path, allow_incomplete=True)
-        for layer in self.result_layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
         self.result_layers = [
             self.viewer._add_layer_from_data(data, kwargs, kind)[0]
-            for data, kwargs, kind in stain_layers(generated)
+            for data, kwargs, kind in layer_data
         ]
         region = self.region_layer()
         if region is not None:  # keep the rectangle on top
             self.viewer.layers.move(self.viewer.layers.index(region), len(self.viewer.layers))
+        self.output_path = path
         notify_info(f"Generated region written to {path}")
         return self.result_layers
 

@@ -296,10 +296,13 @@ class JobsWidget(QWidget):
         store = BrainStore.open(self.store_picker.path())
         text = self.slices_edit.text().strip().lower()
         slices = parse_slices(text, store.n_slices, current_slice(self.viewer, store))
+        from napari_teramind.generate import snap_region
+
         if self.region_combo.currentText() == "Whole sections":
             region = (0, store.height, 0, store.width)
         else:
             region = self._rectangle()
+        region = snap_region(region, store.height, store.width)  # whole 64 px patches
         stem = Path(store.path).name.removesuffix(".zarr")
         name = self.name_edit.text().strip() or f"{stem}-{self.seed_spin.value()}"
         job_dir = self.jobs_root() / name
