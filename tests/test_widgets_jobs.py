@@ -3,8 +3,10 @@
 import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
+    content_stats,
     isolated_settings,
     model_spec,
+    save_screenshot,
     single_thread,
     tiny_phantom,
 )
@@ -21,10 +23,10 @@ def phantom(tmp_path_factory):
     return tiny_phantom(tmp_path_factory.mktemp("jobs") / "brain.zarr", n_slices=2)
 
 
-def _widget(make_napari_viewer, phantom, tmp_path):
+def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
     from napari_teramind.layers import brain_layers
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(**kwargs)
     for data, kw, kind in brain_layers(phantom, regions=False):
         viewer._add_layer_from_data(data, kw, kind)
     w = JobsWidget(viewer)
@@ -68,7 +70,8 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     needs_engine()
     from napari_teramind.generate.job import job_status
 
-    _, w = _widget(make_napari_viewer, phantom, tmp_path)
+    viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
+    viewer.window._qt_window.resize(1400, 900)
     w.slices_edit.setText("0")
     w.steps_spin.setValue(3)
     w.block_spin.setValue(64)
@@ -98,3 +101,8 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     layers = w.open_output(job_dir)
     assert [layer.name for layer in layers] == ["generated DAPI", "generated PolyT"]
     assert layers[0].data[0].shape[-2:] == (phantom.height, phantom.width)
+    viewer.reset_view()
+    qtbot.wait(300)
+    lit, std = content_stats(viewer.screenshot(canvas_only=True, flash=False))
+    assert lit > 0.1 and std > 10, (lit, std)
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "jobs-window.png")
