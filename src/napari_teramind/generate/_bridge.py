@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_teramind.generate.devices import choose_batch_size, load_model
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
 PREPARED_FILE = "prepared.json"
 #: Largest image chunk of a generated store (the brain-store default).
 MAX_IMAGE_CHUNK = 512
-#: Bytes assumed per all-zero image chunk outside the generated region (compressed).
-ZERO_CHUNK_BYTES = 1024
 SAMPLERS = ("ddim",)
 
 
@@ -61,31 +58,6 @@ def output_image_chunk(plan: GenerationPlan) -> int:
     return chunk
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _untouched_chunks(plan: GenerationPlan, shape: tuple[int, int, int], chunk: int):
-    """Level-0 image chunks ``(z, cy, cx)`` that no unit writes (outside region or slices)."""
-    n, h, w = shape
-    y0, y1, x0, x1 = plan.region
-    rows = range(-(-h // chunk))
-    cols = range(-(-w // chunk))
-    written = set(plan.slices)
-    for z in range(n):
-        for cy in rows:
-            for cx in cols:
-                inside = (
-                    z in written
-                    and cy * chunk < y1
-                    and (cy + 1) * chunk > y0
-                    and cx * chunk < x1
-                    and (cx + 1) * chunk > x0
-                )
-                if not inside:
-                    yield z, cy, cx
-
-
 def plan_job(spec: JobSpec) -> dict[str, Any]:
     """The JSON plan of a job: steps, blocks and predicted bytes of state and output."""
     from napari_teramind.store import BrainStore
@@ -95,74 +67,73 @@ def plan_job(spec: JobSpec) -> dict[str, Any]:
     chunk = output_image_chunk(plan)
     state_nbytes = 2 * math.prod(plan.state_shape) * 4  # two float32 ping-pong arrays
     generated = 2 * len(plan.slices) * plan.height * plan.width  # uint8 DAPI + PolyT
-    n_zero = sum(1 for _ in _untouched_chunks(plan, store.shape, chunk))
-    images = (generated + n_zero * ZERO_CHUNK_BYTES) * 4 // 3  # + pyramid levels
-    genes = _dir_bytes(Path(spec.source) / "genes")
+    gb = plan.gene_block_px
+    genes = 2 * len(store.panel) * len(plan.slices) * (plan.height // gb) * (plan.width // gb)
+    output_nbytes = (generated + genes) * 4 // 3  # + pyramid levels, uncompressed
     return {
         "n_steps": plan.steps,
         "n_blocks": plan.n_blocks,
         "state_nbytes": int(state_nbytes),
-        "output_nbytes": int(images + genes),
+        "output_nbytes": int(output_nbytes),
         "image_chunk": chunk,
         "generation": plan.to_dict(),
     }
 
 
 # ---------------------------------------------------------------------- output store
-def _provenance(job: JobDir, info: Any) -> dict[str, Any]:
+def _record(job: JobDir, model: Any, info: Any, missing: Any) -> dict[str, Any]:
+    """Provenance of the generated region, as :func:`generate_roi` records it."""
+    from napari_teramind.generate.roi import _checkpoint_record, model_fingerprint
+
     spec = job.spec
     return {
-        "source": spec.source,
-        "generator": "napari-teramind generate job",
-        "job": str(job.path),
-        "model": spec.model,
-        "checkpoint_sha256": (info.provenance or {}).get("weights_sha256") if info else None,
+        "region": list(spec.region),
+        "slices": list(spec.slices),
         "seed": spec.seed,
         "sampler": spec.sampler,
         "steps": spec.steps,
-        "region": list(spec.region),
-        "slices": list(spec.slices),
         "gene_blind": spec.gene_blind,
+        "source_store": spec.source,
+        "model_sha256": model_fingerprint(model),
+        "model_config": model.config.to_dict(),
+        "checkpoint": _checkpoint_record(info),
+        "missing_genes": list(missing),
+        "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
+        "job": str(job.path),
     }
-
-
-def _create_output(job: JobDir) -> None:
-    """A generated brain store on the source's canvas, with the source's gene counts."""
-    from napari_teramind.store import BrainStore
-
-    src = BrainStore.open(job.spec.source)
-    z, h, w = src.shape
-    out = BrainStore.create(
-        job.spec.output,
-        n_slices=z,
-        height=h,
-        width=w,
-        panel=src.panel,
-        pixel_size_um=src.pixel_size_um,
-        slice_spacing_um=src.slice_spacing_um,
-        gene_block_px=src.gene_block_px,
-        kind="generated",
-        provenance=_provenance(job, None),
-        overwrite=True,
-        image_chunk=int(job.plan["image_chunk"]),
-    )
-    # the gene counts that drove the generation, pyramids included: a plain file copy
-    shutil.rmtree(out.path / "genes")
-    shutil.copytree(src.path / "genes", out.path / "genes")
 
 
 def prepare_job(job: JobDir) -> None:
     """Create the state arrays and the output store once; a resume finds them prepared.
 
-    A run killed while preparing left no ``prepared.json``, so everything is recreated.
+    The output is a generated brain store on the source's canvas (as :func:`generate_roi`
+    makes it, or an existing one to write the region into), with the region's gene counts
+    copied, and image chunks such that no two blocks share one. A run killed while preparing
+    left no ``prepared.json``, so everything is prepared again.
     """
     from napari_teramind.generate.engine import create_state_arrays
+    from napari_teramind.generate.roi import _copy_genes, open_output_store
+    from napari_teramind.store import BrainStore
 
     if (job.path / PREPARED_FILE).is_file():
         return
+    source = BrainStore.open(job.spec.source)
+    plan = make_plan(job.spec, source)
     shutil.rmtree(job.state_dir, ignore_errors=True)
-    create_state_arrays(make_plan(job.spec), job.state_dir)
-    _create_output(job)
+    create_state_arrays(plan, job.state_dir)
+    out = open_output_store(
+        source,
+        job.spec.output,
+        provenance={"generated_by_job": str(job.path)},
+        image_chunk=int(job.plan["image_chunk"]),
+    )
+    if not plan.output_chunk_safe(out.image_chunk):
+        raise ValueError(
+            f"output store {out.path} has {out.image_chunk} px image chunks, which blocks of "
+            f"{plan.block_px} px at region origin {plan.region[::2]} would share between "
+            "workers; choose a --block-px and --region aligned to its chunks, or a new --out"
+        )
+    _copy_genes(source, out, plan)
     write_json_atomic(job.path / PREPARED_FILE, {"state": str(job.state_dir)})
 
 
@@ -174,6 +145,8 @@ def update_pyramids(job: JobDir, blocks: list[int]) -> None:
     """
     from napari_teramind.store import BrainStore
 
+    if not blocks:
+        return
     plan = make_plan(job.spec)
     out = BrainStore.open(job.spec.output, mode="r+")
     for b in blocks:
@@ -184,26 +157,29 @@ def update_pyramids(job: JobDir, blocks: list[int]) -> None:
 
 
 def finalize_job(job: JobDir) -> None:
-    """Complete the output store and delete the state arrays (idempotent).
+    """Finish the output store and delete the state arrays (idempotent).
 
-    Image chunks outside the generated region and slices are written as zeros (a complete
-    store has no missing chunks), pyramids are built, provenance recorded.
+    Pyramids of the region are rebuilt once more (by this process alone), the region is
+    appended to the store's ``generated_regions`` provenance, and a store whose every slice
+    and pixel was generated is marked complete.
     """
-    import numpy as np
-
+    from napari_teramind.generate.engine import GeneSource
+    from napari_teramind.generate.roi import _record_done
     from napari_teramind.store import BrainStore
 
-    plan = make_plan(job.spec)
+    source = BrainStore.open(job.spec.source)
+    plan = make_plan(job.spec, source)
     out = BrainStore.open(job.spec.output, mode="r+")
-    chunk = out.image_chunk
-    _, h, w = out.shape
-    for z, cy, cx in _untouched_chunks(plan, out.shape, chunk):
-        y, x = cy * chunk, cx * chunk
-        hh, ww = min(chunk, h - y), min(chunk, w - x)
-        out.write_images(z, y, x, np.zeros((2, hh, ww), np.uint8))
-    out.build_pyramids(names=["images"], workers=1)
-    _, info = load_model(job.spec.model, "cpu")
-    out.update_metadata({"complete": True, "provenance": _provenance(job, info)})
+    out.build_pyramids(region=plan.region, workers=1)
+    recorded = [r.get("job") for r in out.metadata.get("generated_regions", [])]
+    if str(job.path) not in recorded:
+        model, info = load_model(job.spec.model, "cpu")
+        missing = GeneSource(source, info.gene_names, job.spec.gene_blind).missing
+        _record_done(out, _record(job, model, info, missing))
+    whole = plan.region == (0, out.height, 0, out.width) and len(plan.slices) == out.n_slices
+    if whole and not out.complete:
+        out.build_pyramids(workers=1)
+        out.update_metadata({"complete": True})
     shutil.rmtree(job.state_dir, ignore_errors=True)
 
 

@@ -450,12 +450,13 @@ def create_job(job_dir: str | os.PathLike[str], spec: JobSpec, *, overwrite: boo
             )
         shutil.rmtree(job_dir)
     if Path(spec.output).exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"output store {spec.output} already exists; choose another --out or pass "
-                "--overwrite"
-            )
-        shutil.rmtree(spec.output)
+        if overwrite:
+            shutil.rmtree(spec.output)
+        else:  # write the region into an existing generated store, if it matches the source
+            from napari_teramind.generate.roi import open_output_store
+            from napari_teramind.store import BrainStore
+
+            open_output_store(BrainStore.open(spec.source), spec.output)
     plan = _bridge.plan_job(spec)
     if check_space:
         check_disk_space([(job_dir, plan["state_nbytes"]), (spec.output, plan["output_nbytes"])])
