@@ -11,7 +11,7 @@ from .image_metrics import VIEWS
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -49,7 +49,7 @@ def _image_figure(t, sets, slices, metrics) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(metrics), len(VIEWS), figsize=(5 * len(VIEWS), 3.4 * len(metrics)),
-                             squeeze=False)  # fmt: skip
+                             squeeze=False, layout="constrained")  # fmt: skip
     groups = [*slices, "all"]
     width = 0.8 / max(len(sets), 1)
     colors = plt.cm.tab10(np.arange(len(sets)) % 10)
@@ -85,7 +85,7 @@ def _nuclei_figure(report, sets, slices) -> bytes:
 
     t = report.table
     a = report.nuclei_areas
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     ax = axes[0]
     names = ["real", *sets]
     colors = plt.cm.tab10(np.arange(len(names)) % 10)
@@ -122,7 +122,7 @@ def _fid_figure(report, sets) -> bytes:
     f = report.fid
     kinds = [k for k in ("fid", "sfid") if k in report.settings.get("metrics", ("fid", "sfid"))]
     fig, axes = plt.subplots(len(kinds), len(VIEWS), figsize=(5 * len(VIEWS), 3.2 * len(kinds)),
-                             squeeze=False)  # fmt: skip
+                             squeeze=False, layout="constrained")  # fmt: skip
     zs = [z for z in dict.fromkeys(f["z"]) if z != "all"] + ["all"]
     width = 0.8 / max(len(sets), 1)
     for i, k in enumerate(kinds):

@@ -237,14 +237,23 @@ def load_inception(path: str | os.PathLike[str] | None = None, device="cpu") -> 
     state = torch.load(file, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{file} is not a state dict of tensors; expected {WEIGHTS_FILE}")
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    net = FIDInceptionV3()
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
+    with torch.device("meta"):  # no wasted random initialisation of 24M parameters
+        net = FIDInceptionV3()
+    expected = net.state_dict()
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for k in expected:  # files saved by older torch lack the batch-norm step counters
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = torch.zeros((), dtype=torch.long)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
         raise ValueError(
             f"{file} does not hold the FID Inception weights ({len(missing)} missing, e.g. "
-            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}); expected "
-            f"{WEIGHTS_FILE} from {WEIGHTS_URL}"
+            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}; "
+            f"{len(wrong)} of another shape, e.g. {wrong[:3]}); expected {WEIGHTS_FILE} from "
+            f"{WEIGHTS_URL}"
         )
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+                        assign=True)  # fmt: skip
     return net.eval().to(device)

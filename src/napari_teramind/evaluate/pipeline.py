@@ -83,13 +83,14 @@ class EvaluationProgress:
 
 
 def _open(store, name: str):
+    """Open a store given by path; the real one must be complete, generated ones may grow."""
     from napari_teramind.store import BrainStore
 
     if isinstance(store, BrainStore):
         return store
     if not isinstance(store, str | os.PathLike):
         raise TypeError(f"{name} must be a BrainStore or a path, not {type(store).__name__}")
-    return BrainStore.open(store, allow_incomplete=True)
+    return BrainStore.open(store, allow_incomplete=None if name == "real" else True)
 
 
 def _read(store, region: Region) -> np.ndarray:
@@ -312,7 +313,7 @@ def iter_evaluation(
     elif isinstance(regions, str):
         if regions != "all":
             raise ValueError(f"regions must be None, 'all' or a list of boxes, not {regions!r}")
-        regs = grid_regions(real, slices, region_size)
+        regs = grid_regions(real, slices, region_size, covered=covered)
     else:
         regs = user_regions(real, regions, slices)
     if not regs:

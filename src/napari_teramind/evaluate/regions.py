@@ -171,23 +171,31 @@ def chunk_coverage(store, z: int) -> np.ndarray:
 
 
 def grid_regions(
-    store, slices: Sequence[int], region_size: int = REGION_SIZE, min_tissue: float = 0.0
+    store,
+    slices: Sequence[int],
+    region_size: int = REGION_SIZE,
+    min_tissue: float = 0.0,
+    covered=None,
 ) -> list[Region]:
     """Tile whole slices into regions (the last row and column clipped to the store).
 
     Tiles whose tissue fraction is not above ``min_tissue`` are left out, so with the default
-    every tile holding any tissue is evaluated: the whole brain, chunk by chunk.
+    every tile holding any tissue is evaluated: the whole brain, chunk by chunk. ``covered(z)``
+    (a block mask, see :func:`sample_regions`) leaves out tiles not wholly covered.
     """
     gb = store.gene_block_px
     size = clip_size(store, region_size)
     out = []
     for z in slices:
         blocks = tissue_blocks(store, z)
+        cov = None if covered is None else np.asarray(covered(z), bool)
         for y0 in range(0, store.height, size):
             for x0 in range(0, store.width, size):
                 y1, x1 = min(y0 + size, store.height), min(x0 + size, store.width)
-                frac = blocks[y0 // gb : -(-y1 // gb), x0 // gb : -(-x1 // gb)].mean()
-                if frac > min_tissue:
+                win = (slice(y0 // gb, -(-y1 // gb)), slice(x0 // gb, -(-x1 // gb)))
+                if cov is not None and not cov[win].all():
+                    continue
+                if blocks[win].mean() > min_tissue:
                     out.append(Region(int(z), y0, y1, x0, x1))
     return out
 

@@ -113,10 +113,10 @@ class EvaluationReport:
             lines.append("FID/sFID: not computed (no Inception weights; see docs/evaluation.md)")
         return "\n".join(lines)
 
-    def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write the tables (CSV and Parquet), the summary, settings and figures.
+    def write(self, out_dir: str | os.PathLike[str], figures: bool = True) -> dict[str, Path]:
+        """Write the tables (CSV and Parquet), the summary, settings and (PNG) figures.
 
-        Every file is written atomically. Returns name -> path.
+        Every file is written atomically. Returns file name -> path.
         """
         from napari_teramind.store.atomic import write_bytes_atomic, write_json_atomic
 
@@ -145,7 +145,7 @@ class EvaluationReport:
         paths["settings.json"] = p
         from .figures import report_figures
 
-        for name, data in report_figures(self).items():
+        for name, data in (report_figures(self) if figures else {}).items():
             p = out / name
             write_bytes_atomic(p, data)
             paths[name] = p
