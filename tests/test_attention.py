@@ -184,20 +184,22 @@ def test_streamed_tiles_equal_one_shot_and_region_equals_whole(store, model, mod
 
 
 def test_cancel_and_resume_gives_the_same_map(store, model, model_genes):
-    compute_attention_maps(store, model, "GLUT", gene_names=model_genes, name="ref", tile_blocks=8)
-    job = iter_attention_maps(store, model, "GLUT", gene_names=model_genes, tile_blocks=8)
+    compute_attention_maps(store, model, "GLUT", gene_names=model_genes, name="ref", tile_blocks=16)
+    job = iter_attention_maps(store, model, "GLUT", gene_names=model_genes, tile_blocks=16)
     first = [next(job), next(job)]
     job.close()
     assert [p.units_done for p in first] == [1, 2]
     meta = store.attention_metadata("GLUT")
     assert meta["units_done"] == 2 and not meta["complete"]
-    resumed = list(iter_attention_maps(store, model, "GLUT", gene_names=model_genes, tile_blocks=8))
+    resumed = list(
+        iter_attention_maps(store, model, "GLUT", gene_names=model_genes, tile_blocks=16)
+    )
     assert resumed[0].units_done == 3 and resumed[-1].done
     np.testing.assert_array_equal(
         np.asarray(store.attention("GLUT").compute()), np.asarray(store.attention("ref").compute())
     )
     # a finished job with the same parameters is not recomputed
-    again = list(iter_attention_maps(store, model, "GLUT", gene_names=model_genes, tile_blocks=8))
+    again = list(iter_attention_maps(store, model, "GLUT", gene_names=model_genes, tile_blocks=16))
     assert len(again) == 1 and again[0].done
 
 
@@ -335,7 +337,7 @@ def test_bundled_model_dopa_auc_above_bar(store):
 
 # ------------------------------------------------------------------ plots
 def test_trend_data_and_png(store, model, model_genes, tmp_path):
-    compute_attention_maps(store, model, "GLUT", gene_names=model_genes)
+    compute_attention_maps(store, model, "GLUT", gene_names=model_genes, slices=[1, 2])
     res = trend_data(store, "GLUT", level=0, options=options_for(store, "GLUT", sigma=0))
     assert set(res.data["gene"]) == {"Slc17a6", "Slc17a7"}
     assert list(res.data.columns) == ["gene", "slice", "y", "x", "expression", "attention"]
@@ -352,7 +354,7 @@ def test_trend_data_and_png(store, model, model_genes, tmp_path):
         np.corrcoef(res.data.query("gene == 'Slc17a6'")[["expression", "attention"]].T)[0, 1]
     )
     results = trend_plot(store, "GLUT", tmp_path / "plots", per_slice=True, level=1)
-    assert len(results) == SPEC.n_slices
+    assert len(results) == 2  # the map's slices
     for r in results:
         assert r.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert set(r.data["slice"]) <= {int(r.path.stem.split("_z")[-1])}
