@@ -150,6 +150,12 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     assert lit > 0.1 and std > 10, (lit, std)
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "generate-window.png")
 
+    # side by side: Browse docked once, real and generated in two grid cells
+    browse = w.compare()
+    assert browse is not None and set(browse.stores) == {"real", "generated"}
+    assert viewer.canvas.grid.enabled
+    assert w.compare() is browse
+
 
 def test_cancel_stops_generation(make_napari_viewer, qtbot, phantom, tmp_path):
     needs_generate_roi()

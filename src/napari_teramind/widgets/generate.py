@@ -224,6 +224,14 @@ class GenerateWidget(QWidget):
         layout.addWidget(self.generate_button)
         self.task = TaskPanel(name="region generation")
         layout.addWidget(self.task)
+        self.compare_button = QPushButton("Compare side by side")
+        self.compare_button.setEnabled(False)
+        self.compare_button.setToolTip(
+            "Open the real and the generated store in 'Browse brain stores', side by side in "
+            "napari's grid with one shared camera"
+        )
+        layout.addWidget(self.compare_button)
+        self.compare_button.clicked.connect(self.compare)
         layout.addStretch(1)
         self.rect_button.clicked.connect(self.place_rectangle)
         self.generate_button.clicked.connect(self.generate)
@@ -457,8 +465,32 @@ class GenerateWidget(QWidget):
         if region is not None:  # keep the rectangle on top
             self.viewer.layers.move(self.viewer.layers.index(region), len(self.viewer.layers))
         self.output_path = path
+        self.compare_button.setEnabled(True)
         notify_info(f"Generated region written to {path}")
         return self.result_layers
+
+    def compare(self) -> Any:
+        """Show the real and generated stores side by side in the Browse widget (docked once)."""
+        from napari_teramind.widgets.browse import SIDE_BY_SIDE, BrowseWidget
+
+        if self.store is None or not self.output_path:
+            notify_error("Generate a region first")
+            return None
+        browse = next(
+            (w for w in self.viewer.window.dock_widgets.values() if isinstance(w, BrowseWidget)),
+            None,
+        )
+        if browse is None:
+            browse = BrowseWidget(self.viewer)
+            self.viewer.window.add_dock_widget(browse, name="Browse brain stores")
+        try:
+            browse.open_store(self.store.path, "real")
+            browse.open_store(self.output_path, "generated")
+        except Exception as exc:
+            notify_error("Cannot compare the stores", exc)
+            return None
+        browse.set_mode(SIDE_BY_SIDE)
+        return browse
 
 
 def _camera(viewer: napari.viewer.Viewer) -> Any:
