@@ -337,7 +337,7 @@ class AttentionWidget(QWidget):
             device=self.device_picker.device(),
             progress=attention_progress,
             on_returned=self._show,
-            desc="Computing attention maps",
+            desc=f"Computing attention maps on {self.device_picker.device()}",
         )
 
     def _region(self) -> tuple[int, int, int, int]:

@@ -394,7 +394,7 @@ class GenerateWidget(QWidget):
             progress=roi_progress,
             on_yielded=self._on_progress,
             on_returned=self.show_result,
-            desc="Generating region",
+            desc=f"Generating region on {self.device_picker.device()}",
         )
 
     def cancel(self) -> None:
