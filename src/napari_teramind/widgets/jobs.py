@@ -354,7 +354,8 @@ class JobsWidget(QWidget):
             self.devices()[0],
             progress=job_progress,
             on_finished=self._job_finished,
-            desc=f"Job {Path(job_dir).name} ({spec['executor']}, {self.devices()[0]})",
+            desc=f"Job {Path(job_dir).name} ({spec['executor']}: "
+            f"{', '.join(spec['devices'] or self.devices()[:1])})",
         )
 
     def resume(self, job_dir: str | None) -> Any:
