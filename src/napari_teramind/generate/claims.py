@@ -33,14 +33,22 @@ HOST = socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (zombies count as alive)."""
+    """Whether a process with this id runs on this host.
+
+    A zombie (dead, not yet reaped by its parent) counts as dead.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 @dataclass(frozen=True)

@@ -247,20 +247,26 @@ def _iter_local(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
             if done != last:
                 last = done
                 yield clock.progress(step, None)
-            failed = [p for p in procs if p.exitcode not in (None, 0)]
-            if failed:
-                errors = job.worker_errors()
+            errors = job.worker_errors()
+            if errors:  # a worker raised: a real failure (bad input, out of memory, ...)
                 detail = "\n".join(f"--- {k}\n{v}" for k, v in errors.items())
                 raise RuntimeError(
-                    f"{len(failed)} local worker(s) failed (exit codes "
-                    f"{[p.exitcode for p in failed]}); the job can be resumed with --resume. "
-                    f"{detail}"
+                    f"local worker(s) {', '.join(errors)} failed; fix the cause and resume the "
+                    f"job with --resume.\n{detail}"
                 )
-            if all(p.exitcode == 0 for p in procs):
+            # a worker that vanished (killed, OOM-killed) leaves claims of a dead process,
+            # which the surviving workers take over at once: carry on while any is alive
+            codes = [p.exitcode for p in procs]  # polls every child: reaps the dead ones
+            if all(c is not None for c in codes):
                 break
             time.sleep(POLL_S * 2)
         if job.cancel_requested() and job.current_step() < job.n_steps:
             raise JobCancelled(f"job {job.path} was cancelled (resume it with --resume)")
+        if job.current_step() < job.n_steps:
+            raise RuntimeError(
+                f"all local workers of {job.path} exited (exit codes "
+                f"{[p.exitcode for p in procs]}) before the job was done; resume it with --resume"
+            )
         for s in range(job.n_steps):
             job.finish_step(s)
     finally:
@@ -388,6 +394,8 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
     if kind not in ("inprocess", "local", "dask"):
         raise ValueError(f"unknown executor {kind!r}; use inprocess, local or dask")
     job.clear_cancel()
+    for old in (job.path / "workers").glob("*.error"):
+        old.unlink()  # failures of an earlier run
     run_file = job.path / RUN_FILE
     write_json_atomic(run_file, dict(Owner(worker=f"driver-{kind}").to_dict(), started=now_iso()))
     try:
