@@ -85,11 +85,19 @@ def parse_slices(text: str) -> list[int]:
     return out
 
 
-def _progress_printer(quiet: bool):
+def _progress_printer(quiet: bool, every_s: float = 1.0):
+    """A progress callback printing at most one line per ``every_s`` seconds (and the last)."""
     if quiet:
         return None
+    import time
+
+    last = [0.0]
 
     def show(p) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s and p.output is None and p.units_done < p.units_total:
+            return
+        last[0] = now
         eta = f", ~{p.eta_s:.0f}s left" if p.eta_s is not None else ""
         step = min(p.step + 1, p.n_steps)
         print(f"step {step}/{p.n_steps}  units {p.units_done}/{p.units_total} "
@@ -99,6 +107,16 @@ def _progress_printer(quiet: bool):
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from napari_teramind.generate.job import JobCancelled
+
+    try:
+        return _generate_or_resume(args)
+    except JobCancelled as exc:
+        print(f"cancelled: {exc}")
+        return 3
+
+
+def _generate_or_resume(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from napari_teramind.generate.executors import run_job

@@ -230,7 +230,9 @@ class JobDir:
         unit seconds), then the per-unit markers and the step's claims are removed.
         """
         target = self._step_file(step)
-        if target.is_file():
+        if target.is_file():  # folded already; a kill may have left the markers behind
+            shutil.rmtree(self.manifest_dir / _step_name(step), ignore_errors=True)
+            shutil.rmtree(self.claims.root / _step_name(step), ignore_errors=True)
             return
         started, finished, seconds = [], [], 0.0
         for b in range(self.n_blocks):
@@ -541,12 +543,12 @@ def _recent_finish_times(job: JobDir) -> list[float]:
             times.extend(read_json(f).get("finish_times", []))
             continue
         d = job.manifest_dir / _step_name(s)
-        if d.is_dir():
+        if d.is_dir():  # a marker is written when its unit finishes: its mtime is enough
             for p in d.iterdir():
                 if p.name.startswith("block-"):
                     try:
-                        times.append(float(read_json(p)["finished"]))
-                    except (FileNotFoundError, ValueError, KeyError):
+                        times.append(p.stat().st_mtime)
+                    except FileNotFoundError:
                         pass
         break
     return sorted(times)[-64:]
