@@ -20,6 +20,7 @@ from napari_teramind.model.gene_layout import (
     to_reference_layout,
 )
 from napari_teramind.model.grids import collage_grid, collage_patches, expand_timesteps
+from napari_teramind.model.registry import resolve_model
 from napari_teramind.model.unet import DECODERS, TeraMindUNet
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "import_published_checkpoint",
     "keep_gene_slices",
     "load_checkpoint",
+    "resolve_model",
     "save_checkpoint",
     "to_reference_layout",
 ]

@@ -265,7 +265,10 @@ def load_checkpoint(
 
 
 def convert_checkpoint(
-    src: str | Path, dst: str | Path, gene_names: Sequence[str] | None = None
+    src: str | Path,
+    dst: str | Path,
+    gene_names: Sequence[str] | None = None,
+    mouse: str | None = None,
 ) -> CheckpointInfo:
     """Convert a published Lightning checkpoint (or re-save a native one) to this format.
 
@@ -278,6 +281,9 @@ def convert_checkpoint(
     gene_names
         Gene names to attach (published checkpoints only; see
         :func:`import_published_checkpoint`).
+    mouse
+        Name the genes after the first ``G`` of this published panel (published checkpoints,
+        when ``gene_names`` is None).
 
     Returns
     -------
@@ -289,7 +295,7 @@ def convert_checkpoint(
         names = info.gene_names if gene_names is None else tuple(gene_names)
         provenance = {k: v for k, v in info.provenance.items() if k != "weights_sha256"}
     else:
-        model, info = import_published_checkpoint(src, gene_names=gene_names)
+        model, info = import_published_checkpoint(src, gene_names=gene_names, mouse=mouse)
         names = info.gene_names
         provenance = dict(info.provenance)
     provenance["converted_from"] = str(Path(src).name)

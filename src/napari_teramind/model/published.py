@@ -184,6 +184,7 @@ def import_published_checkpoint(
     ckpt_path: str | Path,
     gene_names: Sequence[str] | None = None,
     map_location: str | torch.device = "cpu",
+    mouse: str | None = None,
 ) -> tuple[TeraMindUNet, CheckpointInfo]:
     """Build a model from a published Lightning checkpoint.
 
@@ -196,6 +197,9 @@ def import_published_checkpoint(
         published panel of the run's mouse (parsed from the run name, default 638850).
     map_location
         Device of the returned model.
+    mouse
+        Published panel (``"638850"`` or ``"609882"``) whose first ``G`` genes name the model
+        genes when ``gene_names`` is None; by default the run's mouse.
 
     Returns
     -------
@@ -222,7 +226,7 @@ def import_published_checkpoint(
     config = infer_config_from_state_dict(state, hparams)
 
     if gene_names is None:
-        names = published_gene_names(config.n_genes, _mouse_of(hparams))
+        names = published_gene_names(config.n_genes, mouse or _mouse_of(hparams))
     else:
         names = tuple(str(n) for n in gene_names)
         if len(names) != config.n_genes:

@@ -23,6 +23,7 @@ train ...``; each rank draws its own part of every batch and rank 0 writes.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shutil
@@ -60,6 +61,8 @@ class TrainConfig:
         Brain stores to train on.
     preset
         Model preset (``tiny``, ``small``, ``reference``); ignored when ``init`` is given.
+    model_overrides
+        :class:`ModelConfig` fields replacing the preset's (e.g. ``{"model_channels": 12}``).
     init
         Optional checkpoint to start from (fine-tuning); its genes define the panel.
     genes
@@ -90,6 +93,7 @@ class TrainConfig:
 
     stores: tuple[str, ...]
     preset: str = "tiny"
+    model_overrides: dict[str, Any] | None = None
     init: str | None = None
     genes: tuple[str, ...] | None = None
     steps: int = 1000
@@ -113,11 +117,14 @@ class TrainConfig:
         for name in ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.stores:
+            raise ValueError("no brain store to train on; give at least one store path")
+        if not self.lr > 0 or not self.grad_clip > 0:
+            raise ValueError("lr and grad_clip must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as read back
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -127,6 +134,13 @@ class TrainConfig:
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
+
+    def model_config(self, n_genes: int):
+        """The :class:`ModelConfig` of a new model of ``n_genes`` genes."""
+        from napari_teramind.model import ModelConfig
+
+        config = ModelConfig.preset(self.preset, n_genes)
+        return config.replace(**self.model_overrides) if self.model_overrides else config
 
 
 @dataclass
@@ -169,19 +183,28 @@ def _dist_info() -> tuple[int, int, int]:
     return world, rank, local
 
 
-def _build_model(cfg: TrainConfig, device: torch.device):
-    from napari_teramind.model import ModelConfig, TeraMindUNet
+def build_model(cfg: TrainConfig, device: str | torch.device = "cpu"):
+    """The run's model before its first step (seeded) and its gene panel."""
+    from napari_teramind.model import TeraMindUNet
     from napari_teramind.model.checkpoint import load_checkpoint
 
+    stores = [BrainStore.open(p) for p in cfg.stores]  # a clear error for a missing store
     if cfg.init:
         model, info = load_checkpoint(cfg.init, map_location=device)
         return model, GenePanel(info.gene_names)
     if cfg.genes:
         panel = GenePanel(cfg.genes)
+        everywhere = set().union(*(st.panel.names for st in stores))
+        missing = [g for g in panel.names if g not in everywhere]
+        if missing:
+            raise ValueError(
+                f"gene(s) {missing} are in none of the stores' panels; drop them from --genes "
+                "(or train on a store that measured them)"
+            )
     else:
-        panel = BrainStore.open(cfg.stores[0]).panel
+        panel = stores[0].panel
     torch.manual_seed(step_seed(cfg.seed, 2**31))  # initial weights
-    model = TeraMindUNet(ModelConfig.preset(cfg.preset, len(panel))).to(device)
+    model = TeraMindUNet(cfg.model_config(len(panel))).to(device)
     return model, panel
 
 
@@ -257,26 +280,36 @@ def train(
     if rank == 0:
         write_json_atomic(run_json, cfg.to_dict())
 
-    model, panel = _build_model(cfg, device)
-    start = 0
+    model, panel = build_model(cfg, device)
+    if cfg.crop % model.config.patch_size:
+        raise ValueError(
+            f"crop {cfg.crop} px is not a multiple of the model patch "
+            f"({model.config.patch_size} px)"
+        )
+    sampler = PatchSampler(
+        cfg.stores, panel, crop=cfg.crop, holdout_slices=cfg.holdout_slices, seed=cfg.seed
+    )
+    start, seconds0 = 0, 0.0
     resumed = latest_checkpoint(run)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
     if resumed is not None:
         start, ck = resumed
-        loaded, _ = load_checkpoint(ck, map_location=device)
+        loaded, info = load_checkpoint(ck, map_location=device)
         model.load_state_dict(loaded.state_dict())
         load_optimizer(optimizer, ck / "optimizer")
+        seconds0 = float(info.training_state.get("train_seconds", 0.0))
+        if info.training_state.get("grad_scaler"):
+            scaler.load_state_dict(info.training_state["grad_scaler"])
+        if rank == 0:
+            _truncate_csv(run / "loss.csv", start)  # rows logged after the checkpoint are redone
     model.train()
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
-
-    sampler = PatchSampler(
-        cfg.stores, panel, crop=cfg.crop, holdout_slices=cfg.holdout_slices, seed=cfg.seed
-    )
+        net.config = model.config  # the loss reads the patch geometry from it
     micro_per_step = cfg.accumulate * world
     stop_at = (
         cfg.steps if max_steps_this_call is None else min(cfg.steps, start + max_steps_this_call)
@@ -313,7 +346,13 @@ def train(
                 model,
                 None,
                 panel.names,
-                training_state={"global_step": step, "steps": cfg.steps, "seed": cfg.seed},
+                training_state={
+                    "global_step": step,
+                    "steps": cfg.steps,
+                    "seed": cfg.seed,
+                    "grad_scaler": scaler.state_dict(),
+                    "train_seconds": seconds0 + time.perf_counter() - t_start,
+                },
                 provenance={
                     "source": "napari-teramind train",
                     "train_config": cfg.to_dict(),
@@ -357,7 +396,7 @@ def train(
             "step": step,
             **sums,
             "grad_norm": grad_norm,
-            "seconds": time.perf_counter() - t_start,
+            "seconds": seconds0 + time.perf_counter() - t_start,
         }
         if step % cfg.log_every == 0 or step == stop_at:
             log_rows.append(row)
@@ -384,6 +423,16 @@ def _prune(folder: Path, keep: int) -> None:
     steps = sorted(p for p in folder.glob("step_*") if p.is_dir())
     for p in steps[:-keep] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def _truncate_csv(path: Path, last_step: int) -> None:
+    if not path.exists():
+        return
+    with path.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if int(float(r["step"])) <= last_step]
+    path.unlink()
+    for r in rows:
+        _append_csv(path, r)
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:
@@ -482,7 +531,7 @@ def save_preview(model, sampler: PatchSampler, path: Path, device, index: int = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sample = sampler.sample(10**9 + index)
+    sample = sampler.sample(EVAL_INDEX0 + index)
     gen = sample_crop(model, torch.from_numpy(sample.genes))
     fig, axes = plt.subplots(2, 2, figsize=(6, 6))
     for row, (name, im) in enumerate((("real", sample.image), ("generated", gen.numpy()))):
@@ -495,15 +544,23 @@ def save_preview(model, sampler: PatchSampler, path: Path, device, index: int = 
     plt.close(fig)
 
 
+#: Sample indices from here on are never drawn by a training run of realistic length.
+EVAL_INDEX0 = 2**40
+
+
 def evaluate_loss(model, sampler: PatchSampler, n: int = 16, seed: int = 1) -> float:
-    """Mean training loss of ``model`` over ``n`` fixed crops of ``sampler`` (eval mode)."""
+    """Mean training loss of ``model`` over ``n`` fixed crops of ``sampler`` (eval mode).
+
+    The crops, timesteps and noise depend only on ``(sampler.seed, seed, n)``, so two models
+    are compared on identical draws. Pass a ``use="holdout"`` sampler for held-out slices.
+    """
     from napari_teramind.diffusion import collage_training_losses
 
     model.eval()
     total = 0.0
     with torch.no_grad():
         for i in range(n):
-            img, genes = sampler.batch([i])
+            img, genes = sampler.batch([EVAL_INDEX0 + i])
             gen = torch.Generator().manual_seed(step_seed(seed, i))
             losses = collage_training_losses(
                 model, torch.from_numpy(img), torch.from_numpy(genes), generator=gen

@@ -120,6 +120,9 @@ class PatchSampler:
     min_tissue
         Resample a crop (up to a few times) when fewer than this fraction of its gene blocks
         hold any transcript, so training does not waste steps on empty background.
+    use
+        ``"train"``: draw slice pairs with no held-out slice; ``"holdout"``: draw only pairs
+        with a held-out slice (evaluation).
     """
 
     def __init__(
@@ -131,7 +134,10 @@ class PatchSampler:
         seed: int = 0,
         augment: bool = True,
         min_tissue: float = 0.05,
+        use: str = "train",
     ):
+        if use not in ("train", "holdout"):
+            raise ValueError(f"use must be 'train' or 'holdout', not {use!r}")
         if not stores:
             raise ValueError("no brain store to train on")
         self.paths = [str(p) for p in stores]
@@ -160,16 +166,31 @@ class PatchSampler:
             self.alignments.append(al)
         holdout = list(holdout_slices)
         if holdout and not isinstance(holdout[0], int | np.integer):
-            per_store = [set(h) for h in holdout]
+            per_store = [{int(s) for s in h} for h in holdout]
+            if len(per_store) != len(opened):
+                raise ValueError(
+                    f"got held-out slices for {len(per_store)} stores, but {len(opened)} stores"
+                )
         else:
-            per_store = [set(holdout)] * len(opened)
-        # a pair (s, s+1) is usable when neither slice is held out
+            per_store = [{int(s) for s in holdout}] * len(opened)
+        for st, ho in zip(opened, per_store, strict=True):
+            bad = sorted(s for s in ho if not 0 <= s < st.n_slices)
+            if bad:
+                raise ValueError(
+                    f"held-out slice(s) {bad} outside {st.path} (slices 0..{st.n_slices - 1})"
+                )
+        # a pair (s, s+1) trains when neither slice is held out, and evaluates otherwise
+        want_holdout = use == "holdout"
         self.pairs = [
-            [s for s in range(st.n_slices - 1) if s not in ho and s + 1 not in ho]
+            [s for s in range(st.n_slices - 1) if ((s in ho) or (s + 1 in ho)) == want_holdout]
             for st, ho in zip(opened, per_store, strict=True)
         ]
         if not any(self.pairs):
-            raise ValueError("every slice pair is held out; nothing left to train on")
+            raise ValueError(
+                "every slice pair is held out; nothing left to train on"
+                if not want_holdout
+                else "no slice is held out; nothing to evaluate on (give holdout slices)"
+            )
         self.holdout = per_store
         self._shapes = [st.shape for st in opened]
 

@@ -1,0 +1,218 @@
+"""Training: the patch sampler, the loop (loss goes down, exact resume), the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _model_helpers import FIXTURES, needs_fixtures, single_thread  # noqa: F401
+from napari_teramind.cli import main
+from napari_teramind.model import import_published_checkpoint, load_checkpoint
+from napari_teramind.phantom import PhantomSpec, write_phantom
+from napari_teramind.store import BrainStore, GenePanel
+from napari_teramind.train.loop import (
+    TrainConfig,
+    build_model,
+    evaluate_loss,
+    latest_checkpoint,
+    read_loss_csv,
+    train,
+)
+from napari_teramind.train.patches import PatchSampler, read_gene_window
+
+#: The tiny preset cut to 2 channels: every block is there, a step takes ~0.2 s of CPU.
+MICRO = {
+    "model_channels": 2,
+    "channel_mult": [1, 1, 1, 2],
+    "embed_channels": 8,
+    "gene_map_channels": [2, 2, 2],
+    "num_res_blocks": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("train") / "phantom.zarr"
+    spec = PhantomSpec(n_slices=4, height=256, width=384, n_genes=8, seed=3)
+    write_phantom(path, spec, workers=1, executor="thread")
+    return path
+
+
+def _config(store: Path, **kw) -> TrainConfig:
+    base = dict(
+        stores=(str(store),),
+        model_overrides=MICRO,
+        batch_size=2,
+        lr=3e-3,
+        crop=128,
+        holdout_slices=(3,),
+        log_every=1,
+        checkpoint_every=1000,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --------------------------------------------------------------------------- patch sampler
+
+
+@pytest.fixture(scope="module")
+def marker_store(tmp_path_factory) -> Path:
+    """3 slices of 128 x 128 px; one bright 16-px block at block (1, 2) and gene A there.
+
+    Gene A counts ``z + 1`` in that block of slice ``z``; PolyT is ``10 (z + 1)`` everywhere.
+    """
+    path = tmp_path_factory.mktemp("marker") / "marker.zarr"
+    st = BrainStore.create(
+        path,
+        n_slices=3,
+        height=128,
+        width=128,
+        panel=GenePanel(["A", "B"]),
+        pixel_size_um=1.0,
+        slice_spacing_um=10.0,
+    )
+    for z in range(3):
+        img = np.zeros((2, 128, 128), np.uint8)
+        img[0, 16:32, 32:48] = 255
+        img[1] = 10 * (z + 1)
+        st.write_images(z, 0, 0, img)
+        genes = np.zeros((2, 8, 8), np.uint16)
+        genes[0, 1, 2] = z + 1
+        st.write_genes(z, 0, 0, genes)
+    st.finalize(workers=1)
+    return path
+
+
+def test_augmentation_moves_image_and_genes_together(marker_store):
+    sampler = PatchSampler([marker_store], GenePanel(["A", "B"]), crop=128, min_tissue=0)
+    seen = set()
+    for i in range(48):
+        s = sampler.sample(i)
+        assert s.image.shape == (4, 128, 128) and s.genes.shape == (2, 4, 12, 12)
+        bright = s.image[0].reshape(8, 16, 8, 16).mean(axis=(1, 3)) > 0.9
+        inner = s.genes[0, 1, 2:-2, 2:-2] > 0  # gene slice s of the crop, margin stripped
+        assert bright.sum() == 1 and np.array_equal(bright, inner)
+        assert np.array_equal(s.image[0] > 0.9, s.image[1] > 0.9)  # both slices moved alike
+        seen.add(tuple(np.argwhere(bright)[0]))
+    assert len(seen) == 8  # all 4 rotations x 2 flips occur
+
+
+def test_gene_window_pads_the_stack_ends_with_empty_slices(marker_store):
+    sampler = PatchSampler(
+        [marker_store], GenePanel(["B", "A", "C"]), crop=128, augment=False, min_tissue=0
+    )
+    by_slice = {}
+    for i in range(20):
+        s = sampler.sample(i)
+        by_slice[s.slice] = s
+    assert set(by_slice) == {0, 1}  # pairs (0, 1) and (1, 2)
+    # gene window = slices s-1 .. s+2; gene A is panel row 1, "C" is absent (zero)
+    assert by_slice[0].genes[1, :, 3, 4].tolist() == [0, 1, 2, 3]
+    assert by_slice[1].genes[1, :, 3, 4].tolist() == [1, 2, 3, 0]
+    assert not by_slice[0].genes[[0, 2]].any()
+    for s, sample in by_slice.items():  # image channels: DAPI_s, DAPI_s+1, PolyT_s, PolyT_s+1
+        polyt = (sample.image[2:, 0, 0] + 1) * 127.5
+        np.testing.assert_allclose(polyt, [10 * (s + 1), 10 * (s + 2)], atol=1e-4)
+    # the 2-block margin is zero beyond the canvas, real counts inside it
+    st = BrainStore.open(marker_store)
+    win = read_gene_window(st, 0, -2, -2, 6, np.array([0]))
+    assert win[0, 1, 3, 4] == 1 and win[0, 1, :2].sum() == 0
+
+
+def test_holdout_slices_are_never_drawn(phantom):
+    panel = BrainStore.open(phantom).panel
+    train_pairs = PatchSampler([phantom], panel, holdout_slices=(2,)).pairs
+    eval_pairs = PatchSampler([phantom], panel, holdout_slices=(2,), use="holdout").pairs
+    assert train_pairs == [[0]] and eval_pairs == [[1, 2]]
+    drawn = {PatchSampler([phantom], panel, holdout_slices=(2,)).sample(i).slice for i in range(8)}
+    assert drawn == {0}
+
+
+def test_bad_inputs_are_named(phantom, tmp_path):
+    panel = BrainStore.open(phantom).panel
+    with pytest.raises(FileNotFoundError, match="no brain store"):
+        train(_config(tmp_path / "missing.zarr", steps=1), tmp_path / "r0")
+    with pytest.raises(ValueError, match="Nope"):
+        train(_config(phantom, steps=1, genes=("Nope", panel.names[0])), tmp_path / "r1")
+    with pytest.raises(ValueError, match="smaller than a crop"):
+        PatchSampler([phantom], panel, crop=512)
+    with pytest.raises(ValueError, match="multiple of the model patch"):
+        train(_config(phantom, steps=1, crop=96), tmp_path / "r2")
+    with pytest.raises(ValueError, match="held out"):
+        PatchSampler([phantom], panel, holdout_slices=(1, 2))
+    with pytest.raises(ValueError, match="outside"):
+        PatchSampler([phantom], panel, holdout_slices=(9,))
+    with pytest.raises(ValueError, match="shares no gene"):
+        PatchSampler([phantom], GenePanel(["Nope"]))
+    with pytest.raises(ValueError, match="precision"):
+        _config(phantom, precision="fp8")
+    train(_config(phantom, steps=1), tmp_path / "r3")
+    with pytest.raises(ValueError, match="another configuration"):
+        train(_config(phantom, steps=2, lr=1e-2), tmp_path / "r3")
+    assert main(["train", str(phantom), "--out", str(tmp_path / "r3"), "--steps", "2"]) == 2
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss(phantom, tmp_path):
+    cfg = _config(phantom, steps=200, batch_size=1, checkpoint_every=100)
+    holdout = PatchSampler([phantom], BrainStore.open(phantom).panel, 128, (3,), use="holdout")
+    before = evaluate_loss(build_model(cfg)[0], holdout, n=8)
+    result = train(cfg, tmp_path / "run")
+    after = evaluate_loss(load_checkpoint(result.checkpoint)[0], holdout, n=8)
+    loss = read_loss_csv(tmp_path / "run" / "loss.csv")["loss"]
+    assert result.step == 200 and len(loss) == 200
+    assert loss[-20:].mean() < 0.8 * loss[:20].mean()
+    assert after < 0.8 * before  # on held-out slice 3, identical draws before and after
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+
+
+def test_resume_reaches_the_same_weights(phantom, tmp_path):
+    """6 steps at once == 3 steps (CLI), stop, resume to 6 (CLI): optimizer, RNG, dropout."""
+    cfg = _config(phantom, steps=6, batch_size=1, accumulate=2, holdout_slices=())
+    whole = train(cfg, tmp_path / "whole")
+    args = [
+        "train", str(phantom), "--out", str(tmp_path / "split"), "--model-json", json.dumps(MICRO),
+        "--batch-size", "1", "--accumulate", "2", "--lr", "3e-3", "--crop", "128",
+        "--log-every", "1", "--checkpoint-every", "1000", "--quiet",
+    ]  # fmt: skip
+    assert main([*args, "--steps", "3"]) == 0
+    assert latest_checkpoint(tmp_path / "split")[0] == 3
+    assert main([*args, "--steps", "6", "--resume"]) == 0
+    a, _ = load_checkpoint(whole.checkpoint)
+    b, info = load_checkpoint(latest_checkpoint(tmp_path / "split")[1])
+    assert info.training_state["global_step"] == 6
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    first = build_model(cfg)[0].state_dict()
+    assert not all(torch.equal(first[k], sa[k]) for k in sa)  # it did train
+    csv = read_loss_csv(tmp_path / "split" / "loss.csv")
+    np.testing.assert_array_equal(csv["step"], np.arange(1, 7))
+    np.testing.assert_allclose(csv["loss"], read_loss_csv(tmp_path / "whole" / "loss.csv")["loss"])
+
+
+# --------------------------------------------------------------------------- convert-checkpoint
+
+
+@needs_fixtures
+def test_convert_checkpoint_cli(tmp_path, capsys):
+    dst = tmp_path / "converted"
+    assert main(["convert-checkpoint", str(FIXTURES / "checkpoint.ckpt"), str(dst),
+                 "--genes-from-panel", "609882"]) == 0  # fmt: skip
+    model, info = load_checkpoint(dst)
+    ref, _ = import_published_checkpoint(FIXTURES / "checkpoint.ckpt")
+    assert info.gene_names == GenePanel.published("609882", info.config.n_genes).names
+    assert info.provenance["converted_from"] == "checkpoint.ckpt"
+    sa, sb = model.state_dict(), ref.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sb)
+    capsys.readouterr()
+    code = main(["convert-checkpoint", str(FIXTURES / "checkpoint.ckpt"), str(tmp_path / "x"),
+                 "--n-genes", "13"])  # fmt: skip
+    assert code == 2 and "13 gene names for a model of 12" in capsys.readouterr().err
