@@ -10,7 +10,6 @@ Keyboard shortcuts (bound on the viewer): ``PageDown`` next slice, ``PageUp`` pr
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_teramind.layers import STORE_KEY, LayerData, brain_layers, gene_layers
+from napari_teramind.widgets._common import NEXT_SLICE_KEY, PREVIOUS_SLICE_KEY, bind_slice_keys
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -44,8 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ROLES = ("real", "generated")
 ROLE_KEY = "teramind_browse_role"
-NEXT_SLICE_KEY = "PageDown"
-PREVIOUS_SLICE_KEY = "PageUp"
 OVERLAY, SIDE_BY_SIDE = "Overlay", "Side by side"
 LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
 
@@ -222,22 +220,7 @@ class BrowseWidget(QWidget):
         self.link_box.toggled.connect(self.link_contrast)
 
     def _bind_keys(self) -> None:
-        ref = weakref.ref(self)
-
-        def stepper(delta: int):
-            def step(_viewer: Any) -> None:
-                widget = ref()
-                if widget is not None:
-                    try:
-                        widget.step_slice(delta)
-                    except RuntimeError:  # the Qt widget was deleted
-                        pass
-
-            step.__doc__ = "Next slice" if delta > 0 else "Previous slice"
-            return step
-
-        self.viewer.bind_key(NEXT_SLICE_KEY, stepper(1), overwrite=True)
-        self.viewer.bind_key(PREVIOUS_SLICE_KEY, stepper(-1), overwrite=True)
+        bind_slice_keys(self.viewer, self.step_slice)
 
     def _choose_path(self, role: str) -> None:
         path = QFileDialog.getExistingDirectory(self, f"Choose the {role} brain store")

@@ -1,0 +1,419 @@
+"""The "Attention maps" widget: where the model links two genes.
+
+A thin view over :mod:`napari_teramind.attention`: pick a pathway preset (GLUT, DOPA, BLOD) or
+any two genes of the store's panel (searchable), then compute the maps in a worker
+(:func:`~napari_teramind.attention.iter_attention_maps`, resumable, cancellable) or load maps
+the store already holds. The maps are shown as overlay layers (``up``, ``down``, ``all`` and
+expression channels, built by :func:`napari_teramind.layers.attention_layers`), and a dock
+plots expression against attention for the slice on screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QCompleter,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_teramind.widgets._common import (
+    DevicePicker,
+    ModelPicker,
+    Progress,
+    StorePicker,
+    TaskPanel,
+    bind_slice_keys,
+    current_slice,
+    load_model,
+    notify_error,
+    parse_slices,
+    show_slice,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+    from napari_teramind.store import BrainStore
+
+CUSTOM = "Custom pair"
+ATTENTION_META = "teramind_attention"
+
+
+def run_attention(
+    store_path: str,
+    model_spec: str | None,
+    genes: str | tuple[str, ...],
+    *,
+    name: str | None,
+    region: tuple[int, int, int, int] | None,
+    slices: list[int] | None,
+    device: str,
+) -> Iterator[Any]:
+    """Worker body: compute the maps (yielding progress), then return their layers' data."""
+    from napari_teramind.attention import iter_attention_maps
+    from napari_teramind.store import BrainStore
+
+    store = BrainStore.open(store_path, mode="r+")
+    model, info = load_model(model_spec, device)
+    last = None
+    for last in iter_attention_maps(
+        store,
+        model,
+        genes,
+        gene_names=info.gene_names,
+        checkpoint=info,
+        name=name,
+        region=region,
+        slices=slices,
+        device=device,
+    ):
+        yield last
+    assert last is not None
+    return load_attention(store_path, last.name)
+
+
+def load_attention(store_path: str, name: str) -> tuple[str, list[Any]]:
+    """Layer data of map ``name`` (contrast limits are read here: call it off the GUI thread)."""
+    from napari_teramind.layers import attention_layers
+    from napari_teramind.store import BrainStore
+
+    store = BrainStore.open(store_path)
+    return name, attention_layers(store, [name], metadata={ATTENTION_META: name})
+
+
+def _load_worker(store_path: str, name: str) -> Iterator[Any]:
+    yield Progress(0, 1, f"reading {name}")
+    return load_attention(store_path, name)
+
+
+def attention_progress(item: Any) -> Progress:
+    """Progress text of an ``AttentionProgress``."""
+    if isinstance(item, Progress):
+        return item
+    return Progress(
+        int(item.units_done),
+        int(item.units_total),
+        f"{item.name}: unit {item.units_done}/{item.units_total}",
+    )
+
+
+class AttentionPlot(QWidget):
+    """A matplotlib canvas: expression (x) against attention (y), one colour per gene."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4, 3), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setToolTip("Expression vs attention of the genes of the map, this slice")
+        self.axes = self.figure.add_subplot(111)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.canvas)
+        self.setMinimumHeight(260)
+        self.points = 0
+
+    def plot(self, trend: Any, title: str = "") -> None:
+        """Draw a :class:`~napari_teramind.attention.plots.TrendResult`: points and fits."""
+        from napari_teramind.layers import gene_color
+
+        ax = self.axes
+        ax.clear()
+        self.points = len(trend.data)
+        for i, (gene, rows) in enumerate(trend.data.groupby("gene", sort=False)):
+            color = gene_color(str(gene), i)
+            ax.scatter(rows["expression"], rows["attention"], s=4, alpha=0.4, color=color)
+            fit = trend.fits[trend.fits["gene"] == gene].iloc[0]
+            label = f"{gene} (r = {fit['r']:.2f}, n = {int(fit['n'])})"
+            if np.isfinite(fit["slope"]):
+                xs = np.linspace(rows["expression"].min(), rows["expression"].max(), 2)
+                ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color=color, label=label)
+            else:
+                ax.plot([], [], color=color, label=label)
+        ax.set_xlabel("expression (normalised)")
+        ax.set_ylabel("attention, all (normalised)")
+        ax.set_title(title, fontsize=9)
+        if self.points:
+            ax.legend(fontsize=8)
+        self.canvas.draw_idle()
+
+
+class AttentionWidget(QWidget):
+    """Compute or load gene-pair attention maps and show them as overlays.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (injected by napari).
+    parent
+        Optional Qt parent.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.store: BrainStore | None = None
+        self.map_name: str | None = None
+        self.layers: list[Any] = []
+        self.plot: AttentionPlot | None = None
+        self._build_ui()
+        bind_slice_keys(self.viewer, self.step_slice)
+        self.viewer.dims.events.current_step.connect(self._slice_changed)
+        if self.store_picker.edit.text():
+            self._refresh_store()
+
+    def _build_ui(self) -> None:
+        from napari_teramind.attention import PRESETS
+
+        layout = QVBoxLayout(self)
+        src = QGroupBox("Brain store")
+        sl = QVBoxLayout(src)
+        self.store_picker = StorePicker(self.viewer, what="brain store", kind="real")
+        self.store_picker.edit.editingFinished.connect(self._refresh_store)
+        sl.addWidget(self.store_picker)
+        layout.addWidget(src)
+
+        pick = QGroupBox("Genes")
+        form = QFormLayout(pick)
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems([*PRESETS, CUSTOM])
+        self.preset_combo.setToolTip(
+            "A pathway pair (GLUT: Slc17a6/Slc17a7, DOPA: Nr4a2/Th, BLOD: Cldn5/Aqp4) or a "
+            "custom pair of genes"
+        )
+        self.gene_combos = []
+        genes_row = QHBoxLayout()
+        for i in range(2):
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            combo.setToolTip(
+                f"Gene {i + 1} of the pair: type to search the store's panel (any part, any case)"
+            )
+            genes_row.addWidget(combo)
+            self.gene_combos.append(combo)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("default: the preset, or gene1-gene2")
+        self.name_edit.setToolTip("Name of the map in the store (attention/<name>)")
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Pair", genes_row)
+        form.addRow("Map name", self.name_edit)
+        layout.addWidget(pick)
+
+        run = QGroupBox("Compute")
+        rf = QFormLayout(run)
+        self.model_picker = ModelPicker()
+        self.device_picker = DevicePicker()
+        self.slices_edit = QLineEdit("all")
+        self.slices_edit.setToolTip("Slices to compute: 'all', 'current', '2', '0-3' or '0,2,5-6'")
+        self.region_box = QCheckBox("Only the region rectangle")
+        self.region_box.setToolTip(
+            "Compute only inside the rectangle of the 'Generate a region' widget (faster); "
+            "the rest of the map stays empty"
+        )
+        rf.addRow("Model", self.model_picker)
+        rf.addRow("Device", self.device_picker)
+        rf.addRow("Slices", self.slices_edit)
+        rf.addRow(self.region_box)
+        self.compute_button = QPushButton("Compute maps")
+        self.compute_button.setToolTip(
+            "Compute the maps in the background and write them into the store (resumes an "
+            "unfinished computation with the same settings)"
+        )
+        rf.addRow(self.compute_button)
+        layout.addWidget(run)
+
+        load = QGroupBox("Maps in the store")
+        ll = QHBoxLayout(load)
+        self.maps_combo = QComboBox()
+        self.maps_combo.setToolTip("Attention maps already written into the store")
+        self.load_button = QPushButton("Show")
+        self.load_button.setToolTip("Show the chosen map as overlay layers and plot it")
+        ll.addWidget(self.maps_combo, 1)
+        ll.addWidget(self.load_button)
+        layout.addWidget(load)
+
+        self.task = TaskPanel(name="attention computation")
+        layout.addWidget(self.task)
+        layout.addStretch(1)
+
+        self.preset_combo.currentTextChanged.connect(self._preset_changed)
+        self.compute_button.clicked.connect(self.compute)
+        self.load_button.clicked.connect(lambda: self.load(self.maps_combo.currentText()))
+        self._preset_changed(self.preset_combo.currentText())
+
+    # ------------------------------------------------------------------ store
+    def _refresh_store(self) -> BrainStore | None:
+        from napari_teramind.store import BrainStore
+
+        try:
+            path = self.store_picker.path()
+            self.store = BrainStore.open(path)
+        except Exception as exc:
+            notify_error("Cannot open the brain store", exc)
+            return None
+        genes = list(self.store.panel.names)
+        for combo in self.gene_combos:
+            keep = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(genes)
+            completer = QCompleter(genes, combo)
+            completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+            combo.setCompleter(completer)
+            if keep:
+                combo.setCurrentText(keep)
+            combo.blockSignals(False)
+        self._preset_changed(self.preset_combo.currentText())
+        self.maps_combo.clear()
+        self.maps_combo.addItems(self.store.attention_names())
+        return self.store
+
+    def _preset_changed(self, preset: str) -> None:
+        from napari_teramind.attention import PRESETS
+
+        custom = preset == CUSTOM
+        for i, combo in enumerate(self.gene_combos):
+            combo.setEnabled(custom)
+            if not custom:
+                combo.setCurrentText(PRESETS[preset][i] if i < len(PRESETS[preset]) else "")
+
+    def genes(self) -> str | tuple[str, ...]:
+        """The preset name, or the two genes of the custom pair."""
+        preset = self.preset_combo.currentText()
+        if preset != CUSTOM:
+            return preset
+        genes = tuple(c.currentText().strip() for c in self.gene_combos if c.currentText())
+        if len(genes) != 2:
+            raise ValueError("choose two genes for a custom pair (type to search the panel)")
+        return genes
+
+    def step_slice(self, delta: int) -> None:
+        """Show the next (``delta=1``) or previous (``-1``) slice."""
+        if self.store is not None:
+            show_slice(self.viewer, self.store, current_slice(self.viewer, self.store) + delta)
+
+    # ------------------------------------------------------------------ compute / load
+    def compute(self) -> Any:
+        """Start computing the chosen maps in a worker (errors are notified)."""
+        try:
+            store = self.store if self.store is not None else self._refresh_store()
+            if store is None:
+                return None
+            genes = self.genes()
+            slices_text = self.slices_edit.text().strip().lower()
+            slices = (
+                None
+                if slices_text == "all"
+                else parse_slices(slices_text, store.n_slices, current_slice(self.viewer, store))
+            )
+            region = self._region() if self.region_box.isChecked() else None
+            spec = self.model_picker.spec()
+        except Exception as exc:
+            notify_error("Cannot compute attention maps", exc)
+            return None
+        return self.task.run(
+            run_attention,
+            str(store.path),
+            spec,
+            genes,
+            name=self.name_edit.text().strip() or None,
+            region=region,
+            slices=slices,
+            device=self.device_picker.device(),
+            progress=attention_progress,
+            on_returned=self._show,
+            desc=f"Computing attention maps on {self.device_picker.device()}",
+        )
+
+    def _region(self) -> tuple[int, int, int, int]:
+        from napari_teramind.widgets.generate import REGION_LAYER
+
+        if REGION_LAYER not in self.viewer.layers or not len(self.viewer.layers[REGION_LAYER].data):
+            raise ValueError(
+                "no region rectangle: place one with 'Generate a region', or untick "
+                "'Only the region rectangle'"
+            )
+        corners = np.asarray(self.viewer.layers[REGION_LAYER].data[-1])[:, -2:]
+        lo = np.floor(corners.min(axis=0)).astype(int)
+        hi = np.ceil(corners.max(axis=0)).astype(int)
+        return int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1])
+
+    def load(self, name: str) -> Any:
+        """Show map ``name`` of the store (contrast read in a worker)."""
+        if not name:
+            notify_error("No attention map chosen; compute one first")
+            return None
+        store = self.store if self.store is not None else self._refresh_store()
+        if store is None:
+            return None
+        return self.task.run(
+            _load_worker,
+            str(store.path),
+            name,
+            on_returned=self._show,
+            desc=f"Loading attention map {name}",
+        )
+
+    def _show(self, result: tuple[str, list[Any]]) -> None:
+        from napari_teramind.store import BrainStore
+
+        name, layer_data = result
+        self.store = BrainStore.open(self.store_picker.path())
+        for layer in self.layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers = []
+        for data, kwargs, kind in layer_data:
+            self.layers.append(self.viewer._add_layer_from_data(data, kwargs, kind)[0])
+        self.map_name = name
+        if self.maps_combo.findText(name) < 0:
+            self.maps_combo.addItem(name)
+        self.maps_combo.setCurrentText(name)
+        self.update_plot()
+
+    # ------------------------------------------------------------------ plot
+    def show_plot(self) -> AttentionPlot:
+        """The expression-vs-attention plot, docked on first use."""
+        if self.plot is None:
+            self.plot = AttentionPlot()
+            self.viewer.window.add_dock_widget(
+                self.plot, name="Expression vs attention", area="right"
+            )
+        return self.plot
+
+    def update_plot(self) -> None:
+        """Re-plot for the slice on screen.
+
+        Uses :func:`~napari_teramind.attention.plots.trend_data` at pyramid level 2 (a few
+        thousand points, read quickly on the GUI thread).
+        """
+        if self.store is None or self.map_name is None:
+            return
+        z = current_slice(self.viewer, self.store)
+        from napari_teramind.attention.plots import trend_data
+
+        try:
+            trend = trend_data(self.store, self.map_name, slices=[z])
+        except Exception as exc:
+            notify_error("Cannot plot the attention map", exc)
+            return
+        self.show_plot().plot(trend, f"{self.map_name}: attention vs expression, slice {z}")
+
+    def _slice_changed(self, event: Any = None) -> None:
+        if self.plot is not None:
+            self.update_plot()

@@ -1,0 +1,77 @@
+"""Shared pieces of the widget tests: a tiny phantom, a tiny checkpoint, settings isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+#: A phantom small enough for a generation test on two shared cores.
+TINY = {"seed": 0, "n_slices": 4, "height": 256, "width": 384}
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """Settings go to a temporary file: tests never read or write the user's real settings."""
+    from napari_teramind.widgets._common import SETTINGS_ENV
+
+    monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "settings" / "settings.json"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models: one thread avoids OpenMP overhead on busy machines."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_phantom(path: Path, **overrides):
+    """Write the tiny phantom to ``path`` and open it."""
+    from napari_teramind.phantom import PhantomSpec, write_phantom
+
+    return write_phantom(path, spec=PhantomSpec(**{**TINY, **overrides}), workers=1)
+
+
+def model_spec(tmp: Path, store) -> str | None:
+    """The bundled model (``None``) when it exists, else a seeded tiny checkpoint for ``store``."""
+    try:
+        from napari_teramind.model.bundled import bundled_checkpoint_path
+
+        if Path(bundled_checkpoint_path()).exists():
+            return None
+    except (ImportError, OSError):  # not merged yet, or its weights are missing
+        pass
+    import torch
+
+    from napari_teramind.model import ModelConfig, TeraMindUNet
+    from napari_teramind.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig.preset("tiny", len(store.panel.names))
+    model = TeraMindUNet(config)
+    path = tmp / "tiny-model"
+    save_checkpoint(path, model, config, list(store.panel.names))
+    return str(path)
+
+
+def content_stats(img: np.ndarray) -> tuple[float, float]:
+    """Fraction of lit pixels and the pixel standard deviation of a screenshot (RGB[A])."""
+    rgb = img[..., :3].astype(float)
+    return float((rgb.max(axis=-1) > 30).mean()), float(rgb.std())
+
+
+def save_screenshot(img: np.ndarray, name: str) -> Path:
+    """Save ``img`` as ``docs/images/<name>`` (for the user guide)."""
+    from imageio.v3 import imwrite
+
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    path = DOCS_IMAGES / name
+    imwrite(path, img)
+    return path

@@ -1,0 +1,110 @@
+"""The "Evaluate" widget: metrics table and nuclei labels for a region, real vs generated."""
+
+import numpy as np
+import pytest
+
+from _widget_helpers import (  # noqa: F401 (fixtures)
+    content_stats,
+    isolated_settings,
+    save_screenshot,
+    single_thread,
+    tiny_phantom,
+)
+from napari_teramind.widgets.evaluate import WHOLE_SLICE, EvaluateWidget
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    from napari_teramind.store import BrainStore
+
+    root = tmp_path_factory.mktemp("eval")
+    real = tiny_phantom(root / "real.zarr", n_slices=2)
+    other = tiny_phantom(root / "generated.zarr", n_slices=2, seed=5)
+    writable = BrainStore.open(other.path, mode="r+")
+    writable.update_metadata({"kind": "generated"})  # a stand-in generated brain, same size
+    return real, BrainStore.open(other.path, allow_incomplete=True)
+
+
+def _widget(make_napari_viewer, stores, **kwargs):
+    from napari_teramind.layers import brain_layers
+
+    real, generated = stores
+    viewer = make_napari_viewer(**kwargs)
+    for store in (real, generated):
+        for data, kw, kind in brain_layers(store, regions=False):
+            viewer._add_layer_from_data(data, kw, kind)
+    w = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Evaluate")
+    return viewer, w
+
+
+def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot, stores):
+    real, generated = stores
+    viewer, w = _widget(make_napari_viewer, stores, show=True)
+    viewer.window._qt_window.resize(1400, 800)
+    assert w.real_picker.edit.text() == str(real.path)
+    assert w.generated_picker.edit.text() == str(generated.path)
+    from napari_teramind.widgets.generate import REGION_LAYER
+
+    viewer.add_shapes(
+        [np.array([[32, 64], [32, 320], [224, 320], [224, 64]], float)],
+        shape_type="rectangle",
+        name=REGION_LAYER,
+        scale=(real.pixel_size_um, real.pixel_size_um),
+        face_color="transparent",
+        edge_color="yellow",
+        edge_width=3,
+    )
+    w.nuclei_combo.setCurrentText("classical")
+    assert w.evaluate() is not None
+    qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+    assert w.task.state == "done", w.task.status.text()
+    headers = [w.table.horizontalHeaderItem(i).text() for i in range(w.table.columnCount())]
+    assert headers == ["generated", "mean", "blur"]
+    rows = [w.table.verticalHeaderItem(i).text() for i in range(w.table.rowCount())]
+    assert {"psnr_dapi", "ssim_merged", "nuclei_count", "nuclei_count_real"} <= set(rows)
+    psnr = float(w.table.item(rows.index("psnr_dapi"), 0).text())
+    assert np.isfinite(psnr) and psnr == pytest.approx(
+        w.results["generated"].metrics["psnr_dapi"], rel=1e-3
+    )
+    ev = w.results["generated"]
+    assert ev.region.box == (32, 224, 64, 320)
+    # nuclei drawn where they were found: the real nuclei labels sit on the real DAPI
+    assert [layer.name for layer in w.label_layers] == [
+        "nuclei real (slice 0)",
+        "nuclei generated (slice 0)",
+    ]
+    labels = w.label_layers[0]
+    assert labels.data.max() == ev.metrics["nuclei_count_real"] > 0
+    dapi = np.asarray(real.images()[0, 0].compute())
+    y, x = np.nonzero(ev.labels_real)
+    world = labels.data_to_world((0, y[0], x[0]))
+    assert world[-2] == pytest.approx((32 + y[0]) * real.pixel_size_um)
+    inside = dapi[32:224, 64:320][ev.labels_real > 0].mean()
+    outside = dapi[32:224, 64:320][(ev.labels_real == 0) & ev.tissue].mean()
+    assert inside > outside
+
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("real DAPI", labels.name, REGION_LAYER)
+    viewer.reset_view()
+    qtbot.wait(300)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    lit, std = content_stats(shot)
+    assert lit > 0.05 and std > 10, (lit, std)
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "evaluate-window.png")
+
+
+def test_whole_slice_without_baselines(make_napari_viewer, qtbot, stores, monkeypatch):
+    _, w = _widget(make_napari_viewer, stores)
+    from napari_teramind.widgets import evaluate
+
+    messages = []
+    monkeypatch.setattr(evaluate, "notify_error", lambda m, exc=None: messages.append(str(exc)))
+    assert w.evaluate() is None and "no region rectangle" in messages[-1]
+    w.where_combo.setCurrentText(WHOLE_SLICE)
+    w.baselines_box.setChecked(False)
+    w.metric_boxes["nuclei"].setChecked(False)
+    w.evaluate()
+    qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+    assert list(w.results) == ["generated"] and not w.label_layers
+    assert w.results["generated"].region.box == (0, 256, 0, 384)

@@ -1,0 +1,108 @@
+"""The "Generation jobs" widget: launch, table refresh, cancel, resume, open the output."""
+
+import pytest
+
+from _widget_helpers import (  # noqa: F401 (fixtures)
+    content_stats,
+    isolated_settings,
+    model_spec,
+    save_screenshot,
+    single_thread,
+    tiny_phantom,
+)
+from napari_teramind.widgets.jobs import COLUMNS, JobsWidget, format_duration
+
+
+def needs_engine():
+    """Skip until the generation engine's job bridge is merged."""
+    pytest.importorskip("napari_teramind.generate._bridge")
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return tiny_phantom(tmp_path_factory.mktemp("jobs") / "brain.zarr", n_slices=2)
+
+
+def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
+    from napari_teramind.layers import brain_layers
+
+    viewer = make_napari_viewer(**kwargs)
+    for data, kw, kind in brain_layers(phantom, regions=False):
+        viewer._add_layer_from_data(data, kw, kind)
+    w = JobsWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Generation jobs")
+    w.root_edit.setText(str(tmp_path / "jobs"))
+    w._root_changed()
+    spec = model_spec(tmp_path, phantom)
+    if spec is not None:
+        w.model_picker.source.setCurrentText("checkpoint")
+        w.model_picker.path.setText(spec)
+    return viewer, w
+
+
+def test_format_duration():
+    assert format_duration(None) == "?"
+    assert format_duration(12.4) == "12s"
+    assert format_duration(185) == "3m05s"
+    assert format_duration(3720) == "1h02m"
+
+
+def test_form_and_bad_input(make_napari_viewer, phantom, tmp_path, monkeypatch):
+    from napari_teramind.widgets import _common, jobs
+
+    _, w = _widget(make_napari_viewer, phantom, tmp_path)
+    assert _common.load_settings()["jobs_root"] == str(tmp_path / "jobs")  # remembered
+    assert w.table.columnCount() == len(COLUMNS) and w.table.rowCount() == 0
+    job_dir, spec = w.job_spec()
+    assert spec["region"] == (0, phantom.height, 0, phantom.width)
+    assert spec["slices"] == (0, 1) and spec["executor"] == "inprocess"
+    assert job_dir == str(tmp_path / "jobs" / "brain-0")
+    w.executor_combo.setCurrentText("dask")
+    w.scheduler_edit.setText("tcp://10.0.0.1:8786")
+    assert w.job_spec()[1]["scheduler"] == "tcp://10.0.0.1:8786"
+    messages = []
+    monkeypatch.setattr(jobs, "notify_error", lambda m, exc=None: messages.append(str(exc)))
+    w.region_combo.setCurrentText("Region rectangle")
+    assert w.launch() is None and "no region rectangle" in messages[-1]
+
+
+def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_path):
+    needs_engine()
+    from napari_teramind.generate.job import job_status
+
+    viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    w.slices_edit.setText("0")
+    w.steps_spin.setValue(3)
+    w.block_spin.setValue(64)
+    w.name_edit.setText("tiny")
+    seen = []
+    worker = w.launch()
+    assert worker is not None
+    worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=60_000)
+    job_dir = str((tmp_path / "jobs" / "tiny").resolve())
+    w.refresh()
+    w.select_job(job_dir)
+    assert w.selected_job() == job_dir
+    w.cancel_job_button.click()  # a cancel request, as for a job run by the CLI
+    qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+    status = job_status(job_dir)
+    assert status.state == "cancelled" and 0 < status.units_done < status.units_total
+    w.refresh()
+    row = [w.table.item(0, c).text() for c in range(len(COLUMNS))]
+    assert row[:2] == ["tiny", "cancelled"]
+
+    w.resume_button.click()
+    qtbot.waitUntil(w.task.wait_idle, timeout=120_000)
+    w.refresh()
+    assert job_status(job_dir).state == "complete"
+    assert w.table.item(0, 1).text() == "complete" and w.table.item(0, 2).text().startswith("100%")
+    layers = w.open_output(job_dir)
+    assert [layer.name for layer in layers] == ["generated DAPI", "generated PolyT"]
+    assert layers[0].data[0].shape[-2:] == (phantom.height, phantom.width)
+    viewer.reset_view()
+    qtbot.wait(300)
+    lit, std = content_stats(viewer.screenshot(canvas_only=True, flash=False))
+    assert lit > 0.1 and std > 10, (lit, std)
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "jobs-window.png")
