@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+#: Where screenshots go: ``$TERAMIND_SCREENSHOTS`` (``docs/images`` to refresh the user guide's
+#: pictures), else a folder in the system's temporary directory, so a test run never changes
+#: the working tree.
+SCREENSHOTS_ENV = "TERAMIND_SCREENSHOTS"
 
 #: A phantom small enough for a generation test on two shared cores.
 TINY = {"seed": 0, "n_slices": 4, "height": 256, "width": 384}
@@ -67,11 +70,21 @@ def content_stats(img: np.ndarray) -> tuple[float, float]:
     return float((rgb.max(axis=-1) > 30).mean()), float(rgb.std())
 
 
+def screenshot_dir() -> Path:
+    """The folder screenshots are saved in (see :data:`SCREENSHOTS_ENV`)."""
+    import os
+    import tempfile
+
+    configured = os.environ.get(SCREENSHOTS_ENV)
+    folder = Path(configured) if configured else Path(tempfile.gettempdir()) / "teramind-shots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def save_screenshot(img: np.ndarray, name: str) -> Path:
-    """Save ``img`` as ``docs/images/<name>`` (for the user guide)."""
+    """Save ``img`` as ``<screenshot_dir()>/<name>`` (the user guide's pictures)."""
     from imageio.v3 import imwrite
 
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    path = DOCS_IMAGES / name
+    path = screenshot_dir() / name
     imwrite(path, img)
     return path

@@ -247,20 +247,28 @@ def test_local_processes_equal_inprocess(inputs, reference, tmp_path):
 
 # ---------------------------------------------------------------------- (d) claims
 _RACE = """
-import json, sys
+import json, pathlib, sys, time
 from napari_teramind.generate.claims import ClaimBoard, Owner, pid_alive
 board = ClaimBoard(sys.argv[1], lease_s=60)
+barrier = pathlib.Path(sys.argv[3])
 sys.stdin.read()  # start together
 got = [i for i in range(200) if board.try_claim(f"step-000/block-{i:05d}", Owner(sys.argv[2]))]
-print(json.dumps(got))
+print(json.dumps(got), flush=True)
+# stay alive until every racer has finished: a claim whose owner has exited is stale by
+# design (a dead worker's units are taken over), which is not what this test races for
+(barrier / sys.argv[2]).touch()
+while len(list(barrier.iterdir())) < int(sys.argv[4]):
+    time.sleep(0.01)
 """
 
 
 def test_claims_are_exclusive_across_processes(tmp_path):
     """(d) Four processes race for 200 units: every unit is claimed exactly once."""
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACE, str(tmp_path), f"w{k}"],
+            [sys.executable, "-c", _RACE, str(tmp_path / "claims"), f"w{k}", str(barrier), "4"],
             env=_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

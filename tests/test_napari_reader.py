@@ -33,7 +33,13 @@ def test_manifest_validates_and_is_found_by_entry_point():
     assert [(s.key, s.display_name) for s in contrib.sample_data] == [
         ("phantom_brain", "Phantom brain")
     ]
-    assert [w.display_name for w in contrib.widgets] == ["Browse brain stores"]
+    assert [w.display_name for w in contrib.widgets] == [
+        "Browse brain stores",
+        "Generate a region",
+        "Generation jobs",
+        "Attention maps",
+        "Evaluate generated vs real",
+    ]
     assert all(cmd.id.startswith("napari-teramind.") for cmd in contrib.commands)
     from npe2 import PluginManager
 

@@ -1,11 +1,11 @@
 """The "Browse brain stores" widget end to end, and a screenshot that shows the tissue."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _napari_helpers import make_store
+from _widget_helpers import save_screenshot
 from napari_teramind.widgets.browse import (
     NEXT_SLICE_KEY,
     OVERLAY,
@@ -13,8 +13,6 @@ from napari_teramind.widgets.browse import (
     SIDE_BY_SIDE,
     BrowseWidget,
 )
-
-DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +172,8 @@ def test_screenshot_shows_tissue(make_napari_viewer, qtbot, stores):
     shot = viewer.screenshot(canvas_only=True, flash=False)
     lit, std = _tissue_stats(shot)
     assert lit > 0.2 and std > 15, (lit, std)
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    from imageio.v3 import imwrite
-
-    imwrite(DOCS_IMAGES / "browse.png", shot)
-    full = viewer.screenshot(canvas_only=False, flash=False)
-    imwrite(DOCS_IMAGES / "browse-window.png", full)
+    save_screenshot(shot, "browse.png")
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "browse-window.png")
 
     w.open_store(generated.path, "generated")
     w.set_mode(SIDE_BY_SIDE)
@@ -190,4 +184,4 @@ def test_screenshot_shows_tissue(make_napari_viewer, qtbot, stores):
     assert lit > 0.15 and std > 15, (lit, std)
     half = shot.shape[1] // 2
     assert _tissue_stats(shot[:, :half])[0] > 0.1 and _tissue_stats(shot[:, half:])[0] > 0.1
-    imwrite(DOCS_IMAGES / "browse-side-by-side.png", shot)
+    save_screenshot(shot, "browse-side-by-side.png")
