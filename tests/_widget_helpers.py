@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
+
 #: Where screenshots go: ``$TERAMIND_SCREENSHOTS`` (``docs/images`` to refresh the user guide's
 #: pictures), else a folder in the system's temporary directory, so a test run never changes
 #: the working tree.
@@ -22,17 +24,6 @@ def isolated_settings(tmp_path, monkeypatch):
     from napari_teramind.widgets._common import SETTINGS_ENV
 
     monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "settings" / "settings.json"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: one thread avoids OpenMP overhead on busy machines."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_phantom(path: Path, **overrides):

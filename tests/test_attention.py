@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.attention import (
     PRESETS,
     channel_names,
@@ -28,14 +29,6 @@ from napari_teramind.store import BrainStore
 from napari_teramind.store.pyramid import downsample2
 
 SPEC = PhantomSpec(seed=5, n_slices=5, height=384, width=512)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.generate import (
     PATCH_PX,
     GenerationPlan,
@@ -27,14 +28,6 @@ SPEC = PhantomSpec(seed=5, n_slices=5, height=192, width=320)
 REGION = (0, 128, 64, 256)
 SLICES = [0, 4]  # the first and the last slice: gene windows -1..2 and 3..6
 STEPS = 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.generate.claims import ClaimBoard, Owner, pid_alive
 from napari_teramind.generate.executors import iter_job, run_job
 from napari_teramind.generate.job import (
@@ -41,14 +42,6 @@ REGION = (0, 256, 128, 384)
 SLICES = (0, 1)
 STEPS = 3
 BLOCK = 128
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

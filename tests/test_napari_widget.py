@@ -1,6 +1,5 @@
 """The "Browse brain stores" widget end to end, and a screenshot that shows the tissue."""
 
-
 import numpy as np
 import pytest
 

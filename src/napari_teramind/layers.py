@@ -5,7 +5,7 @@
 dask arrays, finest first), carries explicit contrast limits and the store's NGFF
 transformations in micrometres, so images, gene-count blocks, region labels and attention maps
 line up with no manual scaling. The reader, the sample data and the widgets all build their
-layers here; scripts can pass the tuples to ``viewer._add_layer_from_data`` or unpack them into
+layers here; scripts can pass a tuple to ``napari.layers.Layer.create(*t)`` or unpack it into
 ``viewer.add_image(data, **kwargs)``.
 
 Examples

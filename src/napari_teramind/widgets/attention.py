@@ -34,6 +34,7 @@ from napari_teramind.widgets._common import (
     Progress,
     StorePicker,
     TaskPanel,
+    add_layer_data,
     bind_slice_keys,
     current_slice,
     load_model,
@@ -379,7 +380,7 @@ class AttentionWidget(QWidget):
                 self.viewer.layers.remove(layer)
         self.layers = []
         for data, kwargs, kind in layer_data:
-            self.layers.append(self.viewer._add_layer_from_data(data, kwargs, kind)[0])
+            self.layers.append(add_layer_data(self.viewer, (data, kwargs, kind)))
         self.map_name = name
         if self.maps_combo.findText(name) < 0:
             self.maps_combo.addItem(name)

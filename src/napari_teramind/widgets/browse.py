@@ -35,7 +35,12 @@ from qtpy.QtWidgets import (
 )
 
 from napari_teramind.layers import STORE_KEY, LayerData, brain_layers, gene_layers
-from napari_teramind.widgets._common import NEXT_SLICE_KEY, PREVIOUS_SLICE_KEY, bind_slice_keys
+from napari_teramind.widgets._common import (
+    NEXT_SLICE_KEY,
+    PREVIOUS_SLICE_KEY,
+    add_layer_data,
+    bind_slice_keys,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -327,7 +332,7 @@ class BrowseWidget(QWidget):
             )
             if existing:
                 continue
-            added.append(self.viewer._add_layer_from_data(data, kwargs, kind)[0])
+            added.append(add_layer_data(self.viewer, (data, kwargs, kind)))
         return added
 
     # ------------------------------------------------------------------ slices

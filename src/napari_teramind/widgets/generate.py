@@ -35,6 +35,7 @@ from napari_teramind.widgets._common import (
     Progress,
     StorePicker,
     TaskPanel,
+    add_layer_data,
     bind_slice_keys,
     current_slice,
     get_setting,
@@ -453,14 +454,16 @@ class GenerateWidget(QWidget):
         ``result`` is ``(path, layer data)`` from :func:`result_layers`.
         """
         path, layer_data = result
-        for layer in [*self.preview_layers.values(), *self.result_layers]:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.preview_layers.clear()
-        self.result_layers = [
-            self.viewer._add_layer_from_data(data, kwargs, kind)[0]
-            for data, kwargs, kind in layer_data
-        ]
+        # one batch: napari's canvas cleans up (a full garbage collection) once, not per layer
+        with self.viewer.layers.batched_update():
+            for layer in [*self.preview_layers.values(), *self.result_layers]:
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+            self.preview_layers.clear()
+            self.result_layers = [
+                add_layer_data(self.viewer, (data, kwargs, kind))
+                for data, kwargs, kind in layer_data
+            ]
         region = self.region_layer()
         if region is not None:  # keep the rectangle on top
             self.viewer.layers.move(self.viewer.layers.index(region), len(self.viewer.layers))

@@ -41,6 +41,7 @@ from napari_teramind.widgets._common import (
     Progress,
     StorePicker,
     TaskPanel,
+    add_layer_data,
     available_devices,
     get_setting,
     notify_error,
@@ -466,7 +467,7 @@ class JobsWidget(QWidget):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         layers = [
-            self.viewer._add_layer_from_data(data, kwargs, kind)[0]
+            add_layer_data(self.viewer, (data, kwargs, kind))
             for data, kwargs, kind in stain_layers(store)
         ]
         self.output_layers[status.path] = layers
