@@ -28,7 +28,7 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     assert result.comparison_png is not None and result.comparison_png.stat().st_size > 10_000
     # the region lies on the patch grid and inside the canvas
     y0, y1, x0, x1 = result.region
-    assert result.region == demo_region(real, 128)
+    assert result.region == demo_region(real, 128, 0)
     assert (y1 - y0, x1 - x0) == (128, 128) and y0 % 64 == 0 and x0 % 64 == 0
 
     # generated and gene-blind stores hold images inside the region and nothing outside

@@ -58,13 +58,39 @@ def _open_complete(path: Path) -> BrainStore | None:
         return None
 
 
-def demo_region(store: BrainStore, size: int = DEMO_ROI_PX) -> tuple[int, int, int, int]:
-    """A ``size`` px square region at the centre of the canvas, on the 64-px patch grid."""
+def demo_region(
+    store: BrainStore, size: int = DEMO_ROI_PX, z: int | None = None
+) -> tuple[int, int, int, int]:
+    """A ``size`` px square region on the 64-px patch grid for the demo.
+
+    On a phantom, the window of slice ``z`` that best mixes the planted DOPA program (SN/VTA or
+    olfactory bulb) with other tissue, so the generated region and the DOPA attention map both
+    have something to show; elsewhere (or without DOPA tissue) the centre of the canvas.
+    """
+    import numpy as np
+
     from napari_teramind.generate import snap_region
 
     size = min(size, store.height // 64 * 64, store.width // 64 * 64)
     y0 = (store.height - size) // 2 // 64 * 64
     x0 = (store.width - size) // 2 // 64 * 64
+    if store.kind == "phantom":
+        from napari_teramind.phantom import planted_mask
+
+        zz = store.n_slices // 2 if z is None else int(z)
+        dopa = planted_mask(store, "DOPA", z=zz).astype(np.int64)
+        tissue = (~planted_mask(store, "background", z=zz)).astype(np.int64)
+        k, step = size // store.gene_block_px, 64 // store.gene_block_px
+
+        def window_sums(mask: np.ndarray) -> np.ndarray:
+            c = np.pad(mask.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+
+        d, t = window_sums(dopa)[::step, ::step], window_sums(tissue)[::step, ::step]
+        score = d * (t - d)  # largest where DOPA tissue and other tissue are mixed
+        if score.max() > 0:
+            i, j = np.unravel_index(int(score.argmax()), score.shape)
+            y0, x0 = int(i) * 64, int(j) * 64
     return snap_region((y0, y0 + size, x0, x0 + size), store.height, store.width)
 
 
@@ -119,7 +145,7 @@ def _generate(
         preview=False,
     ):
         last = item
-        if item.step != shown:
+        if item.step != shown and ((item.step + 1) % 5 == 0 or item.step + 1 == item.n_steps):
             shown = item.step
             log(f"      step {item.step + 1}/{item.n_steps}")
     if last is None or last.output is None:
@@ -220,8 +246,8 @@ def _model_stages(
     out, seconds = result.out_dir, result.seconds
     model, info = resolve_model(model_spec)
     model_label = "the bundled model" if model_spec in (None, "bundled") else str(model_spec)
-    region = demo_region(store, roi_px)
     slices = tuple(z for z in roi_slices if 0 <= z < store.n_slices) or (0,)
+    region = demo_region(store, roi_px, slices[0])
     result.region = region
 
     t0 = time.perf_counter()
