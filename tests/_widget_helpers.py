@@ -79,3 +79,12 @@ def save_screenshot(img: np.ndarray, name: str) -> Path:
     path = screenshot_dir() / name
     imwrite(path, img)
     return path
+
+
+def show_store(viewer, store) -> None:
+    """Open ``store``'s stains in ``viewer`` as the reader would (public napari API only)."""
+    from napari_teramind.layers import brain_layers
+    from napari_teramind.widgets._common import add_layer_data
+
+    for layer_data in brain_layers(store, regions=False):
+        add_layer_data(viewer, layer_data)

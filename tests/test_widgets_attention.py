@@ -8,6 +8,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     isolated_settings,
     model_spec,
     save_screenshot,
+    show_store,
     single_thread,
     tiny_phantom,
 )
@@ -20,11 +21,8 @@ def phantom(tmp_path_factory):
 
 
 def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
-    from napari_teramind.layers import brain_layers
-
     viewer = make_napari_viewer(**kwargs)
-    for data, kw, kind in brain_layers(phantom, regions=False):
-        viewer._add_layer_from_data(data, kw, kind)
+    show_store(viewer, phantom)
     widget = AttentionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Attention maps")
     spec = model_spec(tmp_path, phantom)

@@ -7,6 +7,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     content_stats,
     isolated_settings,
     save_screenshot,
+    show_store,
     single_thread,
     tiny_phantom,
 )
@@ -26,13 +27,10 @@ def stores(tmp_path_factory):
 
 
 def _widget(make_napari_viewer, stores, **kwargs):
-    from napari_teramind.layers import brain_layers
-
     real, generated = stores
     viewer = make_napari_viewer(**kwargs)
     for store in (real, generated):
-        for data, kw, kind in brain_layers(store, regions=False):
-            viewer._add_layer_from_data(data, kw, kind)
+        show_store(viewer, store)
     w = EvaluateWidget(viewer)
     viewer.window.add_dock_widget(w, name="Evaluate")
     return viewer, w

@@ -11,6 +11,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     isolated_settings,
     model_spec,
     save_screenshot,
+    show_store,
     single_thread,
     tiny_phantom,
 )
@@ -23,11 +24,8 @@ def phantom(tmp_path_factory):
 
 
 def _widget(make_napari_viewer, phantom, **kwargs):
-    from napari_teramind.layers import brain_layers
-
     viewer = make_napari_viewer(**kwargs)
-    for data, kw, kind in brain_layers(phantom, regions=False):
-        viewer._add_layer_from_data(data, kw, kind)
+    show_store(viewer, phantom)
     widget = GenerateWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Generate a region")
     return viewer, widget

@@ -7,6 +7,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     isolated_settings,
     model_spec,
     save_screenshot,
+    show_store,
     single_thread,
     tiny_phantom,
 )
@@ -24,11 +25,8 @@ def phantom(tmp_path_factory):
 
 
 def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
-    from napari_teramind.layers import brain_layers
-
     viewer = make_napari_viewer(**kwargs)
-    for data, kw, kind in brain_layers(phantom, regions=False):
-        viewer._add_layer_from_data(data, kw, kind)
+    show_store(viewer, phantom)
     w = JobsWidget(viewer)
     viewer.window.add_dock_widget(w, name="Generation jobs")
     w.root_edit.setText(str(tmp_path / "jobs"))
