@@ -325,7 +325,7 @@ def _iter_dask(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
     spec = job.spec
     cluster = None
     if spec.scheduler:
-        client = Client(spec.scheduler)
+        client = Client(spec.scheduler, set_as_default=False)  # leave the user's default
     else:
         cluster = LocalCluster(
             n_workers=spec.workers or 2,
@@ -333,7 +333,7 @@ def _iter_dask(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
             processes=True,
             dashboard_address=None,
         )
-        client = Client(cluster)
+        client = Client(cluster, set_as_default=False)
     token = job.path.name
     try:
         for step in range(job.n_steps):
@@ -351,8 +351,10 @@ def _iter_dask(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
                 for b in todo
             ]
             try:
-                for fut in as_completed(futures):
-                    block = fut.result()
+                # Bind to this client's loop, not default_client()'s: with another client in
+                # the process (a user's, a notebook's) a result lost with a killed worker is
+                # re-awaited on the wrong event loop and raises RuntimeError.
+                for _, block in as_completed(futures, loop=client.loop, with_results=True):
                     yield clock.progress(step, block)
                     if job.cancel_requested():
                         raise JobCancelled(
