@@ -19,6 +19,7 @@ from napari_teramind.train.loop import (
     build_model,
     evaluate_loss,
     latest_checkpoint,
+    learning_rate,
     read_loss_csv,
     train,
 )
@@ -196,6 +197,37 @@ def test_resume_reaches_the_same_weights(phantom, tmp_path):
     csv = read_loss_csv(tmp_path / "split" / "loss.csv")
     np.testing.assert_array_equal(csv["step"], np.arange(1, 7))
     np.testing.assert_allclose(csv["loss"], read_loss_csv(tmp_path / "whole" / "loss.csv")["loss"])
+
+
+def test_learning_rate_cools_down_linearly_at_the_end(phantom):
+    cfg = _config(phantom, steps=10, lr=1e-3, cooldown_steps=4)
+    lrs = [learning_rate(cfg, s) for s in range(10)]
+    assert lrs[:6] == [1e-3] * 6 and cfg.cooldown_start == 6
+    np.testing.assert_allclose(lrs[6:], [8e-4, 6e-4, 4e-4, 2e-4])
+    assert [learning_rate(_config(phantom, steps=3), s) for s in range(3)] == [3e-3] * 3
+    with pytest.raises(ValueError, match="cooldown_steps must be between 0 and steps"):
+        _config(phantom, steps=3, cooldown_steps=4)
+
+
+def test_cooldown_added_on_resume_equals_a_run_planned_with_it(phantom, tmp_path, capsys):
+    """4 constant steps, then resumed to 6 with a 2-step cooldown == 6 steps planned so."""
+    cfg = _config(phantom, steps=6, cooldown_steps=2, batch_size=1, holdout_slices=())
+    whole = train(cfg, tmp_path / "whole")
+    args = [
+        "train", str(phantom), "--out", str(tmp_path / "split"), "--model-json", json.dumps(MICRO),
+        "--batch-size", "1", "--lr", "3e-3", "--crop", "128", "--log-every", "1", "--quiet",
+    ]  # fmt: skip
+    assert main([*args, "--steps", "4"]) == 0
+    assert main([*args, "--steps", "6", "--cooldown-steps", "2", "--resume"]) == 0
+    a, _ = load_checkpoint(whole.checkpoint)
+    b, _ = load_checkpoint(latest_checkpoint(tmp_path / "split")[1])
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # Steps 4 and 5 already ran cooled down: a schedule that moves the cooldown is refused.
+    capsys.readouterr()
+    assert main([*args, "--steps", "8", "--cooldown-steps", "2", "--resume"]) != 0
+    assert "learning rate already followed that schedule" in capsys.readouterr().err
+    assert latest_checkpoint(tmp_path / "split")[0] == 6  # nothing was overwritten
 
 
 # --------------------------------------------------------------------------- convert-checkpoint

@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="crops per micro-batch (4)")
     p.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (1)")
     p.add_argument("--lr", type=float, default=2e-5, help="Adam learning rate (published: 2e-5)")
+    p.add_argument(
+        "--cooldown-steps",
+        type=int,
+        default=0,
+        help="decay the learning rate linearly to zero over the last N steps (default 0: "
+        "constant, as published)",
+    )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (1.0)")
     p.add_argument("--crop", type=int, default=256, help="crop edge in px (256)")
     p.add_argument("--holdout", type=int, nargs="*", default=[], help="slices never trained on")
@@ -73,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument("out", metavar="OUT", help="work folder")
     b.add_argument("--steps", type=int, default=None, help="optimizer steps (the shipped recipe)")
+    b.add_argument(
+        "--cooldown-steps",
+        type=int,
+        default=None,
+        help="learning-rate cooldown at the end (the shipped recipe)",
+    )
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     b.add_argument("--install", action="store_true", help="replace the packaged model")
     b.add_argument("--quiet", action="store_true", help="print no progress")
@@ -120,6 +133,7 @@ def _run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         accumulate=args.accumulate,
         lr=args.lr,
+        cooldown_steps=args.cooldown_steps,
         grad_clip=args.grad_clip,
         crop=args.crop,
         holdout_slices=tuple(args.holdout),
@@ -139,12 +153,17 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_bundled(args: argparse.Namespace) -> int:
     import torch
 
-    from napari_teramind.train.bundled import BUNDLED_STEPS, train_bundled
+    from napari_teramind.train.bundled import BUNDLED_COOLDOWN, BUNDLED_STEPS, train_bundled
 
     torch.set_num_threads(args.threads)
     steps = BUNDLED_STEPS if args.steps is None else args.steps
+    cooldown = BUNDLED_COOLDOWN if args.cooldown_steps is None else args.cooldown_steps
     dest, recipe = train_bundled(
-        args.out, steps=steps, install=args.install, progress=_printer(args.quiet)
+        args.out,
+        steps=steps,
+        cooldown_steps=cooldown,
+        install=args.install,
+        progress=_printer(args.quiet),
     )
     print(dest)
     print(json.dumps(recipe, indent=1))

@@ -43,11 +43,20 @@ from napari_teramind.train.patches import PatchSampler
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
-#: Options that may change when a run is resumed: none of them changes a random draw or an
-#: update, so a run extended from ``steps=k`` to ``steps=n`` equals one trained to ``n`` at once
-#: (there is no learning-rate schedule, as published).
+#: Options that may change when a run is resumed: none of them changes a random draw, so a run
+#: extended from ``steps=k`` to ``steps=n`` equals one trained to ``n`` at once. ``steps`` and
+#: ``cooldown_steps`` move the start of the learning-rate cooldown; a resumed checkpoint must
+#: lie before the cooldown of both the old and the new configuration (checked).
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "checkpoint_every", "log_every", "preview_every", "num_workers", "keep_checkpoints"}
+    {
+        "steps",
+        "cooldown_steps",
+        "checkpoint_every",
+        "log_every",
+        "preview_every",
+        "num_workers",
+        "keep_checkpoints",
+    }
 )
 
 
@@ -75,6 +84,10 @@ class TrainConfig:
         Micro-batches per optimizer step (gradient accumulation).
     lr, grad_clip
         Adam learning rate (published: 2e-5) and gradient-norm clip (published: 1.0).
+    cooldown_steps
+        The last ``cooldown_steps`` optimizer steps decay the learning rate linearly to zero
+        (:func:`learning_rate`); 0 (the default, as published) keeps it constant. A constant
+        phase followed by a short decay lets a run be extended and still end on settled weights.
     crop
         Crop edge in px (published: 256).
     holdout_slices
@@ -101,6 +114,7 @@ class TrainConfig:
     accumulate: int = 1
     lr: float = 2e-5
     grad_clip: float = 1.0
+    cooldown_steps: int = 0
     crop: int = 256
     holdout_slices: tuple[int, ...] = ()
     seed: int = 0
@@ -121,6 +135,16 @@ class TrainConfig:
             raise ValueError("no brain store to train on; give at least one store path")
         if not self.lr > 0 or not self.grad_clip > 0:
             raise ValueError("lr and grad_clip must be positive")
+        if not 0 <= self.cooldown_steps <= self.steps:
+            raise ValueError(
+                f"cooldown_steps must be between 0 and steps ({self.steps}), "
+                f"not {self.cooldown_steps}"
+            )
+
+    @property
+    def cooldown_start(self) -> int:
+        """The first optimizer step (0-based) whose learning rate is below ``lr``."""
+        return self.steps - self.cooldown_steps
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -152,6 +176,17 @@ class TrainResult:
     step: int
     losses: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based).
+
+    ``cfg.lr`` until :attr:`TrainConfig.cooldown_start`, then linearly down to
+    ``cfg.lr / (cooldown_steps + 1)`` at the last step (never zero, so every step updates).
+    """
+    if step < cfg.cooldown_start:
+        return cfg.lr
+    return cfg.lr * (cfg.steps - step) / (cfg.cooldown_steps + 1)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -213,6 +248,22 @@ def _autocast(precision: str, device: torch.device):
         return torch.autocast(device.type, enabled=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def _check_schedule_change(run: Path, saved: TrainConfig, new: TrainConfig) -> None:
+    """Refuse to resume past a point where the old and new learning rates already differ."""
+    resumed = latest_checkpoint(run)
+    if resumed is None:
+        return
+    start = resumed[0]
+    same = all(learning_rate(saved, s) == learning_rate(new, s) for s in range(start))
+    if not same:
+        raise ValueError(
+            f"{run} was trained to step {start} with steps={saved.steps}, "
+            f"cooldown_steps={saved.cooldown_steps}; its learning rate already followed that "
+            "schedule, so resuming with another one would not equal a fresh run. Keep those "
+            "options, or start a new run directory"
+        )
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[int, Path] | None:
@@ -277,6 +328,7 @@ def train(
                 f"{run} holds a run with another configuration (differs in {diff}); use a new "
                 "run directory, or the same options to resume it"
             )
+        _check_schedule_change(run, TrainConfig.from_dict(saved), cfg)
     if rank == 0:
         write_json_atomic(run_json, cfg.to_dict())
 
@@ -387,6 +439,9 @@ def train(
                 f"loss became {sums['loss']} at step {step}; lower the learning rate (--lr) or "
                 "use --precision bf16/fp32"
             )
+        lr = learning_rate(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         scaler.unscale_(optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         scaler.step(optimizer)
