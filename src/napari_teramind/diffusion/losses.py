@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from napari_teramind.diffusion.parameterization import training_target
 from napari_teramind.diffusion.schedule import NoiseSchedule
 
 __all__ = ["collage_training_losses", "cut_window_patches"]
@@ -81,6 +82,9 @@ def collage_training_losses(
 ) -> dict[str, torch.Tensor]:
     """Compute the published training loss for one batch.
 
+    The network is compared with the noise (published, ``eps`` models) or with the velocity
+    (``v`` models, :func:`~napari_teramind.diffusion.parameterization.training_target`).
+
     Parameters
     ----------
     model
@@ -125,17 +129,19 @@ def collage_training_losses(
     t = t.to(x0.device)
 
     x_t = schedule.q_sample(x0_pad, t, eps) * mask
+    signal, sigma = schedule.coefficients(t, x0.dtype, x0.device)
+    target = training_target(getattr(cfg, "prediction", "eps"), x0_pad, eps, signal, sigma)
     x_tiles = cut_window_patches(x_t, ix, iy, patch)
-    eps_tiles = cut_window_patches(eps, ix, iy, patch)
+    target_tiles = cut_window_patches(target, ix, iy, patch)
     mask_tiles = cut_window_patches(mask.expand(b, 1, -1, -1), ix, iy, patch)
     gene_patches = patch // block
     gene_tiles = cut_window_patches(genes, ix, iy, gene_patches)
-    eps_window = eps[..., ix * patch : (ix + 2) * patch, iy * patch : (iy + 2) * patch]
-    eps_centre = eps_window[..., half : half + patch, half : half + patch]
+    target_window = target[..., ix * patch : (ix + 2) * patch, iy * patch : (iy + 2) * patch]
+    target_centre = target_window[..., half : half + patch, half : half + patch]
 
     out = model(x_tiles, gene_tiles, t, (b, 2, 2), decoders=("collage", "tile"))
-    loss_collage = (eps_centre - out["collage"].float()).pow(2).mean()
-    loss_tile = (mask_tiles * (eps_tiles - out["tile"].float()).pow(2)).mean()
+    loss_collage = (target_centre - out["collage"].float()).pow(2).mean()
+    loss_tile = (mask_tiles * (target_tiles - out["tile"].float()).pow(2)).mean()
     return {
         "loss": loss_collage + loss_tile,
         "collage": loss_collage,

@@ -263,6 +263,7 @@ def predict_noise(
     """
     import torch
 
+    from napari_teramind.diffusion import NoiseSchedule, to_eps
     from napari_teramind.model import EncoderFeatures
 
     device = torch.device(device)
@@ -298,8 +299,10 @@ def predict_noise(
             sel = features.select(torch.as_tensor(q.reshape(-1), device=device))
             out = model.decode_collage(sel, (batch_size, 2, 2), t)
             outs.append(out[: batch_size - pad].float().cpu())
-    eps = torch.cat(outs)
-    return _assemble(eps, c1, c2)
+    out = _assemble(torch.cat(outs), c1, c2)
+    aligned = window[:, HALO_PX : HALO_PX + out.shape[-2], HALO_PX : HALO_PX + out.shape[-1]]
+    abar = NoiseSchedule.linear().alphas_cumprod[int(t)]
+    return to_eps(model.config.prediction, out, aligned, abar)
 
 
 # ---------------------------------------------------------------------- units
@@ -444,6 +447,8 @@ def generate_global(
     """
     import torch
 
+    from napari_teramind.diffusion import to_eps
+
     genes_src = (
         source if isinstance(source, GeneSource) else GeneSource(source, gene_names, gene_blind)
     )
@@ -465,7 +470,9 @@ def generate_global(
             padded = torch.nn.functional.pad(x, (HALO_PX,) * 4)
             with torch.inference_mode(), _autocast(device, bf16):
                 feats = model.encode(_cut_patches(padded, PATCH_PX).to(device), g, t)
-                eps = model.decode_collage(feats, (1, p1, p2), t).float().cpu()
-            x, x0 = ddim_step_cpu(x, _assemble(eps, p1 - 1, p2 - 1), step, sched)
+                out = model.decode_collage(feats, (1, p1, p2), t).float().cpu()
+            eps = to_eps(model.config.prediction, _assemble(out, p1 - 1, p2 - 1), x,
+                         sched.alphas_cumprod[step])  # fmt: skip
+            x, x0 = ddim_step_cpu(x, eps, step, sched)
         results.append(x0.numpy())
     return np.stack(results)

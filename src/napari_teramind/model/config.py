@@ -61,6 +61,9 @@ class ModelConfig:
         Width of the sinusoidal timestep embedding; ``None`` means ``model_channels``.
     mlp_ratio
         Hidden-width ratio of the transformer MLPs.
+    prediction
+        What the network outputs: ``"eps"``, the noise (published), or ``"v"``, the velocity
+        (see :mod:`napari_teramind.diffusion.parameterization`).
     """
 
     n_genes: int
@@ -80,6 +83,7 @@ class ModelConfig:
     gene_map_channels: tuple[int, ...] = (128, 64, 32)
     time_embed_dim: int | None = None
     mlp_ratio: int = 4
+    prediction: str = "eps"
 
     def __post_init__(self) -> None:
         for name in ("channel_mult", "attention_resolutions", "gene_map_channels"):
@@ -156,6 +160,10 @@ class ModelConfig:
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.prediction not in ("eps", "v"):
+            raise ValueError(
+                f"ModelConfig.prediction must be 'eps' or 'v', not {self.prediction!r}"
+            )
         if not self.channel_mult or min(self.channel_mult) < 1:
             raise ValueError(f"channel_mult must be non-empty and positive: {self.channel_mult}")
         if self.patch_size % self.gene_block_px:

@@ -92,6 +92,16 @@ def _patch_means(img: np.ndarray, patch: int) -> np.ndarray:
     return cells.reshape(c, -1)
 
 
+def _empty_block_mask(genes: np.ndarray, side: int, block: int) -> np.ndarray:
+    """Pixels of the crop's two image slices whose gene block (``block`` px) counts nothing.
+
+    ``genes`` is ``(G, 4, gb, gb)`` with its margin; gene slices 1 and 2 are the image slices.
+    """
+    margin = (genes.shape[-1] - side // block) // 2
+    counts = genes[:, 1:3, margin:-margin, margin:-margin].sum(axis=0)  # (2, side/b, side/b)
+    return np.kron(counts == 0, np.ones((block, block), dtype=bool))
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
@@ -122,7 +132,9 @@ def gene_following_scores(
     dict
         ``dapi_r``, ``polyt_r`` (conditioned on genes), ``dapi_r_blind``, ``polyt_r_blind``
         (zero genes), ``dapi_mae``/``dapi_mae_blind`` (mean absolute error of the cell means, in
-        uint8 grey levels), and the settings used.
+        uint8 grey levels), ``dapi_empty``/``dapi_empty_real`` (mean generated/real DAPI grey
+        level where the gene blocks count nothing: outside the tissue it should stay
+        dark), ``empty_fraction`` and the settings used.
     """
     sampler = PatchSampler(
         [store],
@@ -134,16 +146,30 @@ def gene_following_scores(
         use="holdout" if holdout_slices else "train",
     )
     real, cond, blind = [], [], []
+    empty_gen, empty_real = [], []
     for i in range(n_crops):
         sample = sampler.sample(EVAL_INDEX0 + i)
         genes = torch.from_numpy(sample.genes)
         real.append(_patch_means(sample.image, patch_px))
-        for out, g in ((cond, genes), (blind, torch.zeros_like(genes))):
-            out.append(_patch_means(sample_crop(model, g, steps, seed=i).numpy(), patch_px))
+        generated = sample_crop(model, genes, steps, seed=i).numpy()
+        cond.append(_patch_means(generated, patch_px))
+        blind.append(_patch_means(sample_crop(model, genes * 0, steps, seed=i).numpy(), patch_px))
+        side, block = sample.image.shape[-1], model.config.gene_block_px
+        empty = _empty_block_mask(sample.genes, side, block)  # (2, H, W): DAPI z0, z1
+        empty_gen.append(generated[:2][empty])
+        empty_real.append(sample.image[:2][empty])
     real_a, cond_a, blind_a = (np.concatenate(v, axis=1) for v in (real, cond, blind))
+    empty_gen_a, empty_real_a = np.concatenate(empty_gen), np.concatenate(empty_real)
     grey = 127.5  # [-1, 1] -> uint8 grey levels
     dapi, polyt = slice(0, 2), slice(2, 4)
+
+    def level(a: np.ndarray) -> float:
+        return float((a.mean() + 1.0) * grey) if a.size else float("nan")
+
     return {
+        "dapi_empty": level(empty_gen_a),
+        "dapi_empty_real": level(empty_real_a),
+        "empty_fraction": float(empty_gen_a.size / (2 * n_crops * sample.image.shape[-1] ** 2)),
         "dapi_r": _pearson(real_a[dapi], cond_a[dapi]),
         "dapi_r_blind": _pearson(real_a[dapi], blind_a[dapi]),
         "polyt_r": _pearson(real_a[polyt], cond_a[polyt]),

@@ -552,7 +552,7 @@ def sample_crop(model, genes: torch.Tensor, steps: int = 15, seed: int = 0) -> t
     torch.Tensor
         ``(4, crop, crop)`` in ``[-1, 1]``.
     """
-    from napari_teramind.diffusion import DDIMSchedule, ddim_step
+    from napari_teramind.diffusion import DDIMSchedule, ddim_step, to_eps
 
     cfg = model.config
     p = cfg.patch_size
@@ -575,6 +575,7 @@ def sample_crop(model, genes: torch.Tensor, steps: int = 15, seed: int = 0) -> t
         eps = model(patches, g_patches, t, (1, n, n), decoders=("collage",))["collage"]
         eps = eps.reshape(n - 1, n - 1, cfg.in_channels, p, p).permute(2, 0, 3, 1, 4)
         eps = eps.reshape(cfg.in_channels, side, side)
+        eps = to_eps(cfg.prediction, eps, x, sched.alphas_cumprod[i])
         x, x0 = ddim_step(x, eps, i, sched)
     return x0.cpu()
 
