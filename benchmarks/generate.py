@@ -4,13 +4,15 @@ Usage::
 
     python benchmarks/generate.py                         # tiny preset (or bundled), 2 threads
     python benchmarks/generate.py --tiles 2 --repeats 2   # quicker
+    python benchmarks/generate.py --tiles 1 2 4 6 --roi-px 0   # the saving by region size
     python benchmarks/generate.py --roi-px 1024 --roi-slices 4 --roi-steps 15   # the ROI bar
 
 Part 1 (patch throughput, one DDIM step, one slice pair): a region of ``tiles x tiles``
 256 px tiles is predicted
 
-* by our engine (:func:`napari_teramind.generate.predict_noise` over one block of the whole
-  region: every offset patch encoded once, collage decoder only), and
+* by our engine (:func:`napari_teramind.generate.predict_noise` per block of ``--block-px``
+  (512) px with its 32 px halo, as a job runs: every offset patch of a block encoded once,
+  collage decoder only), and
 * by the published scheme: per 256 px tile plus 32 px halo, the 5 x 5 offset patches through
   the encoder and BOTH decoders (the tile decoder output is discarded), ring patches
   recomputed by the neighbouring tiles.
@@ -28,6 +30,7 @@ of METHOD.md Appendix C.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -75,16 +78,26 @@ def published_tile(model, window, genes, t):
     return _assemble(out["collage"], 4, 4)  # out["tile"] is discarded, as published
 
 
-def bench_throughput(model, n_genes, tiles, batch_size, repeats):
+def bench_throughput(model, n_genes, tiles, batch_size, repeats, block_px=512):
     rng = np.random.default_rng(0)
     side = 256 * tiles
     window = rng.standard_normal((4, side + 64, side + 64)).astype(np.float32)
     genes = rng.poisson(2.0, (n_genes, 4, (side + 64) // 16, (side + 64) // 16)).astype(np.float32)
     t = 500
     n_out = (side // 64) ** 2
+    bp = min(block_px, side)
 
     def ours():
-        return predict_noise(model, window, genes, t, batch_size=batch_size)
+        """The engine's unit of work: blocks of ``bp`` px, each with its own 32 px halo."""
+        out = torch.empty(4, side, side)
+        for y in range(0, side, bp):
+            for x in range(0, side, bp):
+                h, w = min(bp, side - y), min(bp, side - x)
+                win = window[:, y : y + h + 64, x : x + w + 64]
+                gen = genes[:, :, y // 16 : (y + h + 64) // 16, x // 16 : (x + w + 64) // 16]
+                out[:, y : y + h, x : x + w] = predict_noise(model, win, gen, t,
+                                                             batch_size=batch_size)  # fmt: skip
+        return out
 
     def published():
         rows = []
@@ -108,12 +121,17 @@ def bench_throughput(model, n_genes, tiles, batch_size, repeats):
                 times[name].append(time.perf_counter() - start)
     t_ours = statistics.median(times["ours"])
     t_pub = statistics.median(times["published"])
-    enc_ours = (side // 64 + 1) ** 2
+    n_blocks = math.ceil(side / bp) ** 2
+    enc_block = (bp // 64 + 1) ** 2
+    enc_ours = n_blocks * enc_block
+    enc_padded = n_blocks * math.ceil(enc_block / batch_size) * batch_size
     print(f"## Patch throughput: {tiles} x {tiles} tiles of 256 px = {n_out} output patches")
     print(f"  max |ours - published| eps = {diff:.2e} (same maths, different batching)")
     print(
-        f"  ours:      {n_out / t_ours:8.2f} patches/s ({t_ours:.2f} s; {enc_ours} encoder + "
-        f"{n_out} collage-decoder patch passes, micro-batch {batch_size})"
+        f"  ours:      {n_out / t_ours:8.2f} patches/s ({t_ours:.2f} s; {enc_ours} encoder "
+        f"(+{enc_padded - enc_ours} zero padding of the last micro-batch) + {n_out} "
+        f"collage-decoder patch passes, {n_blocks} block(s) of {bp} px, "
+        f"micro-batch {batch_size})"
     )
     print(
         f"  published: {n_out / t_pub:8.2f} patches/s ({t_pub:.2f} s; {25 * tiles**2} encoder + "
@@ -179,8 +197,11 @@ def main() -> None:
     parser.add_argument("--preset", default="bundled", help="bundled, tiny, small, reference")
     parser.add_argument("--genes", type=int, default=48, help="G for a preset model")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tiles", type=int, default=2, help="tiles per side, part 1")
+    parser.add_argument(
+        "--tiles", type=int, nargs="+", default=[2], help="tiles per side, part 1 (a sweep)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--block-px", type=int, default=512, help="our engine's block, part 1")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--roi-px", type=int, default=1024, help="0 skips part 2")
     parser.add_argument("--roi-slices", type=int, default=4)
@@ -191,7 +212,12 @@ def main() -> None:
     model, gene_names, preset = load_model(args.preset, args.genes)
     n_genes = model.config.n_genes
     print(f"# Generation benchmark: model {preset} (G = {n_genes}), {args.threads} threads, CPU")
-    bench_throughput(model, n_genes, args.tiles, args.batch_size, args.repeats)
+    ratios = {t: bench_throughput(model, n_genes, t, args.batch_size, args.repeats,
+                                  args.block_px) for t in args.tiles}  # fmt: skip
+    if len(ratios) > 1:
+        print("## Speed-up from saved work by region size (published / ours, same run)")
+        for t, r in ratios.items():
+            print(f"  {t} x {t} tiles ({256 * t} px): {r:.2f}x")
     if args.roi_px:
         if gene_names is None and n_genes != 48:
             print("(part 2 needs G = 48 for a preset model: the phantom panel)")

@@ -283,21 +283,19 @@ def predict_noise(
             gbt = _padded(g[s : s + batch_size], batch_size).to(device)
             f = model.encode(xb, gbt, t)
             feats.append(f.select(slice(0, min(batch_size, n - s))))
-        features = EncoderFeatures.cat(feats)
-        # aligned patch (i, j) = collage of offset patches (i, j), (i, j+1), (i+1, j), (i+1, j+1)
+        # Aligned patch (i, j) is the collage of offset patches (i, j), (i, j+1), (i+1, j),
+        # (i+1, j+1): re-cut the whole block's features once (each value copied once, not
+        # gathered four times per output patch), then decode them in fixed micro-batches.
         c1, c2 = p1 - 1, p2 - 1
-        ii, jj = np.meshgrid(np.arange(c1), np.arange(c2), indexing="ij")
-        base = (ii * p2 + jj).reshape(-1)
-        quads = np.stack([base, base + 1, base + p2, base + p2 + 1], axis=1)  # (c1*c2, 4)
+        aligned_feats = EncoderFeatures.cat(feats).collage((1, p1, p2))
+        del feats
         m = c1 * c2
         outs = []
         for s in range(0, m, batch_size):
-            q = quads[s : s + batch_size]
-            pad = batch_size - len(q)
-            if pad:
-                q = np.concatenate([q, np.repeat(q[:1], pad, axis=0)])
-            sel = features.select(torch.as_tensor(q.reshape(-1), device=device))
-            out = model.decode_collage(sel, (batch_size, 2, 2), t)
+            idx = list(range(s, min(s + batch_size, m)))
+            pad = batch_size - len(idx)
+            sel = aligned_feats.select(slice(s, s + batch_size) if not pad else idx + [s] * pad)
+            out = model.decode_tiles(sel, t)  # each collaged patch from its own features
             outs.append(out[: batch_size - pad].float().cpu())
     out = _assemble(torch.cat(outs), c1, c2)
     aligned = window[:, HALO_PX : HALO_PX + out.shape[-2], HALO_PX : HALO_PX + out.shape[-1]]
