@@ -35,23 +35,22 @@ def test_bundled_model_loads_with_its_recipe():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the shipped model (2200 CPU steps) follows the genes on held-out slices of its own "
-    "phantom (DAPI r 0.69 vs -0.16 gene-blind) but not yet on an unseen phantom (r 0.16, "
-    "brightness off): see docs/training.md; train longer with 'teramind train-bundled OUT "
-    "--steps N --install'",
-    strict=True,
-)
 def test_bundled_model_follows_the_genes(tmp_path):
-    """On a phantom it never saw (another seed), DAPI generated from genes tracks the tissue."""
+    """On a phantom it never saw (another seed and size), generated DAPI follows the genes.
+
+    Four 256-px crops, DDIM-15, the same noise with real and with zero genes: the 64-px cell
+    means track the real tissue, better than gene-blind in correlation and in absolute error,
+    and the background (blocks where the genes count nothing) stays dark, as the real one is.
+    """
     store = tmp_path / "p.zarr"
-    write_phantom(store, PhantomSpec(n_slices=2, height=512, width=512, seed=5), workers=1,
+    write_phantom(store, PhantomSpec(n_slices=2, height=1024, width=1024, seed=5), workers=1,
                   executor="thread")  # fmt: skip
     model, info = load_bundled_model()
-    scores = gene_following_scores(model, store, info.gene_names, (), n_crops=1, steps=15)
-    assert scores["dapi_r"] > 0.5
-    assert scores["dapi_r"] > scores["dapi_r_blind"] + 0.3
-    assert scores["dapi_mae"] < scores["dapi_mae_blind"]
+    s = gene_following_scores(model, store, info.gene_names, (), n_crops=4, steps=15)
+    assert s["dapi_r"] > 0.5 and s["polyt_r"] > 0.5, s
+    assert s["dapi_r"] > s["dapi_r_blind"] + 0.3, s
+    assert s["dapi_mae"] < s["dapi_mae_blind"], s
+    assert s["empty_fraction"] > 0.1 and s["dapi_empty"] < 25.0, s  # real: about 4 grey levels
 
 
 def test_resolve_model_accepts_every_kind_of_spec(tmp_path):
