@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cooldown-steps",
         type=int,
         default=0,
-        help="decay the learning rate linearly to zero over the last N steps (default 0: "
+        help="decay the learning rate linearly towards zero over the last N steps (default 0: "
         "constant, as published)",
     )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (1.0)")

@@ -292,9 +292,9 @@ def predict_noise(
         m = c1 * c2
         outs = []
         for s in range(0, m, batch_size):
-            idx = list(range(s, min(s + batch_size, m)))
-            pad = batch_size - len(idx)
-            sel = aligned_feats.select(slice(s, s + batch_size) if not pad else idx + [s] * pad)
+            pad = max(0, s + batch_size - m)  # the last batch repeats its first patch
+            index = [*range(s, m), *[s] * pad] if pad else slice(s, s + batch_size)
+            sel = aligned_feats.select(index)
             out = model.decode_tiles(sel, t)  # each collaged patch from its own features
             outs.append(out[: batch_size - pad].float().cpu())
     out = _assemble(torch.cat(outs), c1, c2)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from napari_teramind.diffusion.parameterization import PREDICTIONS
+
 __all__ = ["PRESET_NAMES", "ModelConfig"]
 
 #: Names accepted by :meth:`ModelConfig.preset`.
@@ -160,7 +162,7 @@ class ModelConfig:
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        if self.prediction not in ("eps", "v"):
+        if self.prediction not in PREDICTIONS:
             raise ValueError(
                 f"ModelConfig.prediction must be 'eps' or 'v', not {self.prediction!r}"
             )

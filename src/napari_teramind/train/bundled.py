@@ -43,7 +43,7 @@ __all__ = [
 
 #: Optimizer steps of the shipped model.
 BUNDLED_STEPS = 2600
-#: Its last steps decay the learning rate linearly to zero (warmup-stable-decay). Before the
+#: Its last steps decay the learning rate linearly towards zero (warmup-stable-decay). Before the
 #: cooldown the rate is constant, so a longer run with this recipe starts as the same model.
 BUNDLED_COOLDOWN = 400
 #: What the shipped network predicts (see :mod:`napari_teramind.diffusion.parameterization`).
@@ -66,7 +66,7 @@ def bundled_train_config(
     per step, Adam at lr 1e-3 (50 x the published 2e-5: a tiny network with a small batch on
     CPU converges within a few hundred steps only with a large step; gradient clipping at 1.0
     keeps it stable), no accumulation.
-    The last ``cooldown_steps`` decay the rate to zero: at a constant 1e-3 the weights keep
+    The last ``cooldown_steps`` decay the rate towards zero: at a constant 1e-3 the weights keep
     jumping (checkpoints 100 steps apart differ by a factor of 3 in image brightness error),
     and the cooldown lets them settle.
     """

@@ -85,9 +85,10 @@ class TrainConfig:
     lr, grad_clip
         Adam learning rate (published: 2e-5) and gradient-norm clip (published: 1.0).
     cooldown_steps
-        The last ``cooldown_steps`` optimizer steps decay the learning rate linearly to zero
-        (:func:`learning_rate`); 0 (the default, as published) keeps it constant. A constant
-        phase followed by a short decay lets a run be extended and still end on settled weights.
+        The last ``cooldown_steps`` optimizer steps decay the learning rate linearly towards
+        zero (``lr / (cooldown_steps + 1)`` at the last step; :func:`learning_rate`); 0 (the
+        default, as published) keeps it constant. A constant phase followed by a short decay
+        lets a run be extended and still end on settled weights.
     crop
         Crop edge in px (published: 256).
     holdout_slices
