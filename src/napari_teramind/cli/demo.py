@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--roi-size",
         type=int,
         default=None,
-        help="side of the generated region in px (default: 512; a multiple of 64)",
+        help="side of the generated region in px (default: 1024; a multiple of 64)",
     )
     p.add_argument(
         "--model",
