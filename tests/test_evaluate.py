@@ -298,6 +298,75 @@ def test_cellpose_without_weights_names_the_fix(tmp_path, monkeypatch):
         segment_nuclei(np.zeros((8, 8), np.uint8), method="cellpose")
 
 
+def _cellpose_files(directory, seed=0):
+    """A ``cyto``-architecture cellpose network built here (no download), saved as cellpose's
+    files. Its last layer is scaled so that it finds at least one mask on the phantom."""
+    from cellpose import models
+
+    torch.manual_seed(seed)
+    cp = models.CellposeModel(gpu=False, pretrained_model=False, diam_mean=30.0, nchan=2)
+    with torch.no_grad():
+        out = cp.net.output[-1]
+        out.bias[2] = 4.0  # cell probability
+        out.weight[:2] *= 20  # flows
+    torch.save(cp.net.state_dict(), directory / "cytotorch_0")
+    rng = np.random.default_rng(seed)
+    size = {"A": rng.normal(0, 0.01, 256), "smean": rng.normal(0, 1, 256),
+            "diam_mean": 30.0, "ymean": -0.5}  # fmt: skip
+    np.save(directory / "size_cytotorch_0.npy", size)
+
+
+def test_cellpose_path_equals_the_published_call(tmp_path):
+    pytest.importorskip("cellpose")
+    from cellpose import models
+
+    from napari_teramind.evaluate.nuclei import _model_dir, resolve_method
+
+    _cellpose_files(tmp_path)
+    assert resolve_method("auto", tmp_path) == "cellpose"
+    dapi = render_chunk(SPEC, 0, 0, 0, 128, 128).images[0]
+    ours = segment_nuclei(dapi, "cellpose", cellpose_models=tmp_path)
+    with _model_dir(tmp_path):  # the published call, reading the same files
+        published = models.Cellpose(gpu=False, model_type="cyto")
+    masks, *_ = published.eval(
+        [dapi.astype(np.float32) / 255.0], diameter=None, normalize=False, channels=[0, 0]
+    )
+    assert ours.dtype == np.int32 and ours.shape == dapi.shape and ours.max() >= 1
+    np.testing.assert_array_equal(ours, masks[0])
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_cellpose_size_model_is_read_without_unpickling_code(tmp_path):
+    from napari_teramind.evaluate.nuclei import read_size_model
+
+    path = tmp_path / "size.npy"
+    np.save(path, {"A": np.arange(3.0), "smean": np.ones(3), "diam_mean": 30.0,
+                   "ymean": np.float64(-0.5)})  # fmt: skip
+    params = read_size_model(path)
+    np.testing.assert_array_equal(params["A"], np.arange(3.0))
+    assert params["diam_mean"] == 30.0 and params["ymean"] == -0.5
+    marker = tmp_path / "exploited"
+    np.save(tmp_path / "evil.npy", np.array({"A": _Exploit(marker)}, dtype=object))
+    with pytest.raises(ValueError, match=r"not a cellpose size model \(refused global"):
+        read_size_model(tmp_path / "evil.npy")
+    assert not marker.exists()
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="plain array"):
+        read_size_model(tmp_path / "plain.npy")
+    np.save(tmp_path / "other.npy", {"weights": np.zeros(3)})
+    with pytest.raises(ValueError, match="keys A, smean, diam_mean, ymean"):
+        read_size_model(tmp_path / "other.npy")
+
+
 # ---------------------------------------------------------------- regions
 def test_regions_inside_tissue_reproducible_and_clipped(stores):
     real, _, _ = stores

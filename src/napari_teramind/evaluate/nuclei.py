@@ -11,11 +11,17 @@
   the foreground (scikit-image). Works offline; its error against the phantom's ground-truth
   nuclei is measured by :func:`compare_with_phantom`.
 * ``"auto"``: cellpose when its weights are present, else classical.
+
+The cellpose path reproduces ``Cellpose.eval`` (size model, then the mask model at the estimated
+diameter) from its two parts, so that the size model file, a pickled dict of numpy arrays, is
+read by :func:`read_size_model` (numpy arrays and numbers only) instead of
+``np.load(allow_pickle=True)``: no file given by a user is ever unpickled.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -131,6 +137,59 @@ def _classical(dapi: np.ndarray) -> np.ndarray:
 
 
 _CELLPOSE_CACHE: dict = {}
+#: Keys of cellpose's size model (a linear regression from the style vector to the diameter).
+SIZE_MODEL_KEYS = ("A", "smean", "diam_mean", "ymean")
+#: The only globals a size model file may name: numpy's array and scalar rebuilders.
+_NUMPY_GLOBALS = {
+    (mod, name)
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, numpy scalars and plain containers; refuses any other global."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
+def read_size_model(path: str | os.PathLike[str]) -> dict[str, np.ndarray | float]:
+    """Read cellpose's size model (``size_cytotorch_0.npy``) without executing code from it.
+
+    The file is an ``.npy`` of a 0-d object array holding a dict of numpy arrays; it is parsed
+    with an unpickler that builds numpy arrays and scalars only.
+
+    Raises
+    ------
+    ValueError
+        When the file is not such a size model (it names the file and what was wrong).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                _, _, dtype = np.lib.format.read_array_header_2_0(f)
+            if not dtype.hasobject:
+                raise ValueError("it holds a plain array, not the size model's dict")
+            obj = _NumpyOnlyUnpickler(f).load()
+    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as e:
+        raise ValueError(
+            f"{path} is not a cellpose size model ({e}); take size_cytotorch_0.npy from "
+            "cellpose's model directory (~/.cellpose/models)"
+        ) from e
+    params = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+    if not isinstance(params, dict) or any(k not in params for k in SIZE_MODEL_KEYS):
+        raise ValueError(
+            f"{path} is not a cellpose size model: expected a dict with keys "
+            f"{', '.join(SIZE_MODEL_KEYS)}"
+        )
+    return params
 
 
 @contextmanager
@@ -145,19 +204,32 @@ def _model_dir(path: Path):
         cm.MODEL_DIR = old
 
 
-def _cellpose(dapi, cellpose_models, device) -> np.ndarray:
-    import torch
+def _cellpose_models(d: Path, gpu: bool):
+    """The ``cyto`` mask model and size model of cellpose, loaded from ``d`` (cached)."""
     from cellpose import models
+
+    key = (str(d), gpu)
+    if key not in _CELLPOSE_CACHE:
+        with _model_dir(d):  # weights via torch.load(weights_only=True) inside cellpose
+            cp = models.CellposeModel(gpu=gpu, model_type="cyto", diam_mean=30.0, nchan=2)
+        params = read_size_model(d / CELLPOSE_FILES[1])
+        sz = models.SizeModel(cp_model=cp)  # no file: filled from the safely read dict
+        sz.params, sz.diam_mean = params, float(params["diam_mean"])
+        _CELLPOSE_CACHE[key] = (cp, sz)
+    return _CELLPOSE_CACHE[key]
+
+
+def _cellpose(dapi, cellpose_models, device) -> np.ndarray:
+    """Published call ``Cellpose("cyto").eval(diameter=None, normalize=False, channels=[0, 0])``."""
+    import torch
 
     d = cellpose_model_dir(cellpose_models)
     gpu = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
-    key = (str(d), gpu)
-    if key not in _CELLPOSE_CACHE:
-        with _model_dir(d):
-            _CELLPOSE_CACHE[key] = models.Cellpose(gpu=gpu, model_type="cyto")
-    masks, *_ = _CELLPOSE_CACHE[key].eval(
-        [dapi.astype(np.float32) / 255.0], diameter=None, normalize=False, channels=[0, 0]
-    )
+    cp, sz = _cellpose_models(d, gpu)
+    x = [dapi.astype(np.float32) / 255.0]
+    kw = {"channels": [0, 0], "normalize": False, "invert": False, "batch_size": 8}
+    diams, _ = sz.eval(x, channel_axis=None, **kw)
+    masks, *_ = cp.eval(x, channel_axis=None, diameter=diams, do_3D=False, **kw)
     return np.asarray(masks[0], np.int32)
 
 
