@@ -45,7 +45,7 @@ def report_figures(report) -> dict[str, bytes]:
 
 
 def _image_figure(t, sets, slices, metrics) -> bytes:
-    """Per slice (boxes) and pooled (last group) distributions of PSNR/SSIM per view and set."""
+    """Per slice and pooled (last group) PSNR/SSIM per view and set: boxes, and a dot per region."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(metrics), len(VIEWS), figsize=(5 * len(VIEWS), 3.4 * len(metrics)),
@@ -69,6 +69,12 @@ def _image_figure(t, sets, slices, metrics) -> bytes:
                 for b in bp["boxes"]:
                     b.set_facecolor(colors[k])
                     b.set_alpha(0.7)
+                for med in bp["medians"]:
+                    med.set(color=colors[k], linewidth=2)
+                for n in keep:  # every region as a dot: a box of one or two regions is a line
+                    spread = np.linspace(-0.25, 0.25, data[n].size) if data[n].size > 1 else [0.0]
+                    ax.scatter(pos[n] + width * np.asarray(spread), data[n], s=12, zorder=3,
+                               color=colors[k], edgecolors="black", linewidths=0.4)  # fmt: skip
                 ax.plot([], [], color=colors[k], lw=6, label=s)
             ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
             ax.set_xlabel("slice (all = pooled)")
