@@ -24,7 +24,12 @@ from napari_teramind.evaluate import (
 from napari_teramind.evaluate.fid import frechet_distance_eig
 from napari_teramind.evaluate.image_metrics import image_metrics, view
 from napari_teramind.evaluate.regions import Region, grid_regions, tissue_blocks
-from napari_teramind.phantom import PhantomSpec, render_chunk, write_phantom
+from napari_teramind.phantom import (
+    PhantomSpec,
+    ground_truth_nuclei,
+    render_chunk,
+    write_phantom,
+)
 from napari_teramind.store import BrainStore
 
 SPEC = PhantomSpec(seed=5, n_slices=2, height=256, width=384)
@@ -420,6 +425,20 @@ def test_evaluate_stores_report(stores, tmp_path):
     assert back.shape == t.shape
     text = rep.summary_text()
     assert "classical segmentation (offline fallback" in text and "blind" in text
+    # the real store is a phantom: its ground-truth nuclei sit next to the real segmentation
+    for _, row in t[t["set"] == "generated"].iterrows():
+        truth = ground_truth_nuclei(SPEC, row.z, row.y0, row.x0, row.y1 - row.y0, row.x1 - row.x0)
+        assert 0.5 * len(truth) < row["nuclei_count_truth"] <= len(truth)  # centred on tissue
+        assert (
+            t[t["region"] == row["region"]]["nuclei_count_truth"] == row["nuclei_count_truth"]
+        ).all()
+    err = rep.segmentation_error()
+    assert abs(err["count"]) < 0.10 and abs(err["area"]) < 0.25, err
+    assert "vs the phantom's ground truth: count" in text
+    # a generated store as the real one has no ground truth
+    other = evaluate_stores(gen, blind, region_size=128, n_regions=1, trivial=(),
+                            nuclei="classical", metrics=("nuclei",))  # fmt: skip
+    assert "nuclei_count_truth" not in other.table and other.segmentation_error() is None
 
 
 def test_identical_store_and_evaluate_region(stores, tmp_path):

@@ -95,15 +95,20 @@ def _nuclei_figure(report, sets, slices) -> bytes:
     ax = axes[0]
     names = ["real", *sets]
     colors = plt.cm.tab10(np.arange(len(names)) % 10)
-    width = 0.8 / len(names)
-    for k, s in enumerate(names):
-        col, sub = ("nuclei_count_real", t[t["set"] == sets[0]]) if s == "real" else (
-            "nuclei_count", t[t["set"] == s])  # fmt: skip
+    bars = ["ground truth", *names] if "nuclei_count_truth" in t else names
+    width = 0.8 / len(bars)
+    for k, s in enumerate(bars):
+        if s in ("real", "ground truth"):
+            col = "nuclei_count_real" if s == "real" else "nuclei_count_truth"
+            sub = t[t["set"] == sets[0]]
+        else:
+            col, sub = "nuclei_count", t[t["set"] == s]
+        color = "0.2" if s == "ground truth" else colors[names.index(s)]
         means = [_finite(sub[sub["z"] == z][col]).mean() if (sub["z"] == z).any() else np.nan
                  for z in slices]  # fmt: skip
         means.append(_finite(sub[col]).mean() if len(sub) else np.nan)
-        ax.bar(np.arange(len(slices) + 1) + (k - (len(names) - 1) / 2) * width, means,
-               width=width, color=colors[k], label=s)  # fmt: skip
+        ax.bar(np.arange(len(slices) + 1) + (k - (len(bars) - 1) / 2) * width, means,
+               width=width, color=color, label=s)  # fmt: skip
     ax.set_xticks(np.arange(len(slices) + 1), [*map(str, slices), "all"])
     ax.set_xlabel("slice (all = pooled)")
     ax.set_ylabel("nuclei per region (mean)")
@@ -111,11 +116,19 @@ def _nuclei_figure(report, sets, slices) -> bytes:
     ax.legend(fontsize=7)
     ax = axes[1]
     data = [a[a["set"] == s]["area"].to_numpy(float) for s in names]
-    keep = [n for n, d in enumerate(data) if d.size]
-    if keep:
-        ax.violinplot([data[n] for n in keep], positions=keep, showmedians=True)
+    keep = [n for n, d in enumerate(data) if (d > 0).any()]
+    if keep:  # log axis: a blurred image's merged blobs would squash the real sizes
+        vp = ax.violinplot([np.log10(data[n][data[n] > 0]) for n in keep], positions=keep,
+                           showmedians=True)  # fmt: skip
+        for body, n in zip(vp["bodies"], keep, strict=True):
+            body.set_facecolor(colors[n])
+            body.set_alpha(0.6)
+        ticks = [t for t in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
+                 if min(data[n][data[n] > 0].min() for n in keep) / 3 <= t
+                 <= max(data[n].max() for n in keep) * 3]  # fmt: skip
+        ax.set_yticks(np.log10(ticks), [str(t) for t in ticks])
     ax.set_xticks(range(len(names)), names, rotation=20)
-    ax.set_ylabel("nucleus area (px)")
+    ax.set_ylabel("nucleus area (px, log scale)")
     method = report.settings.get("nuclei_method")
     ax.set_title(f"Nuclear size, pooled ({method})")
     return _png(fig)

@@ -323,6 +323,7 @@ def iter_evaluation(
             "Give a smaller --region-size, a lower tissue fraction, or --region y0,y1,x0,x1"
         )
 
+    truth_spec = _phantom_spec(real) if method else None
     rows: list[dict[str, Any]] = []
     areas: list[dict[str, Any]] = []
     fid = _FidState()
@@ -340,6 +341,7 @@ def iter_evaluation(
             )
             if labels_real is not None:
                 _areas(areas, "real", "real", reg, labels_real, tissue)
+            truth = _truth_stats(truth_spec, reg, tissue) if truth_spec is not None else {}
             if want_fid:
                 _features(fid, "real", r, tissue, feature_extractor, fid_tile)
             for s in sets:
@@ -351,7 +353,8 @@ def iter_evaluation(
                     _features(fid, s, g, tissue, feature_extractor, fid_tile)
                 rows.append(
                     {"set": s, "z": reg.z, "region": str(reg), "y0": reg.y0, "y1": reg.y1,
-                     "x0": reg.x0, "x1": reg.x1, "tissue_fraction": float(tissue.mean()), **m}
+                     "x0": reg.x0, "x1": reg.x1, "tissue_fraction": float(tissue.mean()), **m,
+                     **truth}
                 )  # fmt: skip
             done += 1
             yield EvaluationProgress(done, total, f"slice {reg.z} region {reg}")
@@ -376,6 +379,30 @@ def iter_evaluation(
     }
     report = EvaluationReport(rows, fid.rows, areas, settings)
     yield EvaluationProgress(done, total, "done", report)
+
+
+def _phantom_spec(store):
+    """The spec of a phantom store (whose ground-truth nuclei can be rendered), else None."""
+    if store.kind != "phantom" or "phantom" not in store.metadata:
+        return None
+    from napari_teramind.phantom import spec_of
+
+    return spec_of(store)
+
+
+def _truth_stats(spec, reg: Region, tissue: np.ndarray) -> dict[str, float]:
+    """Count and mean area of the phantom's ground-truth nuclei centred on tissue in ``reg``."""
+    from napari_teramind.phantom import ground_truth_nuclei
+
+    h, w = reg.y1 - reg.y0, reg.x1 - reg.x0
+    t = ground_truth_nuclei(spec, reg.z, reg.y0, reg.x0, h, w)
+    iy = np.clip(np.floor(t["y"]).astype(int) - reg.y0, 0, h - 1)
+    ix = np.clip(np.floor(t["x"]).astype(int) - reg.x0, 0, w - 1)
+    area = np.asarray(t["area_px"], np.float64)[tissue[iy, ix]]
+    return {
+        "nuclei_count_truth": int(area.size),
+        "nuclei_area_truth": float(area.mean()) if area.size else float("nan"),
+    }
 
 
 def _areas(out, set_name, source, reg, labels, tissue) -> None:
