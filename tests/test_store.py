@@ -243,3 +243,41 @@ def test_derived_attention_map(tmp_path):
     assert store.attention_names() == ["GLUT"]
     assert float(store.attention("GLUT", 0)[0, 0, 0, 0].compute()) == 1.5
     assert store.attention_metadata("GLUT")["genes"] == ["a"]
+
+
+def test_compute_leaves_napari_dask_cache_alone(tmp_path):
+    # napari registers a global dask cache; plain .compute() from worker threads, concurrent
+    # with napari's own (GUI thread) computations, swaps the global callbacks and can leave the
+    # cache unregistered or fail in its _posttask with a KeyError. compute() never touches them.
+    import threading
+
+    from dask.cache import Cache
+    from dask.callbacks import Callback
+
+    from napari_teramind.store.compute import compute
+
+    store, _, genes, _ = _make(tmp_path / "b.zarr")
+    arr = store.genes(0)
+    cache = Cache(1e7)
+    cache.register()
+    errors: list[BaseException] = []
+
+    def run(fn):
+        try:
+            for _ in range(150):
+                np.testing.assert_array_equal(fn(arr[:, 0]), genes[:, 0])
+        except BaseException as e:  # any failure in a thread fails the test
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=run, args=(np.asarray,))]  # as napari slices
+        threads += [threading.Thread(target=run, args=(compute,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert cache._callback in Callback.active  # still registered for napari
+    finally:
+        Callback.active.discard(cache._callback)
+    np.testing.assert_array_equal(compute(np.arange(3)), np.arange(3))

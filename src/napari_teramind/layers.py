@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_teramind.store.compute import compute
+
 if TYPE_CHECKING:  # pragma: no cover
     from napari_teramind.store import BrainStore
 
@@ -139,7 +141,7 @@ def gene_contrast_limits(
     Reads one small level of one gene; the widgets call it off the GUI thread.
     """
     level = store.gene(gene, _coarsest(store, "genes"))
-    values = np.asarray(level.compute()).ravel()
+    values = compute(level).ravel()
     values = values[values > 0]
     hi = float(np.percentile(values, percentile)) if values.size else 1.0
     return (0.0, float(max(1, math.ceil(hi))))
@@ -150,7 +152,7 @@ def attention_contrast_limits(
 ) -> tuple[float, float]:
     """Contrast limits of attention map ``name`` (channel ``channel``): 1st-99th percentile."""
     level = store.attention(name, _coarsest(store, f"attention/{name}"))[channel]
-    values = np.asarray(level.compute(), dtype=np.float64).ravel()
+    values = compute(level).astype(np.float64).ravel()
     values = values[np.isfinite(values)]
     if not values.size:
         return (0.0, 1.0)
@@ -365,7 +367,7 @@ def attention_layers(
 
 def _display_limits(coarsest: Any) -> tuple[float, float]:
     """``(0, 99th percentile of the non-zero values)`` of a small normalised level."""
-    values = np.asarray(coarsest.compute() if hasattr(coarsest, "compute") else coarsest)
+    values = compute(coarsest)
     values = values[np.isfinite(values) & (values > 0)]
     hi = float(np.percentile(values, 99.0)) if values.size else 1.0
     return (0.0, hi if hi > 0 else 1.0)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_teramind.store import BrainStore
+from napari_teramind.store.compute import compute
 
 
 def coarse_level(store: BrainStore, name: str, max_size: int) -> int:
@@ -63,7 +64,7 @@ def overview_figure(
     if not 0 <= z < store.n_slices:
         raise ValueError(f"slice {z} is outside the store's 0..{store.n_slices - 1}")
     k = coarse_level(store, "images", max_size)
-    img = store.images(k)[:, z].compute()
+    img = compute(store.images(k)[:, z])
     genes = [g for g in genes if g in store.panel]
     panels = 2 + (1 if store.has_regions else 0) + len(genes)
     fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.2 * img.shape[1] / img.shape[2]))
@@ -75,13 +76,13 @@ def overview_figure(
     i = 2
     if store.has_regions:
         kr = coarse_level(store, "images/labels/regions", max_size)
-        lab = store.regions(kr)[z].compute()
+        lab = compute(store.regions(kr)[z])
         axes[i].imshow(lab, cmap="tab20", interpolation="nearest")
         axes[i].set_title("regions (ground truth)" if store.kind == "phantom" else "regions")
         i += 1
     kg = coarse_level(store, "genes", max_size // store.gene_block_px)
     for g in genes:
-        counts = store.gene(g, kg)[z].compute()
+        counts = compute(store.gene(g, kg)[z])
         axes[i].imshow(np.log2(1 + counts.astype(np.float32)), cmap="magma")
         axes[i].set_title(f"{g} log2(1+count)")
         i += 1
@@ -142,7 +143,7 @@ def comparison_figure(
     y0, y1, x0, x1 = (int(v) for v in region)
     z = int(slice_index)
     stores = {"real": real, **dict(generated)}
-    crops = {k: s.images(0)[:, z, y0:y1, x0:x1].compute() for k, s in stores.items()}
+    crops = {k: compute(s.images(0)[:, z, y0:y1, x0:x1]) for k, s in stores.items()}
     panels = len(crops) + (1 if attention else 0)
     fig, axes = plt.subplots(2, panels, figsize=(3.2 * panels, 6.4), squeeze=False)
     for j, (label, img) in enumerate(crops.items()):
@@ -160,7 +161,7 @@ def comparison_figure(
         axes[0, -1].imshow(att, cmap="inferno", vmin=0, vmax=2)
         axes[0, -1].set_title(f"{attention} attention ('all')")
         genes = [real.panel.index(g) for g in real.attention_metadata(attention).get("genes", [])]
-        expr = real.genes(0)[genes, z, by, bx].compute()
+        expr = compute(real.genes(0)[genes, z, by, bx])
         axes[1, -1].imshow(np.log2(1 + expr.astype(np.float32)).sum(0), cmap="magma")
         axes[1, -1].set_title(f"{attention} genes log2(1+count)")
     for ax in axes.ravel():

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_teramind.store import PATHWAYS, BrainStore, GenePanel
+from napari_teramind.store.compute import compute
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -369,7 +370,7 @@ def _read_window(
     zs = window_slices(k)
     z0, z1 = max(0, zs[0]), min(n_z, zs[-1] + 1)
     cy0, cy1, cx0, cx1 = max(0, ya), min(hb, yb), max(0, xa), min(wb, xb)
-    raw = store.genes()[:, z0:z1, cy0:cy1, cx0:cx1].compute(scheduler="synchronous")
+    raw = compute(store.genes()[:, z0:z1, cy0:cy1, cx0:cx1], scheduler="synchronous")
     aligned = take(np.asarray(raw))
     out = np.zeros((aligned.shape[0], 4, yb - ya, xb - xa), dtype=np.float32)
     out[:, z0 - zs[0] : z1 - zs[0], cy0 - ya : cy1 - ya, cx0 - xa : cx1 - xa] = aligned

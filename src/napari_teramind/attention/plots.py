@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_teramind.attention.normalise import NormaliseOptions, normalise_map, options_for
+from napari_teramind.store.compute import compute
 from napari_teramind.store.pyramid import downsample2
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,7 +86,7 @@ def trend_data(
         raise ValueError(f"level must be >= 0, got {level}")
     zs = list(range(store.n_slices)) if slices is None else [int(z) for z in slices]
     stored = min(level, store.n_levels(f"attention/{name}") - 1)
-    raw = np.asarray(store.attention(name, stored)[:, zs].compute(), dtype=np.float32)
+    raw = compute(store.attention(name, stored)[:, zs]).astype(np.float32)
     for _ in range(level - stored):  # coarser than the stored pyramid: 2 x 2 means
         raw = downsample2(raw, "mean")
     norm = normalise_map(raw, channels, options, level=level)

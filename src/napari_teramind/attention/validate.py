@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_teramind.attention.normalise import NormaliseOptions, normalise_map, options_for
+from napari_teramind.store.compute import compute
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -57,7 +58,7 @@ def map_score(
     options = options or options_for(store, name)
     channels = list(store.attention_metadata(name)["channels"])
     zs = list(range(store.n_slices)) if slices is None else [int(z) for z in slices]
-    raw = np.asarray(store.attention(name)[:, zs].compute(), dtype=np.float32)
+    raw = compute(store.attention(name)[:, zs]).astype(np.float32)
     norm = normalise_map(raw, channels, options)
     picked = [c for c, ch in enumerate(channels) if ch.split(":", 1)[0] == kind]
     if not picked:

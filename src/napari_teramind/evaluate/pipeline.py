@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_teramind.store.compute import compute
+
 from .fid import (
     FEATURES,
     FeatureExtractor,
@@ -95,7 +97,7 @@ def _open(store, name: str):
 
 def _read(store, region: Region) -> np.ndarray:
     y0, y1, x0, x1 = region.box
-    return np.asarray(store.images()[:, region.z, y0:y1, x0:x1].compute())
+    return compute(store.images()[:, region.z, y0:y1, x0:x1])
 
 
 def _trivial(name: str, real: np.ndarray, tissue: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_teramind.store.compute import compute
+
 #: Default region edge in pixels (published: 1,024-px regions of 4 x 4 tiles).
 REGION_SIZE = 1024
 #: Default minimum fraction of tissue blocks in a sampled region.
@@ -65,7 +67,7 @@ def tissue_blocks(store, z: int, box: tuple[int, int, int, int] | None = None) -
     by0, by1 = max(y0 // gb - 2, 0), min(-(-y1 // gb) + 2, hb)
     bx0, bx1 = max(x0 // gb - 2, 0), min(-(-x1 // gb) + 2, wb)
     counts = store.genes()[:, z, by0:by1, bx0:bx1]
-    anyg = np.asarray((counts > 0).any(axis=0).compute())
+    anyg = compute((counts > 0).any(axis=0))
     # closing = dilation then erosion; pad with the border values so edges are not eroded
     padded = np.pad(anyg, 1, mode="edge")
     closed = ndi.binary_erosion(ndi.binary_dilation(padded, np.ones((3, 3))), np.ones((3, 3)))
