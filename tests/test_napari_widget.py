@@ -172,6 +172,7 @@ def test_screenshot_shows_tissue(make_napari_viewer, qtbot, stores):
     lit, std = _tissue_stats(shot)
     assert lit > 0.2 and std > 15, (lit, std)
     save_screenshot(shot, "browse.png")
+    assert viewer.layers.extent.units is not None  # no napari units warning
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "browse-window.png")
 
     w.open_store(generated.path, "generated")

@@ -80,6 +80,7 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     assert lit > 0.1 and std > 10, (lit, std)
     save_screenshot(shot, "attention.png")
     full = viewer.screenshot(canvas_only=False, flash=False)
+    assert viewer.layers.extent.units is not None  # no napari units warning
     save_screenshot(full, "attention-window.png")
 
 

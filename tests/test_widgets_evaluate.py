@@ -52,6 +52,7 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
         face_color="transparent",
         edge_color="yellow",
         edge_width=3,
+        units=viewer.layers.extent.units[-2:],  # as napari's "new shapes layer" button
     )
     w.nuclei_combo.setCurrentText("classical")
     assert w.evaluate() is not None
@@ -81,6 +82,8 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
     inside = dapi[32:224, 64:320][ev.labels_real > 0].mean()
     outside = dapi[32:224, 64:320][(ev.labels_real == 0) & ev.tissue].mean()
     assert inside > outside
+    # the nuclei layers share the stores' units: napari has no "inconsistent units" warning
+    assert viewer.layers.extent.units is not None
 
     for layer in viewer.layers:
         layer.visible = layer.name in ("real DAPI", labels.name, REGION_LAYER)

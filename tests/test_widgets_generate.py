@@ -136,6 +136,8 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     assert w.result_layers and not any(layer.name.startswith("preview") for layer in viewer.layers)
     assert np.allclose(w.result_layers[0].scale[-2:], viewer.layers[0].scale[-2:])
     assert np.allclose(w.result_layers[0].translate, viewer.layers[0].translate)
+    # rectangle, preview and result layers share the stores' units (no napari units warning)
+    assert viewer.layers.extent.units is not None
 
     # screenshot: real section with the generated region over it, rectangle on top
     viewer.layers["brain PolyT"].visible = False

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_teramind.layers import AXIS_LABELS, UNITS
 from napari_teramind.widgets._common import (
     Progress,
     StorePicker,
@@ -265,6 +266,8 @@ class EvaluateWidget(QWidget):
                 scale=(level.scale[1], *scale),
                 translate=(z_world, *translate),
                 opacity=0.5,
+                units=UNITS,
+                axis_labels=AXIS_LABELS,
                 metadata={"teramind_role": "nuclei", "teramind_channel": which},
             )
             self.label_layers.append(layer)

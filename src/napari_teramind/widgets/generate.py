@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_teramind.layers import AXIS_LABELS, STAIN_COLORMAPS, UNITS
 from napari_teramind.widgets._common import (
     DevicePicker,
     ModelPicker,
@@ -322,6 +323,8 @@ class GenerateWidget(QWidget):
                     edge_color="yellow",
                     face_color="transparent",
                     edge_width=max(2.0, (y1 - y0) / 100),
+                    units=UNITS[-2:],
+                    axis_labels=AXIS_LABELS[-2:],
                 )
                 layer.events.data.connect(self._rectangle_changed)
             else:
@@ -411,8 +414,6 @@ class GenerateWidget(QWidget):
 
     def show_preview(self, preview: np.ndarray) -> None:
         """Show ``preview`` (uint8 ``(2, n_slices, h, w)``) at the region, one layer per stain."""
-        from napari_teramind.layers import AXIS_LABELS, STAIN_COLORMAPS, UNITS
-
         store = self.store
         assert store is not None
         y0, y1, x0, x1 = self._run_region
