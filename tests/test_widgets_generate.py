@@ -92,7 +92,7 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
         w.model_picker.path.setText(spec)
     w.set_region((64, 192, 64, 192))
     w.slices_edit.setText("1")
-    w.steps_spin.setValue(3)
+    w.steps_spin.setValue(15)  # published; the screenshot shows a real result
     w.block_spin.setValue(64)
     w.output_edit.setText(str(tmp_path / "generated.zarr"))
 
