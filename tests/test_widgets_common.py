@@ -42,6 +42,33 @@ def test_settings_round_trip(tmp_path):
     assert load_settings()["steps"] == _common.DEFAULT_SETTINGS["steps"]
 
 
+def test_settings_live_in_napari_plugin_settings(plugin_settings, npe2pm, monkeypatch):
+    # napari >= 0.9 keeps plugin settings declared in the manifest (Preferences shows them);
+    # napari's fixtures put them under this test's tmp_path.
+    import napari.settings
+
+    if not hasattr(napari.settings, "get_plugin_settings"):
+        pytest.skip("this napari has no plugin settings; the JSON file is used")
+    from npe2 import PluginManifest
+
+    monkeypatch.delenv(_common.SETTINGS_ENV)
+    if _common.PLUGIN_NAME not in npe2pm:
+        npe2pm.register(PluginManifest.from_distribution(_common.PLUGIN_NAME))
+    section = _common.napari_settings()
+    assert section is not None
+    # one table of defaults: the manifest's equal the widgets'
+    assert section.model_dump() == _common.DEFAULT_SETTINGS == load_settings()
+    save_settings(steps=7, jobs_root="/data/jobs", model="checkpoint")
+    assert (load_settings()["steps"], section.jobs_root) == (7, "/data/jobs")
+    path = settings_path()
+    assert path.name == "napari-teramind.yaml" and "steps: 7" in path.read_text()
+    with pytest.raises(ValueError):  # the manifest's schema refuses it
+        save_settings(model="from-the-internet")
+    with pytest.raises(ValueError, match="unknown settings"):
+        save_settings(colour="red")
+    assert load_settings()["model"] == "checkpoint"
+
+
 def test_device_picker_lists_devices_and_remembers_choice(qtbot):
     devices = available_devices()
     assert devices[0].name == "cpu"

@@ -7,8 +7,10 @@
   is the ``device`` setting.
 - :class:`ModelPicker`: the bundled model, a checkpoint file/directory or a published
   checkpoint, resolved by :func:`napari_teramind.model.resolve_model` (in the worker).
-- Settings that persist between sessions: a small JSON file, ``$TERAMIND_SETTINGS`` or
-  ``$XDG_CONFIG_HOME/napari-teramind/settings.json`` (``~/.config/...`` by default).
+- Settings that persist between sessions: napari's plugin settings (the manifest's
+  ``configurations``; napari >= 0.9 shows them under Preferences and keeps them next to its own
+  settings). With an older napari, or when ``$TERAMIND_SETTINGS`` names a file, a small JSON
+  file instead (``$XDG_CONFIG_HOME/napari-teramind/settings.json`` by default).
 - Slice shortcuts: :func:`bind_slice_keys` (``PageDown``/``PageUp``), shared with Browse.
 """
 
@@ -42,10 +44,15 @@ if TYPE_CHECKING:  # pragma: no cover
 NEXT_SLICE_KEY = "PageDown"
 PREVIOUS_SLICE_KEY = "PageUp"
 
-#: Environment variable naming the settings file (tests point it into a temporary directory).
+#: Environment variable naming a JSON settings file, used instead of napari's plugin settings
+#: (tests point it into a temporary directory).
 SETTINGS_ENV = "TERAMIND_SETTINGS"
+#: The plugin's name and the key of its widget settings in the manifest's ``configurations``.
+PLUGIN_NAME = "napari-teramind"
+SETTINGS_SECTION = "widgets"
 
-#: Defaults of every setting; a settings file only stores what differs from these.
+#: Defaults of every setting (the same as the manifest's); a settings file only stores what
+#: differs from these.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "device": "cpu",
     "model": "bundled",
@@ -55,7 +62,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "block_px": 256,
     "jobs_root": "",
     "scheduler": "",
-    "last_store": "",
 }
 
 
@@ -77,21 +83,51 @@ def notify_error(message: str, exc: BaseException | None = None) -> None:
 
 
 # ---------------------------------------------------------------------- settings
+def napari_settings() -> Any | None:
+    """The plugin's section of napari's plugin settings, or None where the JSON file is used.
+
+    None when ``$TERAMIND_SETTINGS`` names a file, when napari predates plugin settings
+    (``napari.settings.get_plugin_settings``, napari 0.9), or when npe2 does not know the
+    plugin (not installed).
+    """
+    if os.environ.get(SETTINGS_ENV):
+        return None
+    try:
+        from napari.settings import get_plugin_settings
+    except ImportError:
+        return None
+    try:
+        return getattr(get_plugin_settings(PLUGIN_NAME), SETTINGS_SECTION)
+    except (KeyError, AttributeError):
+        return None
+
+
 def settings_path() -> Path:
-    """The settings file: ``$TERAMIND_SETTINGS``, else under the user's config directory."""
+    """The file the settings live in: napari's plugin settings file or the JSON file."""
     env = os.environ.get(SETTINGS_ENV)
     if env:
         return Path(env).expanduser()
+    if napari_settings() is not None:
+        from napari.settings import get_plugin_settings
+
+        path = get_plugin_settings(PLUGIN_NAME).config_path
+        if isinstance(path, str | os.PathLike):
+            return Path(path)
     xdg = os.environ.get("XDG_CONFIG_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
     return base / "napari-teramind" / "settings.json"
 
 
 def load_settings() -> dict[str, Any]:
-    """All settings: the defaults updated by the settings file (a broken file is ignored)."""
+    """All settings: the defaults updated by what was saved (a broken JSON file is ignored)."""
     from napari_teramind.store.atomic import read_json
 
     values = dict(DEFAULT_SETTINGS)
+    section = napari_settings()
+    if section is not None:
+        stored = section.model_dump()
+        values.update({k: v for k, v in stored.items() if k in DEFAULT_SETTINGS})
+        return values
     path = settings_path()
     if path.is_file():
         try:
@@ -109,9 +145,26 @@ def get_setting(key: str) -> Any:
 
 
 def save_settings(**values: Any) -> None:
-    """Persist ``values`` (merged into the settings file, written atomically)."""
+    """Persist ``values`` (napari's plugin settings, or merged into the JSON file).
+
+    napari saves its plugin settings file on every change; the JSON file is written atomically.
+
+    Raises
+    ------
+    ValueError
+        For a key that is not a setting, or (napari settings) a value the manifest's schema
+        refuses.
+    """
     from napari_teramind.store.atomic import write_json_atomic
 
+    unknown = sorted(set(values) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; known: {sorted(DEFAULT_SETTINGS)}")
+    section = napari_settings()
+    if section is not None:
+        for key, value in values.items():
+            setattr(section, key, value)
+        return
     path = settings_path()
     current = load_settings()
     current.update(values)
@@ -649,6 +702,7 @@ __all__ = [
     "get_setting",
     "load_model",
     "load_settings",
+    "napari_settings",
     "notify_error",
     "notify_info",
     "parse_slices",
