@@ -80,7 +80,8 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     worker.yielded.connect(seen.append)
     qtbot.waitUntil(lambda: len(seen) >= 2, timeout=60_000)
     job_dir = str((tmp_path / "jobs" / "tiny").resolve())
-    w.refresh()
+    w.refresh()  # job directories are read in a worker thread; the table fills when it returns
+    qtbot.waitUntil(lambda: w.table.rowCount() == 1, timeout=10_000)
     w.select_job(job_dir)
     assert w.selected_job() == job_dir
     w.cancel_job_button.click()  # a cancel request, as for a job run by the CLI
@@ -88,6 +89,7 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     status = job_status(job_dir)
     assert status.state == "cancelled" and 0 < status.units_done < status.units_total
     w.refresh()
+    qtbot.waitUntil(lambda: w.table.item(0, 1).text() == "cancelled", timeout=10_000)
     row = [w.table.item(0, c).text() for c in range(len(COLUMNS))]
     assert row[:2] == ["tiny", "cancelled"]
 
@@ -95,7 +97,8 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     qtbot.waitUntil(w.task.wait_idle, timeout=120_000)
     w.refresh()
     assert job_status(job_dir).state == "complete"
-    assert w.table.item(0, 1).text() == "complete" and w.table.item(0, 2).text().startswith("100%")
+    qtbot.waitUntil(lambda: w.table.item(0, 1).text() == "complete", timeout=10_000)
+    assert w.table.item(0, 2).text().startswith("100%")
     layers = w.open_output(job_dir)
     assert [layer.name for layer in layers] == ["generated DAPI", "generated PolyT"]
     assert layers[0].data[0].shape[-2:] == (phantom.height, phantom.width)
@@ -105,3 +108,18 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     assert lit > 0.1 and std > 10, (lit, std)
     assert viewer.layers.extent.units is not None  # no napari units warning
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "jobs-window.png")
+
+
+def test_refresh_reads_jobs_in_a_worker_one_at_a_time(make_napari_viewer, qtbot, phantom, tmp_path):
+    from napari_teramind.generate.job import JobSpec, create_job
+
+    _, w = _widget(make_napari_viewer, phantom, tmp_path)
+    qtbot.waitUntil(lambda: w._refreshing is None, timeout=10_000)  # the start-up refresh
+    assert w.table.rowCount() == 0
+    job_dir, spec = w.job_spec()
+    create_job(job_dir, JobSpec(**spec))  # written, not run: state "created"
+    worker = w.refresh()
+    assert worker is not None and w.table.rowCount() == 0  # the table fills when it returns
+    assert w.refresh() is None  # one refresh at a time; this request runs after the first
+    qtbot.waitUntil(lambda: w.table.rowCount() == 1 and w._refreshing is None, timeout=10_000)
+    assert w.table.item(0, 0).text() == "brain-0" and not w._refresh_again

@@ -3,8 +3,8 @@
 A thin view over :mod:`napari_teramind.generate.job` and ``executors``: Launch writes a job
 directory (:func:`create_job`, with the engine's options: executor, devices/GPUs, workers,
 dask scheduler address, output path) and runs it (:func:`iter_job`) in a worker. The table
-lists every job under the jobs root (:func:`list_jobs`), refreshed by a timer reading
-:func:`job_status` (state, progress, speed, time left). Resume continues a stopped job,
+lists every job under the jobs root (:func:`list_jobs`), refreshed every 2 s by a timer that
+reads :func:`job_status` (state, progress, speed, time left) in a worker thread. Resume continues a stopped job,
 Cancel asks its workers to stop between units (also for jobs started from the CLI or on a
 cluster), and Open shows the growing output store as layers that refresh while it runs.
 """
@@ -126,6 +126,8 @@ class JobsWidget(QWidget):
         self.statuses: list[Any] = []
         self.running_job: str | None = None
         self.output_layers: dict[str, list[Any]] = {}
+        self._refreshing: Any = None
+        self._refresh_again = False
         self._build_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -407,16 +409,40 @@ class JobsWidget(QWidget):
             if Path(status.path) == Path(job_dir).resolve():
                 self.table.selectRow(i)
 
-    def refresh(self) -> None:
-        """Re-read every job's status; refresh the layers of outputs that are growing."""
-        from napari_teramind.generate.job import list_jobs
+    def refresh(self) -> Any:
+        """Re-read every job's status in a worker thread; :meth:`show_statuses` shows them.
 
+        Returns
+        -------
+        napari.qt.threading.FunctionWorker or None
+            The worker, or None when a refresh is still running (this request then runs right
+            after it, so the table never misses a change).
+        """
+        from napari.qt.threading import create_worker
+
+        if self._refreshing is not None:
+            self._refresh_again = True
+            return None
         root = self.jobs_root()
-        try:
-            statuses = list_jobs(root) if root.is_dir() else []
-        except Exception as exc:  # a damaged job must not stop the timer
-            self.table.setToolTip(f"Cannot list jobs under {root}: {exc}")
-            return
+        worker = create_worker(_read_statuses, root)
+        worker.returned.connect(self.show_statuses)
+        # a damaged job must not stop the timer: say so in the table's tooltip
+        worker.errored.connect(
+            lambda exc: self.table.setToolTip(f"Cannot list jobs under {root}: {exc}")
+        )
+        worker.finished.connect(self._refresh_finished)
+        self._refreshing = worker
+        worker.start()
+        return worker
+
+    def _refresh_finished(self) -> None:
+        self._refreshing = None
+        if self._refresh_again and self.timer.isActive():
+            self._refresh_again = False
+            self.refresh()
+
+    def show_statuses(self, statuses: list[Any]) -> None:
+        """Fill the table with ``statuses``; refresh the layers of outputs that are growing."""
         selected = self.selected_job()
         self.statuses = statuses
         self.table.setRowCount(len(statuses))
@@ -476,4 +502,12 @@ class JobsWidget(QWidget):
     def closeEvent(self, event: Any) -> None:
         """Stop the refresh timer with the widget."""
         self.timer.stop()
+        self._refresh_again = False
         super().closeEvent(event)
+
+
+def _read_statuses(root: Path) -> list[Any]:
+    """Every job's status under ``root`` (run in a worker thread)."""
+    from napari_teramind.generate.job import list_jobs
+
+    return list_jobs(root) if root.is_dir() else []
