@@ -63,8 +63,13 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     assert np.allclose(a_lo[-2:], s_lo[-2:], atol=16 * phantom.pixel_size_um)
     assert np.allclose(a_hi[-2:], s_hi[-2:], atol=16 * phantom.pixel_size_um)
     assert att.blending == "additive"
-    # the plot dock shows expression vs attention points
-    assert w.plot is not None and w.plot.points > 0
+    # the plot dock shows expression vs attention points (read in a worker thread)
+    qtbot.waitUntil(lambda: w.plot is not None and w.plot.points > 0, timeout=20_000)
+    # a slice change re-plots that slice; changes during a read are not lost
+    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(0, 0)
+    qtbot.waitUntil(lambda: w._plotting is None and not w._plot_again, timeout=20_000)
+    assert w.plot.axes.get_title().endswith("slice 0")
     # the map can be loaded again from the store
     w.load("GLUT")
     qtbot.waitUntil(w.task.wait_idle, timeout=20_000)

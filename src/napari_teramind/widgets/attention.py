@@ -170,6 +170,8 @@ class AttentionWidget(QWidget):
         self.map_name: str | None = None
         self.layers: list[Any] = []
         self.plot: AttentionPlot | None = None
+        self._plotting: Any = None
+        self._plot_again = False
         self._build_ui()
         bind_slice_keys(self.viewer, self.step_slice)
         self.viewer.dims.events.current_step.connect(self._slice_changed)
@@ -397,23 +399,42 @@ class AttentionWidget(QWidget):
             )
         return self.plot
 
-    def update_plot(self) -> None:
-        """Re-plot for the slice on screen.
+    def update_plot(self) -> Any:
+        """Re-plot for the slice on screen, reading the map in a worker thread.
 
         Uses :func:`~napari_teramind.attention.plots.trend_data` at pyramid level 2 (a few
-        thousand points, read quickly on the GUI thread).
+        thousand points). One read at a time: slice changes during a read re-plot the slice
+        on screen once it is done.
+
+        Returns
+        -------
+        napari.qt.threading.FunctionWorker or None
+            The worker, or None when there is nothing to plot or a read is still running.
         """
         if self.store is None or self.map_name is None:
-            return
-        z = current_slice(self.viewer, self.store)
+            return None
+        if self._plotting is not None:
+            self._plot_again = True
+            return None
+        from napari.qt.threading import create_worker
+
         from napari_teramind.attention.plots import trend_data
 
-        try:
-            trend = trend_data(self.store, self.map_name, slices=[z])
-        except Exception as exc:
-            notify_error("Cannot plot the attention map", exc)
-            return
-        self.show_plot().plot(trend, f"{self.map_name}: attention vs expression, slice {z}")
+        z = current_slice(self.viewer, self.store)
+        title = f"{self.map_name}: attention vs expression, slice {z}"
+        worker = create_worker(trend_data, self.store, self.map_name, slices=[z])
+        worker.returned.connect(lambda trend: self.show_plot().plot(trend, title))
+        worker.errored.connect(lambda exc: notify_error("Cannot plot the attention map", exc))
+        worker.finished.connect(self._plot_finished)
+        self._plotting = worker
+        worker.start()
+        return worker
+
+    def _plot_finished(self) -> None:
+        self._plotting = None
+        if self._plot_again:
+            self._plot_again = False
+            self.update_plot()
 
     def _slice_changed(self, event: Any = None) -> None:
         if self.plot is not None:

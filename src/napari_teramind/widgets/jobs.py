@@ -4,9 +4,10 @@ A thin view over :mod:`napari_teramind.generate.job` and ``executors``: Launch w
 directory (:func:`create_job`, with the engine's options: executor, devices/GPUs, workers,
 dask scheduler address, output path) and runs it (:func:`iter_job`) in a worker. The table
 lists every job under the jobs root (:func:`list_jobs`), refreshed every 2 s by a timer that
-reads :func:`job_status` (state, progress, speed, time left) in a worker thread. Resume continues a stopped job,
-Cancel asks its workers to stop between units (also for jobs started from the CLI or on a
-cluster), and Open shows the growing output store as layers that refresh while it runs.
+reads :func:`job_status` (state, progress, speed, time left) in a worker thread. Resume
+continues a stopped job, Cancel asks its workers to stop between units (also for jobs started
+from the CLI or on a cluster), and Open shows the growing output store as layers that refresh
+while it runs.
 """
 
 from __future__ import annotations
