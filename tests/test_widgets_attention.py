@@ -68,7 +68,7 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     # a slice change re-plots that slice; changes during a read are not lost
     viewer.dims.set_current_step(0, 1)
     viewer.dims.set_current_step(0, 0)
-    qtbot.waitUntil(lambda: w._plotting is None and not w._plot_again, timeout=20_000)
+    qtbot.waitUntil(lambda: not w._plotter.busy, timeout=20_000)
     assert w.plot.axes.get_title().endswith("slice 0")
     # the map can be loaded again from the store
     w.load("GLUT")

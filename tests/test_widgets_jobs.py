@@ -114,12 +114,13 @@ def test_refresh_reads_jobs_in_a_worker_one_at_a_time(make_napari_viewer, qtbot,
     from napari_teramind.generate.job import JobSpec, create_job
 
     _, w = _widget(make_napari_viewer, phantom, tmp_path)
-    qtbot.waitUntil(lambda: w._refreshing is None, timeout=10_000)  # the start-up refresh
+    qtbot.waitUntil(lambda: not w._refresher.busy, timeout=10_000)  # the start-up refresh
     assert w.table.rowCount() == 0
     job_dir, spec = w.job_spec()
     create_job(job_dir, JobSpec(**spec))  # written, not run: state "created"
     worker = w.refresh()
     assert worker is not None and w.table.rowCount() == 0  # the table fills when it returns
     assert w.refresh() is None  # one refresh at a time; this request runs after the first
-    qtbot.waitUntil(lambda: w.table.rowCount() == 1 and w._refreshing is None, timeout=10_000)
-    assert w.table.item(0, 0).text() == "brain-0" and not w._refresh_again
+    assert w._refresher.again
+    qtbot.waitUntil(lambda: w.table.rowCount() == 1 and not w._refresher.busy, timeout=10_000)
+    assert w.table.item(0, 0).text() == "brain-0"

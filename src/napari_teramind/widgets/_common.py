@@ -679,6 +679,48 @@ def add_layer_data(viewer: napari.viewer.Viewer, layer_data: tuple) -> Any:
     return viewer.add_layer(Layer.create(data, kwargs, layer_type))
 
 
+class OneAtATime:
+    """Background reads for a view that follows changing state (a slice, a folder).
+
+    Calling it starts ``start()`` (which creates and starts a napari worker, or returns None
+    when there is nothing to do) unless a worker it started is still running; then the request
+    is remembered and ``start()`` runs once more when that worker finishes, reading the state
+    of that moment. So the view never misses a change, and a burst of changes costs at most one
+    extra read.
+    """
+
+    def __init__(self, start: Callable[[], Any]):
+        self._start = start
+        self.worker: Any = None
+        self.again = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a worker is running or a repeat is pending."""
+        return self.worker is not None or self.again
+
+    def __call__(self) -> Any:
+        """Start a read now (returns its worker) or after the running one (returns None)."""
+        if self.worker is not None:
+            self.again = True
+            return None
+        worker = self._start()
+        if worker is not None:
+            self.worker = worker
+            worker.finished.connect(self._finished)
+        return worker
+
+    def cancel_repeat(self) -> None:
+        """Forget a pending repeat (e.g. when the widget closes)."""
+        self.again = False
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self.again:
+            self.again = False
+            self()
+
+
 def set_tooltip(widget: QWidget, text: str) -> QWidget:
     """``widget`` with tooltip ``text`` (for building rows inline)."""
     widget.setToolTip(text)
@@ -693,6 +735,7 @@ __all__ = [
     "DeviceInfo",
     "DevicePicker",
     "ModelPicker",
+    "OneAtATime",
     "Progress",
     "StorePicker",
     "TaskPanel",

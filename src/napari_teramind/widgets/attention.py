@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 from napari_teramind.widgets._common import (
     DevicePicker,
     ModelPicker,
+    OneAtATime,
     Progress,
     StorePicker,
     TaskPanel,
@@ -170,8 +171,7 @@ class AttentionWidget(QWidget):
         self.map_name: str | None = None
         self.layers: list[Any] = []
         self.plot: AttentionPlot | None = None
-        self._plotting: Any = None
-        self._plot_again = False
+        self._plotter = OneAtATime(self._start_plot)
         self._build_ui()
         bind_slice_keys(self.viewer, self.step_slice)
         self.viewer.dims.events.current_step.connect(self._slice_changed)
@@ -411,10 +411,10 @@ class AttentionWidget(QWidget):
         napari.qt.threading.FunctionWorker or None
             The worker, or None when there is nothing to plot or a read is still running.
         """
+        return self._plotter()
+
+    def _start_plot(self) -> Any:
         if self.store is None or self.map_name is None:
-            return None
-        if self._plotting is not None:
-            self._plot_again = True
             return None
         from napari.qt.threading import create_worker
 
@@ -425,16 +425,8 @@ class AttentionWidget(QWidget):
         worker = create_worker(trend_data, self.store, self.map_name, slices=[z])
         worker.returned.connect(lambda trend: self.show_plot().plot(trend, title))
         worker.errored.connect(lambda exc: notify_error("Cannot plot the attention map", exc))
-        worker.finished.connect(self._plot_finished)
-        self._plotting = worker
         worker.start()
         return worker
-
-    def _plot_finished(self) -> None:
-        self._plotting = None
-        if self._plot_again:
-            self._plot_again = False
-            self.update_plot()
 
     def _slice_changed(self, event: Any = None) -> None:
         if self.plot is not None:

@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 
 from napari_teramind.widgets._common import (
     ModelPicker,
+    OneAtATime,
     Progress,
     StorePicker,
     TaskPanel,
@@ -127,8 +128,7 @@ class JobsWidget(QWidget):
         self.statuses: list[Any] = []
         self.running_job: str | None = None
         self.output_layers: dict[str, list[Any]] = {}
-        self._refreshing: Any = None
-        self._refresh_again = False
+        self._refresher = OneAtATime(self._start_refresh)
         self._build_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -419,11 +419,11 @@ class JobsWidget(QWidget):
             The worker, or None when a refresh is still running (this request then runs right
             after it, so the table never misses a change).
         """
+        return self._refresher()
+
+    def _start_refresh(self) -> Any:
         from napari.qt.threading import create_worker
 
-        if self._refreshing is not None:
-            self._refresh_again = True
-            return None
         root = self.jobs_root()
         worker = create_worker(_read_statuses, root)
         worker.returned.connect(self.show_statuses)
@@ -431,16 +431,8 @@ class JobsWidget(QWidget):
         worker.errored.connect(
             lambda exc: self.table.setToolTip(f"Cannot list jobs under {root}: {exc}")
         )
-        worker.finished.connect(self._refresh_finished)
-        self._refreshing = worker
         worker.start()
         return worker
-
-    def _refresh_finished(self) -> None:
-        self._refreshing = None
-        if self._refresh_again and self.timer.isActive():
-            self._refresh_again = False
-            self.refresh()
 
     def show_statuses(self, statuses: list[Any]) -> None:
         """Fill the table with ``statuses``; refresh the layers of outputs that are growing."""
@@ -503,7 +495,7 @@ class JobsWidget(QWidget):
     def closeEvent(self, event: Any) -> None:
         """Stop the refresh timer with the widget."""
         self.timer.stop()
-        self._refresh_again = False
+        self._refresher.cancel_repeat()
         super().closeEvent(event)
 
 
