@@ -88,3 +88,20 @@ def show_store(viewer, store) -> None:
 
     for layer_data in brain_layers(store, regions=False):
         add_layer_data(viewer, layer_data)
+
+
+def units_consistent(viewer) -> bool:
+    """Whether napari sees one set of units across the layers (no "inconsistent units" warning).
+
+    napari releases without ``LayerList.extent.units`` have no such warning to give.
+    """
+    extent = viewer.layers.extent
+    return not hasattr(extent, "units") or extent.units is not None
+
+
+def grid_cell(grid, index: int, layers: list):
+    """Grid cell of layer ``index``: napari 0.9 takes the layers, older releases their count."""
+    try:
+        return grid.position(index, layers)
+    except TypeError:
+        return grid.position(index, len(layers))

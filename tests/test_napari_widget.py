@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from _napari_helpers import make_store
-from _widget_helpers import save_screenshot
+from _widget_helpers import grid_cell, save_screenshot, units_consistent
+from napari_teramind.widgets._common import viewer_grid
 from napari_teramind.widgets.browse import (
     NEXT_SLICE_KEY,
     OVERLAY,
@@ -108,11 +109,11 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     assert viewer.layers["generated DAPI"].opacity == pytest.approx(0.25)
     assert viewer.layers["real DAPI"].opacity == pytest.approx(0.75)
     w.set_mode(SIDE_BY_SIDE)
-    grid = viewer.canvas.grid
+    grid = viewer_grid(viewer)
     assert grid.enabled and grid.stride == 4
     layers = list(viewer.layers)
     cells = {
-        layer.name: grid.position(i, layers) for i, layer in enumerate(layers) if layer.visible
+        layer.name: grid_cell(grid, i, layers) for i, layer in enumerate(layers) if layer.visible
     }
     assert len(set(cells.values())) == 2
     assert cells["real DAPI"] == cells["real Slc17a7"] != cells["generated DAPI"]
@@ -172,7 +173,7 @@ def test_screenshot_shows_tissue(make_napari_viewer, qtbot, stores):
     lit, std = _tissue_stats(shot)
     assert lit > 0.2 and std > 15, (lit, std)
     save_screenshot(shot, "browse.png")
-    assert viewer.layers.extent.units is not None  # no napari units warning
+    assert units_consistent(viewer)  # no napari units warning
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "browse-window.png")
 
     w.open_store(generated.path, "generated")

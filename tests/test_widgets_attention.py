@@ -11,6 +11,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     show_store,
     single_thread,
     tiny_phantom,
+    units_consistent,
 )
 from napari_teramind.widgets.attention import CUSTOM, AttentionWidget
 
@@ -85,7 +86,7 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     assert lit > 0.1 and std > 10, (lit, std)
     save_screenshot(shot, "attention.png")
     full = viewer.screenshot(canvas_only=False, flash=False)
-    assert viewer.layers.extent.units is not None  # no napari units warning
+    assert units_consistent(viewer)  # no napari units warning
     save_screenshot(full, "attention-window.png")
 
 

@@ -42,13 +42,15 @@ def test_settings_round_trip(tmp_path):
     assert load_settings()["steps"] == _common.DEFAULT_SETTINGS["steps"]
 
 
-def test_settings_live_in_napari_plugin_settings(plugin_settings, npe2pm, monkeypatch):
+def test_settings_live_in_napari_plugin_settings(request, monkeypatch):
     # napari >= 0.9 keeps plugin settings declared in the manifest (Preferences shows them);
     # napari's fixtures put them under this test's tmp_path.
     import napari.settings
 
     if not hasattr(napari.settings, "get_plugin_settings"):
         pytest.skip("this napari has no plugin settings; the JSON file is used")
+    request.getfixturevalue("plugin_settings")
+    npe2pm = request.getfixturevalue("npe2pm")
     from npe2 import PluginManifest
 
     monkeypatch.delenv(_common.SETTINGS_ENV)

@@ -10,6 +10,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     show_store,
     single_thread,
     tiny_phantom,
+    units_consistent,
 )
 from napari_teramind.widgets.evaluate import WHOLE_SLICE, EvaluateWidget
 
@@ -52,7 +53,7 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
         face_color="transparent",
         edge_color="yellow",
         edge_width=3,
-        units=viewer.layers.extent.units[-2:],  # as napari's "new shapes layer" button
+        units=("um", "um"),  # the stores' units, as napari 0.9's "new shapes" button
     )
     w.nuclei_combo.setCurrentText("classical")
     assert w.evaluate() is not None
@@ -83,7 +84,7 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
     outside = dapi[32:224, 64:320][(ev.labels_real == 0) & ev.tissue].mean()
     assert inside > outside
     # the nuclei layers share the stores' units: napari has no "inconsistent units" warning
-    assert viewer.layers.extent.units is not None
+    assert units_consistent(viewer)  # no napari units warning
 
     for layer in viewer.layers:
         layer.visible = layer.name in ("real DAPI", labels.name, REGION_LAYER)

@@ -14,7 +14,9 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     show_store,
     single_thread,
     tiny_phantom,
+    units_consistent,
 )
+from napari_teramind.widgets._common import viewer_grid
 from napari_teramind.widgets.generate import REGION_LAYER, GenerateWidget
 
 
@@ -137,7 +139,7 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     assert np.allclose(w.result_layers[0].scale[-2:], viewer.layers[0].scale[-2:])
     assert np.allclose(w.result_layers[0].translate, viewer.layers[0].translate)
     # rectangle, preview and result layers share the stores' units (no napari units warning)
-    assert viewer.layers.extent.units is not None
+    assert units_consistent(viewer)  # no napari units warning
 
     # screenshot: real section with the generated region over it, rectangle on top
     viewer.layers["brain PolyT"].visible = False
@@ -153,7 +155,7 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     # side by side: Browse docked once, real and generated in two grid cells
     browse = w.compare()
     assert browse is not None and set(browse.stores) == {"real", "generated"}
-    assert viewer.canvas.grid.enabled
+    assert viewer_grid(viewer).enabled
     assert w.compare() is browse
 
 

@@ -10,6 +10,7 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
     show_store,
     single_thread,
     tiny_phantom,
+    units_consistent,
 )
 from napari_teramind.widgets.jobs import COLUMNS, JobsWidget, format_duration
 
@@ -106,7 +107,7 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     qtbot.wait(300)
     lit, std = content_stats(viewer.screenshot(canvas_only=True, flash=False))
     assert lit > 0.1 and std > 10, (lit, std)
-    assert viewer.layers.extent.units is not None  # no napari units warning
+    assert units_consistent(viewer)  # no napari units warning
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "jobs-window.png")
 
 

@@ -721,6 +721,30 @@ class OneAtATime:
             self()
 
 
+# ---------------------------------------------------------------------- napari versions
+def viewer_grid(viewer: napari.viewer.Viewer) -> Any:
+    """The viewer's grid model (``viewer.canvas.grid`` from napari 0.9, else ``viewer.grid``)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def viewer_camera(viewer: napari.viewer.Viewer) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, else ``viewer.camera``)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def batched_layer_update(viewer: napari.viewer.Viewer) -> Any:
+    """``viewer.layers.batched_update()`` where napari has it, else a do-nothing context.
+
+    Batching makes napari clean up its canvas once for many layer changes.
+    """
+    from contextlib import nullcontext
+
+    batched = getattr(viewer.layers, "batched_update", None)
+    return batched() if batched is not None else nullcontext()
+
+
 def set_tooltip(widget: QWidget, text: str) -> QWidget:
     """``widget`` with tooltip ``text`` (for building rows inline)."""
     widget.setToolTip(text)
@@ -740,6 +764,7 @@ __all__ = [
     "StorePicker",
     "TaskPanel",
     "available_devices",
+    "batched_layer_update",
     "bind_slice_keys",
     "current_slice",
     "get_setting",
@@ -754,4 +779,6 @@ __all__ = [
     "show_slice",
     "slice_origin",
     "stores_in_viewer",
+    "viewer_camera",
+    "viewer_grid",
 ]

@@ -40,6 +40,7 @@ from napari_teramind.widgets._common import (
     PREVIOUS_SLICE_KEY,
     add_layer_data,
     bind_slice_keys,
+    viewer_grid,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,12 +52,6 @@ ROLES = ("real", "generated")
 ROLE_KEY = "teramind_browse_role"
 OVERLAY, SIDE_BY_SIDE = "Overlay", "Side by side"
 LINKED_ATTRIBUTES = ("contrast_limits", "gamma")
-
-
-def _grid(viewer: napari.viewer.Viewer):
-    """The viewer's grid model (``viewer.canvas.grid`` from napari 0.9, else ``viewer.grid``)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def _load_gene_layers(jobs: Sequence[tuple[BrainStore, str, dict[str, Any]]]) -> Iterator[Any]:
@@ -525,7 +520,7 @@ class BrowseWidget(QWidget):
 
     def apply_mode(self) -> None:
         """Apply the comparison mode: grid with one cell per store, or a cross-faded overlay."""
-        grid = _grid(self.viewer)
+        grid = viewer_grid(self.viewer)
         both = all(role in self.stores for role in ROLES)
         side_by_side = self.mode_combo.currentText() == SIDE_BY_SIDE
         self.opacity_slider.setEnabled(both and not side_by_side)

@@ -37,6 +37,7 @@ from napari_teramind.widgets._common import (
     StorePicker,
     TaskPanel,
     add_layer_data,
+    batched_layer_update,
     bind_slice_keys,
     current_slice,
     get_setting,
@@ -46,6 +47,7 @@ from napari_teramind.widgets._common import (
     parse_slices,
     save_settings,
     show_slice,
+    viewer_camera,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -271,7 +273,7 @@ class GenerateWidget(QWidget):
         """Add or re-centre the region rectangle (a quarter of the view, or of the section)."""
         store = self.open_store()
         scale, translate = self._pixel_transform()
-        center = (np.asarray(_camera(self.viewer).center[-2:]) - translate) / scale
+        center = (np.asarray(viewer_camera(self.viewer).center[-2:]) - translate) / scale
         if not (0 <= center[0] < store.height and 0 <= center[1] < store.width):
             center = np.array([store.height / 2, store.width / 2])
         size = max(64, min(store.height, store.width) // 4 // 64 * 64)
@@ -456,7 +458,7 @@ class GenerateWidget(QWidget):
         """
         path, layer_data = result
         # one batch: napari's canvas cleans up (a full garbage collection) once, not per layer
-        with self.viewer.layers.batched_update():
+        with batched_layer_update(self.viewer):
             for layer in [*self.preview_layers.values(), *self.result_layers]:
                 if layer in self.viewer.layers:
                     self.viewer.layers.remove(layer)
@@ -495,9 +497,3 @@ class GenerateWidget(QWidget):
             return None
         browse.set_mode(SIDE_BY_SIDE)
         return browse
-
-
-def _camera(viewer: napari.viewer.Viewer) -> Any:
-    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, else ``viewer.camera``)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
