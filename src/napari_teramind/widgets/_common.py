@@ -682,15 +682,16 @@ def add_layer_data(viewer: napari.viewer.Viewer, layer_data: tuple) -> Any:
 class OneAtATime:
     """Background reads for a view that follows changing state (a slice, a folder).
 
-    Calling it starts ``start()`` (which creates and starts a napari worker, or returns None
-    when there is nothing to do) unless a worker it started is still running; then the request
-    is remembered and ``start()`` runs once more when that worker finishes, reading the state
-    of that moment. So the view never misses a change, and a burst of changes costs at most one
-    extra read.
+    Calling it asks ``make()`` for a napari worker (created, its result handlers connected, not
+    started; or None when there is nothing to do) and starts it, unless a worker it started is
+    still running; then the request is remembered and ``make()`` runs once more when that
+    worker finishes, reading the state of that moment. So the view never misses a change, and
+    a burst of changes costs at most one extra read. Handlers are connected before the worker
+    starts, so a fast worker cannot finish unseen.
     """
 
-    def __init__(self, start: Callable[[], Any]):
-        self._start = start
+    def __init__(self, make: Callable[[], Any]):
+        self._make = make
         self.worker: Any = None
         self.again = False
 
@@ -704,10 +705,11 @@ class OneAtATime:
         if self.worker is not None:
             self.again = True
             return None
-        worker = self._start()
+        worker = self._make()
         if worker is not None:
             self.worker = worker
             worker.finished.connect(self._finished)
+            worker.start()
         return worker
 
     def cancel_repeat(self) -> None:

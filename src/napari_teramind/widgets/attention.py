@@ -171,7 +171,7 @@ class AttentionWidget(QWidget):
         self.map_name: str | None = None
         self.layers: list[Any] = []
         self.plot: AttentionPlot | None = None
-        self._plotter = OneAtATime(self._start_plot)
+        self._plotter = OneAtATime(self._make_plot)
         self._build_ui()
         bind_slice_keys(self.viewer, self.step_slice)
         self.viewer.dims.events.current_step.connect(self._slice_changed)
@@ -413,7 +413,7 @@ class AttentionWidget(QWidget):
         """
         return self._plotter()
 
-    def _start_plot(self) -> Any:
+    def _make_plot(self) -> Any:
         if self.store is None or self.map_name is None:
             return None
         from napari.qt.threading import create_worker
@@ -425,7 +425,6 @@ class AttentionWidget(QWidget):
         worker = create_worker(trend_data, self.store, self.map_name, slices=[z])
         worker.returned.connect(lambda trend: self.show_plot().plot(trend, title))
         worker.errored.connect(lambda exc: notify_error("Cannot plot the attention map", exc))
-        worker.start()
         return worker
 
     def _slice_changed(self, event: Any = None) -> None:

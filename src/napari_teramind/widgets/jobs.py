@@ -128,7 +128,7 @@ class JobsWidget(QWidget):
         self.statuses: list[Any] = []
         self.running_job: str | None = None
         self.output_layers: dict[str, list[Any]] = {}
-        self._refresher = OneAtATime(self._start_refresh)
+        self._refresher = OneAtATime(self._make_refresh)
         self._build_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -421,7 +421,7 @@ class JobsWidget(QWidget):
         """
         return self._refresher()
 
-    def _start_refresh(self) -> Any:
+    def _make_refresh(self) -> Any:
         from napari.qt.threading import create_worker
 
         root = self.jobs_root()
@@ -431,7 +431,6 @@ class JobsWidget(QWidget):
         worker.errored.connect(
             lambda exc: self.table.setToolTip(f"Cannot list jobs under {root}: {exc}")
         )
-        worker.start()
         return worker
 
     def show_statuses(self, statuses: list[Any]) -> None:
