@@ -250,6 +250,24 @@ def nuclei_stats(labels: np.ndarray, mask: np.ndarray | None = None) -> dict[str
     return {"count": int(area.size), "area_mean": float(area.mean()), "area_std": float(area.std())}
 
 
+def ground_truth_stats(spec, z: int, box, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Count and mean area (px) of a phantom's ground-truth nuclei in ``box`` ``(y0, y1, x0, x1)``.
+
+    With ``mask`` (``(h, w)`` over the box), only nuclei centred where it is True count, as
+    :func:`nuclei_stats` counts segmented ones.
+    """
+    from napari_teramind.phantom import ground_truth_nuclei
+
+    y0, y1, x0, x1 = box
+    t = ground_truth_nuclei(spec, z, y0, x0, y1 - y0, x1 - x0)
+    area = np.asarray(t["area_px"], np.float64)
+    if mask is not None:
+        iy = np.clip(np.floor(t["y"]).astype(int) - y0, 0, y1 - y0 - 1)
+        ix = np.clip(np.floor(t["x"]).astype(int) - x0, 0, x1 - x0 - 1)
+        area = area[np.asarray(mask)[iy, ix]]
+    return {"count": int(area.size), "area_mean": float(area.mean()) if area.size else float("nan")}
+
+
 def compare_with_phantom(
     source, z: int, box: tuple[int, int, int, int], method: str = "classical", images=None
 ) -> dict[str, float]:
@@ -272,16 +290,15 @@ def compare_with_phantom(
         ``count_true, count_found, count_error`` (relative), ``area_true, area_found,
         area_error`` (relative, mean areas in px).
     """
-    from napari_teramind.phantom import ground_truth_nuclei, render_chunk, spec_of
+    from napari_teramind.phantom import render_chunk, spec_of
 
     spec = spec_of(source)
     y0, y1, x0, x1 = box
     if images is None:
         images = render_chunk(spec, z, y0, x0, y1 - y0, x1 - x0).images
-    truth = ground_truth_nuclei(spec, z, y0, x0, y1 - y0, x1 - x0)
+    truth = ground_truth_stats(spec, z, box)
     found = nuclei_stats(segment_nuclei(images[0], method))
-    n_true = len(truth)
-    a_true = float(truth["area_px"].mean()) if n_true else float("nan")
+    n_true, a_true = truth["count"], truth["area_mean"]
     return {
         "count_true": n_true,
         "count_found": found["count"],

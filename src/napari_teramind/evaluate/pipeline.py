@@ -21,7 +21,7 @@ from .fid import (
     sqrt_psd,
 )
 from .image_metrics import VIEWS, image_metrics
-from .nuclei import nuclei_stats, resolve_method, segment_nuclei
+from .nuclei import ground_truth_stats, nuclei_stats, resolve_method, segment_nuclei
 from .regions import (
     REGION_SIZE,
     Region,
@@ -394,17 +394,8 @@ def _phantom_spec(store):
 
 def _truth_stats(spec, reg: Region, tissue: np.ndarray) -> dict[str, float]:
     """Count and mean area of the phantom's ground-truth nuclei centred on tissue in ``reg``."""
-    from napari_teramind.phantom import ground_truth_nuclei
-
-    h, w = reg.y1 - reg.y0, reg.x1 - reg.x0
-    t = ground_truth_nuclei(spec, reg.z, reg.y0, reg.x0, h, w)
-    iy = np.clip(np.floor(t["y"]).astype(int) - reg.y0, 0, h - 1)
-    ix = np.clip(np.floor(t["x"]).astype(int) - reg.x0, 0, w - 1)
-    area = np.asarray(t["area_px"], np.float64)[tissue[iy, ix]]
-    return {
-        "nuclei_count_truth": int(area.size),
-        "nuclei_area_truth": float(area.mean()) if area.size else float("nan"),
-    }
+    t = ground_truth_stats(spec, reg.z, reg.box, tissue)
+    return {"nuclei_count_truth": t["count"], "nuclei_area_truth": t["area_mean"]}
 
 
 def _areas(out, set_name, source, reg, labels, tissue) -> None:
