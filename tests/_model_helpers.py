@@ -10,17 +10,26 @@ from napari_teramind.model import ModelConfig
 
 
 def fixture_dir() -> Path:
-    """The reference-parity fixtures: ``$TERAMIND_SHARED`` or the ``shared/`` beside the repo."""
+    """The reference-parity fixtures, kept in the repository's test data.
+
+    ``tests/data/reference-parity`` is a copy of the tensors and checkpoint the published code
+    produced (see its README), so the parity and checkpoint-import tests run on every clone.
+    ``$TERAMIND_SHARED`` points at another copy (``<dir>/fixtures/reference-parity``).
+    """
     shared = os.environ.get("TERAMIND_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
-    return base / "fixtures" / "reference-parity"
+    if shared:
+        return Path(shared) / "fixtures" / "reference-parity"
+    return Path(__file__).resolve().parent / "data" / "reference-parity"
 
 
 FIXTURES = fixture_dir()
-needs_fixtures = pytest.mark.skipif(
-    not (FIXTURES / "checkpoint.ckpt").is_file() or not (FIXTURES / "io.pt").is_file(),
-    reason=f"reference-parity fixtures not found at {FIXTURES}",
-)
+if not (FIXTURES / "checkpoint.ckpt").is_file() or not (FIXTURES / "io.pt").is_file():
+    # The fixture ships with the repository: a missing one is a broken checkout, not a skip.
+    raise FileNotFoundError(
+        f"reference-parity fixtures not found at {FIXTURES}: restore tests/data/reference-parity "
+        "from git (or unset TERAMIND_SHARED)"
+    )
+
 
 #: A network small enough for fast unit tests of every block.
 MICRO = ModelConfig(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from _model_helpers import FIXTURES, MICRO, needs_fixtures, single_thread  # noqa: F401
+from _model_helpers import FIXTURES, MICRO, single_thread  # noqa: F401
 from napari_teramind.model import TeraMindUNet, resolve_model, save_checkpoint
 from napari_teramind.model.bundled import bundled_checkpoint_path, load_bundled_model
 from napari_teramind.phantom import PhantomSpec, write_phantom
@@ -84,7 +84,6 @@ def test_resolve_model_errors_name_the_fix(tmp_path):
         resolve_model(tmp_path / "weights.npy")
 
 
-@needs_fixtures
 def test_resolve_model_imports_a_published_checkpoint():
     model, info = resolve_model(Path(FIXTURES / "checkpoint.ckpt"))
     assert info.provenance["source"] == "published-lightning-checkpoint"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _model_helpers import FIXTURES, MICRO, needs_fixtures, single_thread  # noqa: F401
+from _model_helpers import FIXTURES, MICRO, single_thread  # noqa: F401
 from napari_teramind.diffusion import DDIMSchedule, ddim_step
 from napari_teramind.model import ModelConfig, TeraMindUNet, from_fixture_layout
 from napari_teramind.model.checkpoint import (
@@ -126,7 +126,6 @@ def test_weights_that_do_not_match_the_config_list_the_keys(tmp_path: Path) -> N
 
 
 # --------------------------------------------------------------------------- published format
-@needs_fixtures
 def test_import_published_checkpoint_infers_config_and_metadata() -> None:
     model, info = import_published_checkpoint(CKPT, gene_names=NAMES)
     assert info.config == ModelConfig.preset("fixture", 12)
@@ -140,7 +139,6 @@ def test_import_published_checkpoint_infers_config_and_metadata() -> None:
         import_published_checkpoint(CKPT, gene_names=NAMES[:3])
 
 
-@needs_fixtures
 def test_published_to_native_round_trip_is_bit_identical(tmp_path: Path) -> None:
     model, info = import_published_checkpoint(CKPT, gene_names=NAMES)
     written = convert_checkpoint(CKPT, tmp_path / "converted", gene_names=NAMES)
@@ -155,7 +153,6 @@ def test_published_to_native_round_trip_is_bit_identical(tmp_path: Path) -> None
         assert torch.equal(got[key], expected[key])
 
 
-@needs_fixtures
 def test_unexpected_and_missing_published_keys_are_listed(tmp_path: Path) -> None:
     ckpt = torch.load(CKPT, weights_only=True)
     state = ckpt["state_dict"]
@@ -169,7 +166,6 @@ def test_unexpected_and_missing_published_keys_are_listed(tmp_path: Path) -> Non
     assert "unexpected keys (1)" in message and "skip_connection.extra" in message
 
 
-@needs_fixtures
 def test_unreadable_published_files_are_reported(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(CKPT.read_bytes()[:100_000])
@@ -195,7 +191,6 @@ class _Malicious:
         return (_side_effect, (str(self.path),))
 
 
-@needs_fixtures
 def test_fallback_reads_tensors_without_running_code(tmp_path: Path) -> None:
     ckpt = torch.load(CKPT, weights_only=True)
     ckpt["hyper_parameters"] = argparse.Namespace(**ckpt["hyper_parameters"])
@@ -220,7 +215,6 @@ def test_fallback_reads_tensors_without_running_code(tmp_path: Path) -> None:
         assert torch.equal(value, reference.state_dict()[key])
 
 
-@needs_fixtures
 def test_default_gene_names_come_from_the_published_panel() -> None:
     try:
         from napari_teramind.store.panel import GenePanel  # noqa: F401
@@ -231,7 +225,6 @@ def test_default_gene_names_come_from_the_published_panel() -> None:
     assert len(info.gene_names) == 12
 
 
-@needs_fixtures
 def test_one_ddim_step_with_the_imported_model() -> None:
     model, _ = import_published_checkpoint(CKPT, gene_names=NAMES)
     io = torch.load(FIXTURES / "io.pt", weights_only=True)

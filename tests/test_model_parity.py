@@ -1,17 +1,18 @@
 """Parity of the re-implementation with outputs of the published reference code.
 
-Fixtures: ``shared/fixtures/reference-parity`` next to the repository (override the
-``shared`` directory with ``TERAMIND_SHARED``).
+Fixtures: ``tests/data/reference-parity``, a copy of the published code's tensors (override the
+directory with ``TERAMIND_SHARED``).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from _model_helpers import FIXTURES, needs_fixtures, single_thread  # noqa: F401
+from _model_helpers import FIXTURES, single_thread  # noqa: F401
 from napari_teramind.model import (
     ModelConfig,
     TeraMindUNet,
@@ -52,7 +53,6 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())
 
 
-@needs_fixtures
 def test_imported_config_is_the_fixture_config(model: TeraMindUNet) -> None:
     config = json.loads((FIXTURES / "config.json").read_text())
     assert model.config == ModelConfig.preset("fixture", 12)
@@ -65,7 +65,6 @@ def test_imported_config_is_the_fixture_config(model: TeraMindUNet) -> None:
     assert not model.training
 
 
-@needs_fixtures
 def test_training_style_call_matches_reference(model, io) -> None:
     x = io["train_x_int8"].float() * io["x_scale"]
     genes = from_fixture_layout(io["train_genes"])
@@ -79,7 +78,6 @@ def test_training_style_call_matches_reference(model, io) -> None:
     assert _max_diff(block0, io["train_gene_block0"]) <= ATOL_OUTPUT
 
 
-@needs_fixtures
 def test_generation_style_call_matches_reference(model, io) -> None:
     x = io["gen_x_int8"].float() * io["x_scale"]
     genes = from_fixture_layout(io["gen_genes"])
@@ -91,7 +89,6 @@ def test_generation_style_call_matches_reference(model, io) -> None:
     assert _max_diff(temb, io["gen_temb"]) <= ATOL_OUTPUT
 
 
-@needs_fixtures
 def test_collage_of_a_subgrid_matches_the_full_grid(model, io) -> None:
     x = io["gen_x_int8"].float() * io["x_scale"]
     genes = from_fixture_layout(io["gen_genes"])
@@ -105,13 +102,11 @@ def test_collage_of_a_subgrid_matches_the_full_grid(model, io) -> None:
     assert _max_diff(small["tile"], tile_all[tiles]) <= ATOL_OUTPUT
 
 
-@needs_fixtures
 def test_raw_sinusoidal_embedding_at_published_width(io) -> None:
     emb = sinusoidal_embedding(io["temb_table_t"], 64)
     assert _max_diff(emb, io["temb_table_dim64"]) <= 1e-5
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     ("index", "slices"), [(0, (0, 1)), (1, (1, 2)), (2, (2, 3)), (3, (0, 1, 2, 3))]
 )
@@ -125,7 +120,6 @@ def test_gene_gene_attention_matches_reference(model, io, index, slices) -> None
     assert_close(full.sum(-1), torch.ones(full.shape[:2]), atol=1e-6)
 
 
-@needs_fixtures
 def test_gene_block_attention_path_matches_kernel_path(model, io) -> None:
     genes = from_fixture_layout(io["train_genes"])
     block = model.rna_blocks.gene_block
@@ -137,7 +131,6 @@ def test_gene_block_attention_path_matches_kernel_path(model, io) -> None:
     assert _max_diff(kernel, explicit) <= 1e-5
 
 
-@needs_fixtures
 def test_reference_gene_layout_round_trip(io) -> None:
     genes = from_fixture_layout(io["train_genes"])
     reference = to_reference_layout(genes)
@@ -154,7 +147,6 @@ def _published_shapes() -> dict:
     return json.loads((FIXTURES / "published_state_dict_shapes.json").read_text())
 
 
-@needs_fixtures
 def test_reference_preset_has_the_published_names_and_shapes() -> None:
     published = _published_shapes()
     with torch.device("meta"):
@@ -167,7 +159,6 @@ def test_reference_preset_has_the_published_names_and_shapes() -> None:
     assert "input_blocks.7.0.skip_connection.weight" not in dict(ours)
 
 
-@needs_fixtures
 def test_reference_preset_at_500_genes() -> None:
     published = _published_shapes()
     with torch.device("meta"):
@@ -178,7 +169,6 @@ def test_reference_preset_at_500_genes() -> None:
         assert list(state[key.removeprefix("model.")].shape) == shape500
 
 
-@needs_fixtures
 def test_config_is_inferred_from_published_shapes_and_hparams() -> None:
     from napari_teramind.model.published import (
         infer_config_from_state_dict,
@@ -195,3 +185,11 @@ def test_config_is_inferred_from_published_shapes_and_hparams() -> None:
     assert infer_config_from_state_dict(strip_published_prefix(state), hparams) == reference
     assert infer_config_from_state_dict(strip_published_prefix(state)) == reference
     assert ModelConfig.from_reference_hparams(hparams) == reference
+
+
+def test_parity_fixture_ships_with_the_repository():
+    """A fresh clone runs the parity tests: the fixture is in the repository's test data."""
+    repo_copy = Path(__file__).resolve().parent / "data" / "reference-parity"
+    for name in ("checkpoint.ckpt", "io.pt", "config.json", "published_state_dict_shapes.json"):
+        assert (repo_copy / name).is_file(), name
+    assert FIXTURES.is_dir()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _model_helpers import FIXTURES, needs_fixtures, single_thread  # noqa: F401
+from _model_helpers import FIXTURES, single_thread  # noqa: F401
 from napari_teramind.cli import main
 from napari_teramind.model import import_published_checkpoint, load_checkpoint
 from napari_teramind.phantom import PhantomSpec, write_phantom
@@ -233,7 +233,6 @@ def test_cooldown_added_on_resume_equals_a_run_planned_with_it(phantom, tmp_path
 # --------------------------------------------------------------------------- convert-checkpoint
 
 
-@needs_fixtures
 def test_convert_checkpoint_cli(tmp_path, capsys):
     dst = tmp_path / "converted"
     assert main(["convert-checkpoint", str(FIXTURES / "checkpoint.ckpt"), str(dst),
