@@ -380,7 +380,7 @@ def train(
     sampler = PatchSampler(
         cfg.stores, panel, crop=cfg.crop, holdout_slices=cfg.holdout_slices, seed=cfg.seed
     )
-    start, seconds0 = 0, 0.0
+    start, seconds0, cpu0 = 0, 0.0, 0.0
     resumed = latest_checkpoint(run)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
@@ -391,6 +391,7 @@ def train(
         model.load_state_dict(loaded.state_dict())
         load_optimizer(optimizer, ck / "optimizer")
         seconds0 = float(info.training_state.get("train_seconds", 0.0))
+        cpu0 = float(info.training_state.get("train_cpu_seconds", 0.0))
         if info.training_state.get("grad_scaler"):
             scaler.load_state_dict(info.training_state["grad_scaler"])
         if ema is not None:
@@ -428,7 +429,7 @@ def train(
     )
     batches = iter(loader)
     log_rows: list[dict[str, float]] = []
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     step = start
     ck_path = resumed[1] if resumed else None
 
@@ -447,6 +448,9 @@ def train(
                 "seed": cfg.seed,
                 "grad_scaler": scaler.state_dict(),
                 "train_seconds": seconds0 + time.perf_counter() - t_start,
+                # CPU time of this process, all threads (learning curves: quality per CPU-hour)
+                "train_cpu_seconds": cpu0 + time.process_time() - cpu_start,
+                "torch_threads": torch.get_num_threads(),
             }
             provenance = {
                 "source": "napari-teramind train",
