@@ -342,6 +342,32 @@ def test_runs_started_before_new_options_still_resume(phantom, tmp_path):
     assert train(cfg, tmp_path / "run").step == 3
 
 
+def test_learning_curve_measures_raw_and_ema_per_cpu_hour(phantom, tmp_path, capsys):
+    """benchmarks/learning_curve.py on a 2-step run: a point per kept checkpoint, both weights."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curve.py"
+    spec = importlib.util.spec_from_file_location("learning_curve", path)
+    lc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lc)
+    cfg = _config(phantom, steps=2, batch_size=1, ema_decay=0.9, checkpoint_every=1, keep_every=1)
+    train(cfg, tmp_path / "run")
+    rows = lc.curve(tmp_path / "run", loss_crops=2, gene_crops=1, ddim_steps=2)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert "ema" not in rows[0] and all("ema" in r for r in rows[1:])
+    assert 0 < rows[1]["cpu_h"] < rows[2]["cpu_h"] and rows[2]["cpu_exact"]
+    for r in rows[1:]:
+        for which in ("raw", "ema"):
+            assert np.isfinite(r[which]["heldout"]) and -1 <= r[which]["dapi_r"] <= 1
+    assert rows[1]["raw"]["heldout"] != rows[1]["ema"]["heldout"]
+    capsys.readouterr()
+    assert lc.main(["--run", str(tmp_path / "run"), "--gene-crops", "0", "--loss-crops", "1",
+                    "--no-initial", "--json", str(tmp_path / "lc.json")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "heldout" in printed and "lowest held-out loss" in printed and " ema " in printed
+    assert [r["step"] for r in json.loads((tmp_path / "lc.json").read_text())] == [1, 2]
+
+
 # --------------------------------------------------------------------------- convert-checkpoint
 
 
