@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,16 @@ from napari_teramind.cli import main
 from napari_teramind.model import import_published_checkpoint, load_checkpoint
 from napari_teramind.phantom import PhantomSpec, write_phantom
 from napari_teramind.store import BrainStore, GenePanel
+from napari_teramind.train.bundled import export_bundled
+from napari_teramind.train.ema import ModelEMA, ema_decay_at
 from napari_teramind.train.loop import (
     TrainConfig,
     build_model,
+    checkpoint_weights,
     evaluate_loss,
     latest_checkpoint,
     learning_rate,
+    list_checkpoints,
     read_loss_csv,
     train,
 )
@@ -228,6 +234,138 @@ def test_cooldown_added_on_resume_equals_a_run_planned_with_it(phantom, tmp_path
     assert main([*args, "--steps", "8", "--cooldown-steps", "2", "--resume"]) != 0
     assert "learning rate already followed that schedule" in capsys.readouterr().err
     assert latest_checkpoint(tmp_path / "split")[0] == 6  # nothing was overwritten
+
+
+# --------------------------------------------------------------------------- EMA weights
+
+
+def test_ema_update_follows_the_warm_up_formula():
+    """e_n = d_n e_(n-1) + (1 - d_n) p_n with d_n = min(decay, (1 + n) / (10 + n))."""
+    assert ema_decay_at(0.999, 1) == 2 / 11 and ema_decay_at(0.999, 90) == 91 / 100
+    assert ema_decay_at(0.999, 10**6) == 0.999
+    with pytest.raises(ValueError, match="counted from 1"):
+        ema_decay_at(0.999, 0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        ModelEMA(torch.nn.Linear(2, 2), 1.0)
+    net = torch.nn.Linear(3, 2)
+    ema = ModelEMA(net, 0.5)
+    expect = net.weight.detach().double().clone()
+    gen = torch.Generator().manual_seed(0)
+    for n in range(1, 6):
+        with torch.no_grad():
+            net.weight.copy_(torch.randn(2, 3, generator=gen))
+        d = min(0.5, (1 + n) / (10 + n))
+        expect = d * expect + (1 - d) * net.weight.detach().double()
+        assert ema.update(net, n) == d
+    torch.testing.assert_close(ema.model.weight.double(), expect, rtol=0, atol=1e-6)
+    assert not ema.model.weight.requires_grad and net.weight.requires_grad
+
+
+def test_resume_with_ema_and_min_snr_is_bit_exact(phantom, tmp_path):
+    """EMA + min-SNR: 6 steps at once == 3 (CLI) + resume to 6 (CLI), raw and EMA weights;
+    the saved EMA equals the average replayed by hand from every raw checkpoint."""
+    cfg = _config(
+        phantom, steps=6, batch_size=1, holdout_slices=(), ema_decay=0.9,
+        loss_weighting="min_snr", checkpoint_every=1, keep_every=1,
+    )  # fmt: skip
+    whole = train(cfg, tmp_path / "whole")
+    args = [
+        "train", str(phantom), "--out", str(tmp_path / "split"), "--model-json", json.dumps(MICRO),
+        "--batch-size", "1", "--lr", "3e-3", "--crop", "128", "--log-every", "1",
+        "--checkpoint-every", "1", "--keep-every", "1", "--ema-decay", "0.9",
+        "--loss-weighting", "min_snr", "--quiet",
+    ]  # fmt: skip
+    assert main([*args, "--steps", "3"]) == 0
+    assert main([*args, "--steps", "6", "--resume"]) == 0
+    for sub in ("", "ema"):
+        a = load_checkpoint(whole.checkpoint / sub)[0].state_dict()
+        b = load_checkpoint(latest_checkpoint(tmp_path / "split")[1] / sub)[0].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), sub
+    # every checkpoint kept (keep_every=1), each with its EMA
+    kept = list_checkpoints(tmp_path / "whole")
+    assert [s for s, _ in kept] == [1, 2, 3, 4, 5, 6]
+    avg = {k: v.double() for k, v in build_model(cfg)[0].state_dict().items()}
+    for n, path in kept:
+        d = min(0.9, (1 + n) / (10 + n))
+        raw = load_checkpoint(path)[0].state_dict()
+        avg = {k: d * avg[k] + (1 - d) * raw[k].double() for k in avg}
+        ema, info = load_checkpoint(path / "ema")
+        assert info.provenance["weights"] == "ema" and info.training_state["ema_updates"] == n
+        for k, v in ema.state_dict().items():
+            torch.testing.assert_close(v.double(), avg[k], rtol=0, atol=1e-6)
+    assert not all(torch.equal(raw[k], v) for k, v in ema.state_dict().items())
+    # the min-SNR run trained on other losses than the unweighted one (same draws)
+    plain = train(
+        _config(phantom, steps=2, batch_size=1, holdout_slices=(), log_every=1), tmp_path / "plain"
+    )
+    weighted = read_loss_csv(tmp_path / "whole" / "loss.csv")["loss"][:2]
+    assert not np.allclose(weighted, [r["loss"] for r in plain.losses])
+
+
+def test_ema_checkpoints_export_and_refuse_what_would_break_resume(phantom, tmp_path):
+    cfg = _config(phantom, steps=2, batch_size=1, holdout_slices=(), ema_decay=0.99)
+    result = train(cfg, tmp_path / "run")
+    # the export ships the EMA weights, and says so
+    dest = export_bundled(result.checkpoint, tmp_path / "export", {"note": "test"})
+    exported, info = load_checkpoint(dest)
+    ema = load_checkpoint(result.checkpoint / "ema")[0].state_dict()
+    assert all(torch.equal(v, ema[k]) for k, v in exported.state_dict().items())
+    assert info.provenance["weights"] == "ema" and "grad_scaler" not in info.training_state
+    assert checkpoint_weights(result.checkpoint, use_ema=False) == (result.checkpoint, "raw")
+    # re-exporting an export keeps the record (the install path of train-bundled)
+    again = load_checkpoint(export_bundled(dest, tmp_path / "again", {}))[1]
+    assert again.provenance["weights"] == "ema"
+    # switching the EMA on (or off) for an existing run is another configuration
+    with pytest.raises(ValueError, match="differs in \\['ema_decay'\\]"):
+        train(replace(cfg, steps=3, ema_decay=0.0), tmp_path / "run")
+    # a checkpoint that lost its EMA is named, with the fix
+    shutil.rmtree(result.checkpoint / "ema")
+    with pytest.raises(FileNotFoundError, match="holds no EMA weights"):
+        train(replace(cfg, steps=3), tmp_path / "run")
+    with pytest.raises(ValueError, match="ema_decay must be 0"):
+        replace(cfg, ema_decay=1.5)
+    with pytest.raises(ValueError, match="loss_weighting must be one of"):
+        replace(cfg, loss_weighting="snr")
+
+
+def test_runs_started_before_new_options_still_resume(phantom, tmp_path):
+    """A run.json written before ema_decay etc. existed reads them as their defaults."""
+    cfg = _config(phantom, steps=3, batch_size=1, holdout_slices=())
+    train(cfg, tmp_path / "run", max_steps_this_call=2)
+    run_json = tmp_path / "run" / "run.json"
+    old = {
+        k: v
+        for k, v in json.loads(run_json.read_text()).items()
+        if k not in ("ema_decay", "loss_weighting", "snr_gamma", "keep_every")
+    }
+    run_json.write_text(json.dumps(old))
+    assert train(cfg, tmp_path / "run").step == 3
+
+
+def test_learning_curve_measures_raw_and_ema_per_cpu_hour(phantom, tmp_path, capsys):
+    """benchmarks/learning_curve.py on a 2-step run: a point per kept checkpoint, both weights."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curve.py"
+    spec = importlib.util.spec_from_file_location("learning_curve", path)
+    lc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lc)
+    cfg = _config(phantom, steps=2, batch_size=1, ema_decay=0.9, checkpoint_every=1, keep_every=1)
+    train(cfg, tmp_path / "run")
+    rows = lc.curve(tmp_path / "run", loss_crops=2, gene_crops=1, ddim_steps=2)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert "ema" not in rows[0] and all("ema" in r for r in rows[1:])
+    assert 0 < rows[1]["cpu_h"] < rows[2]["cpu_h"] and rows[2]["cpu_exact"]
+    for r in rows[1:]:
+        for which in ("raw", "ema"):
+            assert np.isfinite(r[which]["heldout"]) and -1 <= r[which]["dapi_r"] <= 1
+    assert rows[1]["raw"]["heldout"] != rows[1]["ema"]["heldout"]
+    capsys.readouterr()
+    assert lc.main(["--run", str(tmp_path / "run"), "--gene-crops", "0", "--loss-crops", "1",
+                    "--no-initial", "--json", str(tmp_path / "lc.json")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "heldout" in printed and "lowest held-out loss" in printed and " ema " in printed
+    assert [r["step"] for r in json.loads((tmp_path / "lc.json").read_text())] == [1, 2]
 
 
 # --------------------------------------------------------------------------- convert-checkpoint

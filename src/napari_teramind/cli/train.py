@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decay the learning rate linearly towards zero over the last N steps (default 0: "
         "constant, as published)",
     )
+    _recipe_options(p)
+    p.add_argument(
+        "--snr-gamma", type=float, default=5.0, help="the min-SNR clamp gamma (default 5)"
+    )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (1.0)")
     p.add_argument("--crop", type=int, default=256, help="crop edge in px (256)")
     p.add_argument("--holdout", type=int, nargs="*", default=[], help="slices never trained on")
@@ -86,10 +90,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="learning-rate cooldown at the end (the shipped recipe)",
     )
+    _recipe_options(b)
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     b.add_argument("--install", action="store_true", help="replace the packaged model")
     b.add_argument("--quiet", action="store_true", help="print no progress")
     b.set_defaults(func=_run_bundled)
+
+
+def _recipe_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``train-bundled`` (defaults: the published recipe)."""
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="keep an EMA of the weights with this decay, e.g. 0.999, saved in every checkpoint "
+        "and exported (default 0: none)",
+    )
+    p.add_argument(
+        "--loss-weighting",
+        choices=("none", "min_snr"),
+        default="none",
+        help="per-sample loss weights: none (published) or min_snr (min-SNR-gamma)",
+    )
+    p.add_argument(
+        "--keep-every",
+        type=int,
+        default=0,
+        help="also keep every checkpoint whose step is a multiple of N (learning curves; 0: off)",
+    )
 
 
 def _printer(quiet: bool):
@@ -143,6 +171,10 @@ def _run_train(args: argparse.Namespace) -> int:
         preview_every=args.preview_every,
         precision=args.precision,
         num_workers=args.workers,
+        keep_every=args.keep_every,
+        ema_decay=args.ema_decay,
+        loss_weighting=args.loss_weighting,
+        snr_gamma=args.snr_gamma,
     )
     result = train(cfg, run, device=args.device, progress=_printer(args.quiet))
     print(result.checkpoint)
@@ -163,6 +195,9 @@ def _run_bundled(args: argparse.Namespace) -> int:
         steps=steps,
         cooldown_steps=cooldown,
         install=args.install,
+        ema_decay=args.ema_decay,
+        loss_weighting=args.loss_weighting,
+        keep_every=args.keep_every,
         progress=_printer(args.quiet),
     )
     print(dest)

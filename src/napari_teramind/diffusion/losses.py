@@ -14,6 +14,10 @@ halo):
 5. ``L_col = mean((eps_c - collage)^2)`` with ``eps_c`` the centred patch of the noise window,
    ``L_tile = mean(mask * (eps - tile)^2)`` (divided by all pixels, not the mask sum);
    the loss is their unweighted sum.
+
+Optionally (``loss_weighting="min_snr"``, not in the published code) every sample's two MSEs
+are weighted by its min-SNR-gamma weight (Hang et al. 2023, :func:`min_snr_weights`), which
+evens out how much the timesteps pull on the network.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ import torch.nn.functional as F
 from napari_teramind.diffusion.parameterization import training_target
 from napari_teramind.diffusion.schedule import NoiseSchedule
 
-__all__ = ["collage_training_losses", "cut_window_patches"]
+__all__ = [
+    "LOSS_WEIGHTINGS",
+    "collage_training_losses",
+    "cut_window_patches",
+    "min_snr_weights",
+]
+
+#: ``"none"``: the published unweighted MSE; ``"min_snr"``: min-SNR-gamma weights.
+LOSS_WEIGHTINGS = ("none", "min_snr")
 
 
 class _PatchGeometry(Protocol):
@@ -73,12 +85,51 @@ def cut_window_patches(x: torch.Tensor, row: int, col: int, size: int) -> torch.
     return tiles.permute(order).reshape(4 * b, *middle, size, size)
 
 
+def min_snr_weights(snr: torch.Tensor, prediction: str, gamma: float = 5.0) -> torch.Tensor:
+    """The min-SNR-gamma loss weight of every sample (Hang et al. 2023, eq. 11 and 12).
+
+    The weight makes the MSE on the network's output equal ``min(SNR, gamma)`` times the MSE
+    on ``x0`` it implies: with ``SNR = abar / (1 - abar)``,
+
+    * ``x0`` prediction: ``min(SNR, gamma)``;
+    * ``eps`` prediction (``|eps error|^2 = SNR |x0 error|^2``): ``min(SNR, gamma) / SNR``;
+    * ``v`` prediction (``|v error|^2 = (SNR + 1) |x0 error|^2``):
+      ``min(SNR, gamma) / (SNR + 1)``.
+
+    Parameters
+    ----------
+    snr
+        Signal-to-noise ratios ``abar_t / (1 - abar_t)``, any shape.
+    prediction
+        What the network predicts: ``"eps"``, ``"v"`` or ``"x0"``.
+    gamma
+        The clamp (the paper's default 5).
+
+    Returns
+    -------
+    torch.Tensor
+        The weights, shaped like ``snr``.
+    """
+    if not gamma > 0:
+        raise ValueError(f"the min-SNR gamma must be positive, not {gamma}")
+    clamped = torch.clamp(snr, max=gamma)
+    if prediction == "eps":
+        return clamped / snr
+    if prediction == "v":
+        return clamped / (snr + 1.0)
+    if prediction == "x0":
+        return clamped
+    raise ValueError(f"prediction must be 'eps', 'v' or 'x0', not {prediction!r}")
+
+
 def collage_training_losses(
     model: _TrainableModel,
     x0: torch.Tensor,
     genes: torch.Tensor,
     schedule: NoiseSchedule | None = None,
     generator: torch.Generator | None = None,
+    loss_weighting: str = "none",
+    snr_gamma: float = 5.0,
 ) -> dict[str, torch.Tensor]:
     """Compute the published training loss for one batch.
 
@@ -98,13 +149,22 @@ def collage_training_losses(
         Noise schedule (default: the published linear schedule).
     generator
         Source of all randomness (timesteps, noise, window); its device is used for drawing.
+    loss_weighting
+        ``"none"`` (published: every sample's MSE counts alike) or ``"min_snr"`` (each
+        sample's collage and tile MSE times :func:`min_snr_weights` of its timestep for the
+        model's prediction type). The draws are the same either way.
+    snr_gamma
+        The min-SNR clamp ``gamma``.
 
     Returns
     -------
     dict of str to torch.Tensor
-        ``loss`` (= ``collage + tile``), ``collage``, ``tile``, and the draws ``t`` ``(B,)``
-        and ``window`` ``(2,)`` for logging.
+        ``loss`` (= ``collage + tile``), ``collage``, ``tile`` (weighted when
+        ``loss_weighting`` says so), and the draws ``t`` ``(B,)`` and ``window`` ``(2,)`` for
+        logging.
     """
+    if loss_weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, not {loss_weighting!r}")
     schedule = NoiseSchedule.linear() if schedule is None else schedule
     cfg = model.config
     patch, block = int(cfg.patch_size), int(cfg.gene_block_px)
@@ -140,8 +200,20 @@ def collage_training_losses(
     target_centre = target_window[..., half : half + patch, half : half + patch]
 
     out = model(x_tiles, gene_tiles, t, (b, 2, 2), decoders=("collage", "tile"))
-    loss_collage = (target_centre - out["collage"].float()).pow(2).mean()
-    loss_tile = (mask_tiles * (target_tiles - out["tile"].float()).pow(2)).mean()
+    if loss_weighting == "none":  # the published loss, bit for bit
+        loss_collage = (target_centre - out["collage"].float()).pow(2).mean()
+        loss_tile = (mask_tiles * (target_tiles - out["tile"].float()).pow(2)).mean()
+    else:
+        abar = schedule.alphas_cumprod[t.to("cpu").long()]
+        snr = abar / (1.0 - abar)
+        prediction = getattr(cfg, "prediction", "eps")
+        weight = min_snr_weights(snr, prediction, snr_gamma).to(x0.device, torch.float32)
+        # Per-sample MSEs (tiles are ordered sample, row, column: 4 per sample), weighted,
+        # then averaged: with all weights 1 this is the unweighted loss.
+        col = (target_centre - out["collage"].float()).pow(2).flatten(1).mean(1)
+        tile = (mask_tiles * (target_tiles - out["tile"].float()).pow(2)).flatten(1).mean(1)
+        loss_collage = (weight * col).mean()
+        loss_tile = (weight * tile.reshape(b, 4).mean(1)).mean()
     return {
         "loss": loss_collage + loss_tile,
         "collage": loss_collage,

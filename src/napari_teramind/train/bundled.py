@@ -5,7 +5,8 @@
 :func:`bundled_train_config`, measures how well generated images follow the genes
 (:func:`gene_following_scores`) and exports the checkpoint to ``OUT/bundled`` (with ``--install``
 also into the package). The checkpoint's ``provenance.bundled_recipe`` records the command,
-steps, wall time, final and held-out losses and the quality figures.
+steps, wall time, final and held-out losses and the quality figures. A run that keeps an EMA
+of its weights (``--ema-decay``) exports the EMA weights (``provenance.weights == "ema"``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from napari_teramind.store import BrainStore, GenePanel
 from napari_teramind.train.loop import (
     EVAL_INDEX0,
     TrainConfig,
+    checkpoint_weights,
     evaluate_loss,
     latest_checkpoint,
     read_loss_csv,
@@ -58,6 +60,9 @@ def bundled_train_config(
     store: str | os.PathLike[str],
     steps: int = BUNDLED_STEPS,
     cooldown_steps: int = BUNDLED_COOLDOWN,
+    ema_decay: float = 0.0,
+    loss_weighting: str = "none",
+    keep_every: int = 0,
 ) -> TrainConfig:
     """The training configuration of the bundled model on the phantom ``store``.
 
@@ -69,6 +74,8 @@ def bundled_train_config(
     The last ``cooldown_steps`` decay the rate towards zero: at a constant 1e-3 the weights keep
     jumping (checkpoints 100 steps apart differ by a factor of 3 in image brightness error),
     and the cooldown lets them settle.
+    ``ema_decay``, ``loss_weighting`` and ``keep_every`` are the :class:`TrainConfig` options
+    of the same names (the shipped model: no EMA, unweighted loss).
     """
     return TrainConfig(
         stores=(str(store),),
@@ -86,6 +93,9 @@ def bundled_train_config(
         checkpoint_every=100,
         log_every=10,
         keep_checkpoints=3,
+        keep_every=int(keep_every),
+        ema_decay=float(ema_decay),
+        loss_weighting=loss_weighting,
     )
 
 
@@ -191,16 +201,22 @@ def gene_following_scores(
 def export_bundled(
     checkpoint: str | os.PathLike[str], dest: str | os.PathLike[str], recipe: dict[str, Any]
 ) -> Path:
-    """Write the weights of ``checkpoint`` to ``dest`` with ``recipe`` in the provenance."""
+    """Write the weights of ``checkpoint`` to ``dest`` with ``recipe`` in the provenance.
+
+    A training checkpoint holding EMA weights exports those; ``provenance.weights`` says which
+    (``"ema"`` or ``"raw"``).
+    """
     from napari_teramind.model.checkpoint import load_checkpoint, save_checkpoint
 
-    model, info = load_checkpoint(checkpoint)
+    path, which = checkpoint_weights(checkpoint)
+    model, info = load_checkpoint(path)
     provenance = {
         k: v
         for k, v in info.provenance.items()
         if k not in ("weights_sha256", "created", "package_version")
     }
     provenance["source"] = "napari-teramind train-bundled"
+    provenance.setdefault("weights", which)
     provenance["bundled_recipe"] = recipe
     state = {k: v for k, v in info.training_state.items() if k != "grad_scaler"}
     save_checkpoint(dest, model, None, info.gene_names, state, provenance)
@@ -221,7 +237,8 @@ def finish_bundled(
     if latest is None:
         raise FileNotFoundError(f"{run_dir} holds no checkpoint; train first")
     step, path = latest
-    model, info = load_checkpoint(path)
+    weights, which = checkpoint_weights(path)
+    model, info = load_checkpoint(weights)
     cols = read_loss_csv(Path(run_dir) / "loss.csv")
     keep = cols["step"] <= step
     last = cols["loss"][keep][-5:]
@@ -236,10 +253,13 @@ def finish_bundled(
         "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores, shared)",
         "final_loss": round(float(last.mean()), 4),
         "final_loss_note": "mean of the last 5 logged training losses (collage + tile MSE)",
+        "weights": which,
         "heldout_loss": round(evaluate_loss(model, holdout, n=16), 4),
         "train_config": {k: v for k, v in info.provenance["train_config"].items() if k != "stores"},
         "phantom": "default PhantomSpec() (seed 0, 8 x 2048 x 3072 px, 48 genes)",
     }
+    if which == "ema":  # the raw weights' figure beside it, on the same draws
+        recipe["heldout_loss_raw"] = round(evaluate_loss(load_checkpoint(path)[0], holdout, 16), 4)
     recipe["gene_following"] = gene_following_scores(model, store, info.gene_names, n_crops=n_crops)
     return export_bundled(path, dest, recipe), recipe
 
@@ -249,6 +269,9 @@ def train_bundled(
     steps: int = BUNDLED_STEPS,
     cooldown_steps: int = BUNDLED_COOLDOWN,
     install: bool = False,
+    ema_decay: float = 0.0,
+    loss_weighting: str = "none",
+    keep_every: int = 0,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
@@ -265,6 +288,8 @@ def train_bundled(
         Learning-rate cooldown at the end (the shipped model: :data:`BUNDLED_COOLDOWN`).
     install
         Also replace the model shipped inside the package.
+    ema_decay, loss_weighting, keep_every
+        As in :class:`~napari_teramind.train.loop.TrainConfig` (the shipped model: 0, "none", 0).
     progress, should_stop
         As in :func:`~napari_teramind.train.loop.train`.
 
@@ -282,11 +307,17 @@ def train_bundled(
         BrainStore.open(phantom)
     except Exception:  # absent or incomplete: (re)write it, deterministic from the spec
         write_phantom(phantom, PhantomSpec(), overwrite=True)
-    cfg = bundled_train_config(phantom, steps, cooldown_steps)
+    cfg = bundled_train_config(
+        phantom, steps, cooldown_steps, ema_decay, loss_weighting, keep_every
+    )
     result = train(cfg, out / "run", device="cpu", progress=progress, should_stop=should_stop)
     if result.step < steps:
         raise RuntimeError(f"training stopped at step {result.step}; run again to resume")
     command = f"teramind train-bundled OUT --steps {steps} --cooldown-steps {cooldown_steps}"
+    if ema_decay:
+        command += f" --ema-decay {ema_decay}"
+    if loss_weighting != "none":
+        command += f" --loss-weighting {loss_weighting}"
     dest, recipe = finish_bundled(out / "run", phantom, out / "bundled", command)
     if install:
         from napari_teramind.model import bundled

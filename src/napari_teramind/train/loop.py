@@ -6,6 +6,7 @@ A run lives in one directory::
       run.json                  the TrainConfig (a resumed run must match it)
       checkpoints/step_000500/  model.safetensors + model.json (our checkpoint format)
                                optimizer.safetensors + optimizer.json
+                               ema/model.safetensors + model.json (with ema_decay > 0)
       last.json                 {"step": 500, "path": "checkpoints/step_000500"}, written last
       loss.csv                  one row per logged step
       loss.png, preview_*.png   loss curve and generated previews
@@ -38,10 +39,13 @@ import torch
 
 from napari_teramind.store import BrainStore, GenePanel
 from napari_teramind.store.atomic import read_json, write_json_atomic
+from napari_teramind.train.ema import ModelEMA
 from napari_teramind.train.optimizer_state import load_optimizer, save_optimizer
 from napari_teramind.train.patches import PatchSampler
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: The sub-directory of a step checkpoint holding the EMA weights (a checkpoint of its own).
+EMA_DIR = "ema"
 
 #: Options that may change when a run is resumed: none of them changes a random draw, so a run
 #: extended from ``steps=k`` to ``steps=n`` equals one trained to ``n`` at once. ``steps`` and
@@ -56,6 +60,7 @@ RESUMABLE_CHANGES = frozenset(
         "preview_every",
         "num_workers",
         "keep_checkpoints",
+        "keep_every",
     }
 )
 
@@ -103,6 +108,16 @@ class TrainConfig:
         Loader processes that prefetch crops.
     keep_checkpoints
         How many step checkpoints to keep (the newest).
+    keep_every
+        Also keep, for ever, every checkpoint whose step is a multiple of this (0 = none):
+        the points of a learning curve (``benchmarks/learning_curve.py``).
+    ema_decay
+        Keep an exponential moving average of the weights with this decay
+        (:mod:`~napari_teramind.train.ema`; e.g. 0.999), saved in every checkpoint's ``ema/``;
+        0 (the default, as published) keeps none.
+    loss_weighting, snr_gamma
+        ``"none"`` (published) or ``"min_snr"``: min-SNR-``snr_gamma`` weights on every
+        sample's loss (:func:`~napari_teramind.diffusion.losses.min_snr_weights`).
     """
 
     stores: tuple[str, ...]
@@ -125,8 +140,14 @@ class TrainConfig:
     precision: str = "fp32"
     num_workers: int = 0
     keep_checkpoints: int = 3
+    keep_every: int = 0
+    ema_decay: float = 0.0
+    loss_weighting: str = "none"
+    snr_gamma: float = 5.0
 
     def __post_init__(self) -> None:
+        from napari_teramind.diffusion.losses import LOSS_WEIGHTINGS
+
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         for name in ("steps", "batch_size", "accumulate", "checkpoint_every", "log_every"):
@@ -136,6 +157,18 @@ class TrainConfig:
             raise ValueError("no brain store to train on; give at least one store path")
         if not self.lr > 0 or not self.grad_clip > 0:
             raise ValueError("lr and grad_clip must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(
+                f"ema_decay must be 0 (no EMA) or lie in (0, 1), e.g. 0.999; not {self.ema_decay}"
+            )
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(
+                f"loss_weighting must be one of {LOSS_WEIGHTINGS}, not {self.loss_weighting!r}"
+            )
+        if not self.snr_gamma > 0:
+            raise ValueError(f"snr_gamma must be positive, not {self.snr_gamma}")
+        if self.keep_every < 0:
+            raise ValueError(f"keep_every must be 0 (off) or positive, not {self.keep_every}")
         if not 0 <= self.cooldown_steps <= self.steps:
             raise ValueError(
                 f"cooldown_steps must be between 0 and steps ({self.steps}), "
@@ -305,7 +338,11 @@ def train(
         Stop (with a checkpoint) after this many steps; for tests of resuming.
     """
     from napari_teramind.diffusion import collage_training_losses
-    from napari_teramind.model.checkpoint import load_checkpoint, save_checkpoint
+    from napari_teramind.model.checkpoint import (
+        is_native_checkpoint,
+        load_checkpoint,
+        save_checkpoint,
+    )
 
     world, rank, local = _dist_info()
     if device is None:
@@ -318,7 +355,8 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     run_json = run / "run.json"
     if run_json.exists():
-        saved, new = read_json(run_json), cfg.to_dict()
+        # Through TrainConfig, so options added since the run began read as their defaults.
+        saved, new = TrainConfig.from_dict(read_json(run_json)).to_dict(), cfg.to_dict()
         diff = sorted(
             k
             for k in saved.keys() | new.keys()
@@ -342,18 +380,28 @@ def train(
     sampler = PatchSampler(
         cfg.stores, panel, crop=cfg.crop, holdout_slices=cfg.holdout_slices, seed=cfg.seed
     )
-    start, seconds0 = 0, 0.0
+    start, seconds0, cpu0 = 0, 0.0, 0.0
     resumed = latest_checkpoint(run)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
+    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema_decay else None
     if resumed is not None:
         start, ck = resumed
         loaded, info = load_checkpoint(ck, map_location=device)
         model.load_state_dict(loaded.state_dict())
         load_optimizer(optimizer, ck / "optimizer")
         seconds0 = float(info.training_state.get("train_seconds", 0.0))
+        cpu0 = float(info.training_state.get("train_cpu_seconds", 0.0))
         if info.training_state.get("grad_scaler"):
             scaler.load_state_dict(info.training_state["grad_scaler"])
+        if ema is not None:
+            if not is_native_checkpoint(ck / EMA_DIR):
+                raise FileNotFoundError(
+                    f"{ck} holds no EMA weights ({EMA_DIR}/) although the run keeps an EMA; "
+                    "the checkpoint is incomplete: delete it (and point last.json at the "
+                    "previous one) or start a new run directory"
+                )
+            ema.load_weights(load_checkpoint(ck / EMA_DIR, map_location=device)[0])
         if rank == 0:
             _truncate_csv(run / "loss.csv", start)  # rows logged after the checkpoint are redone
     model.train()
@@ -381,7 +429,7 @@ def train(
     )
     batches = iter(loader)
     log_rows: list[dict[str, float]] = []
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     step = start
     ck_path = resumed[1] if resumed else None
 
@@ -394,28 +442,35 @@ def train(
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            save_checkpoint(
-                tmp,
-                model,
-                None,
-                panel.names,
-                training_state={
-                    "global_step": step,
-                    "steps": cfg.steps,
-                    "seed": cfg.seed,
-                    "grad_scaler": scaler.state_dict(),
-                    "train_seconds": seconds0 + time.perf_counter() - t_start,
-                },
-                provenance={
-                    "source": "napari-teramind train",
-                    "train_config": cfg.to_dict(),
-                    "stores": [str(s) for s in cfg.stores],
-                },
-            )
+            state = {
+                "global_step": step,
+                "steps": cfg.steps,
+                "seed": cfg.seed,
+                "grad_scaler": scaler.state_dict(),
+                "train_seconds": seconds0 + time.perf_counter() - t_start,
+                # CPU time of this process, all threads (learning curves: quality per CPU-hour)
+                "train_cpu_seconds": cpu0 + time.process_time() - cpu_start,
+                "torch_threads": torch.get_num_threads(),
+            }
+            provenance = {
+                "source": "napari-teramind train",
+                "train_config": cfg.to_dict(),
+                "stores": [str(s) for s in cfg.stores],
+            }
+            save_checkpoint(tmp, model, None, panel.names, state, provenance)
             save_optimizer(optimizer, tmp / "optimizer")
+            if ema is not None:  # a checkpoint of its own: loadable, verified, no pickle
+                save_checkpoint(
+                    tmp / EMA_DIR,
+                    ema.model,
+                    None,
+                    panel.names,
+                    {**state, "ema_decay": cfg.ema_decay, "ema_updates": step},
+                    {**provenance, "weights": "ema"},
+                )
             os.replace(tmp, path)
             write_json_atomic(run / "last.json", {"step": step, "path": str(path.relative_to(run))})
-            _prune(run / "checkpoints", cfg.keep_checkpoints)
+            _prune(run / "checkpoints", cfg.keep_checkpoints, cfg.keep_every)
         if world > 1:
             torch.distributed.barrier()
         return path
@@ -430,7 +485,14 @@ def train(
             torch.manual_seed(seed)  # dropout masks
             gen = torch.Generator(device="cpu").manual_seed(seed)
             with _autocast(cfg.precision, device):
-                losses = collage_training_losses(net, img, genes, generator=gen)
+                losses = collage_training_losses(
+                    net,
+                    img,
+                    genes,
+                    generator=gen,
+                    loss_weighting=cfg.loss_weighting,
+                    snr_gamma=cfg.snr_gamma,
+                )
             loss = losses["loss"] / cfg.accumulate
             scaler.scale(loss).backward()
             for k in sums:
@@ -448,6 +510,8 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         step += 1
+        if ema is not None:
+            ema.update(model, step)
         row = {
             "step": step,
             **sums,
@@ -475,9 +539,11 @@ def train(
     return TrainResult(run, ck_path, step, log_rows, time.perf_counter() - t_start)
 
 
-def _prune(folder: Path, keep: int) -> None:
+def _prune(folder: Path, keep: int, keep_every: int = 0) -> None:
     steps = sorted(p for p in folder.glob("step_*") if p.is_dir())
     for p in steps[:-keep] if keep > 0 else []:
+        if keep_every and int(p.name.split("_")[1]) % keep_every == 0:
+            continue  # a learning-curve point
         shutil.rmtree(p, ignore_errors=True)
 
 
@@ -599,6 +665,33 @@ def save_preview(model, sampler: PatchSampler, path: Path, device, index: int = 
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def checkpoint_weights(path: str | os.PathLike[str], use_ema: bool = True) -> tuple[Path, str]:
+    """The weights of step checkpoint ``path`` to use, and which they are.
+
+    Returns ``(path / "ema", "ema")`` when the checkpoint holds EMA weights and ``use_ema``,
+    else ``(path, "raw")``.
+    """
+    from napari_teramind.model.checkpoint import is_native_checkpoint
+
+    path = Path(path)
+    if use_ema and is_native_checkpoint(path / EMA_DIR):
+        return path / EMA_DIR, "ema"
+    return path, "raw"
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every complete step checkpoint of a run, oldest first."""
+    from napari_teramind.model.checkpoint import is_native_checkpoint
+
+    folder = Path(run_dir) / "checkpoints"
+    found = [
+        (int(p.name.split("_")[1]), p)
+        for p in folder.glob("step_*")
+        if p.is_dir() and is_native_checkpoint(p)
+    ]
+    return sorted(found)
 
 
 #: Sample indices from here on are never drawn by a training run of realistic length.
