@@ -54,7 +54,7 @@ def held_out_phantom(path: Path, seed: int) -> BrainStore:
         store = BrainStore.open(path)
         if store.metadata.get("phantom", {}).get("spec") == spec.to_dict():
             return store
-    except Exception:  # noqa: BLE001 - missing or incomplete: write it
+    except Exception:  # missing or incomplete: write it
         pass
     return write_phantom(path, spec, overwrite=True, workers=1, executor="thread")
 

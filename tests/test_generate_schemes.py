@@ -1,5 +1,7 @@
 """Sampling schemes: moved and fused grids keep tiled == global, resumability and the ROI API."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -80,7 +82,7 @@ def test_scheme_grids():
     assert step_grids("collage", 0, 15).passes == ((0, 0),)
     frames = [step_grids("shifted", s, 15).frame for s in range(15)]
     assert frames[-1] == (0, 0)  # the last step writes the output on the plan's blocks
-    assert all(a != b for a, b in zip(frames, frames[1:], strict=False))  # seams move each step
+    assert all(a != b for a, b in itertools.pairwise(frames))  # seams move each step
     assert all(p % 16 == 0 and 0 <= p < 64 for f in frames for p in f)  # whole gene blocks
     fused = [step_grids("shifted-fused", s, 15) for s in range(15)]
     assert [len(g.passes) for g in fused] == [1] * (15 - FUSED_STEPS) + [2] * FUSED_STEPS
@@ -161,3 +163,50 @@ def test_seam_ratio_sees_a_lattice_and_not_a_smooth_image():
     assert moved.worst in (0, 32)
     with pytest.raises(ValueError, match="too small"):
         seam_ratio(smooth[:32, :32])
+
+
+def test_job_resumes_with_its_scheme_and_old_specs_mean_collage(store, model, gene_names,
+                                                                tmp_path):  # fmt: skip
+    """A stopped shifted-fused job resumes to the uninterrupted result; no scheme = collage."""
+    import json
+
+    from napari_teramind.generate.executors import iter_job, run_job
+    from napari_teramind.generate.job import JobDir, JobSpec, create_job
+    from napari_teramind.model import save_checkpoint
+
+    save_checkpoint(tmp_path / "model", model, None, gene_names)
+
+    def spec(out, **kw):
+        return JobSpec(source=str(store.path), model=str(tmp_path / "model"), region=REGION,
+                       slices=tuple(SLICES), output=str(out), seed=3, steps=STEPS,
+                       block_px=128, **kw)  # fmt: skip
+
+    def images(path):
+        y0, y1, x0, x1 = REGION
+        return np.asarray(BrainStore.open(path).images()[:, SLICES, y0:y1, x0:x1])
+
+    assert JobSpec.from_dict(spec("x").to_dict()).scheme == "shifted-fused"  # the default
+    whole = create_job(tmp_path / "whole", spec(tmp_path / "whole.zarr"))
+    run_job(whole.path)
+    job = create_job(tmp_path / "job", spec(tmp_path / "out.zarr"))
+    assert job.plan["generation"]["scheme"] == "shifted-fused"
+    it = iter_job(job.path)
+    for p in it:
+        if p.units_done == 5:  # inside step 1 (4 blocks per step)
+            break
+    it.close()
+    run_job(job.path)  # resume
+    assert np.array_equal(images(tmp_path / "out.zarr"), images(tmp_path / "whole.zarr"))
+    rec = BrainStore.open(tmp_path / "out.zarr").metadata["generated_regions"][-1]
+    assert rec["scheme"] == "shifted-fused"
+    # a spec.json written before schemes existed resumes with the published scheme
+    old = create_job(tmp_path / "old", spec(tmp_path / "old.zarr", scheme="collage"))
+    raw = json.loads((old.path / "spec.json").read_text())
+    del raw["scheme"], raw["plan"]["generation"]["scheme"]
+    (old.path / "spec.json").write_text(json.dumps(raw))
+    assert JobDir(old.path).spec.scheme == "collage"
+    run_job(old.path)
+    want = generate_global(plan_of(store, "collage"), model, store, gene_names=gene_names)
+    want = np.clip((want + 1) * 127.5, 0, 255).astype(np.uint8)
+    got = images(tmp_path / "old.zarr")
+    assert np.abs(got.astype(int) - np.stack([want[:, 0], want[:, 2]]).astype(int)).max() <= 1
