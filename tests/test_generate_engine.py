@@ -250,6 +250,7 @@ def test_generate_roi_writes_a_generated_store(store, model, gene_names, referen
         generate_roi(
             store, model, REGION, SLICES, seed=7, steps=STEPS, gene_names=gene_names,
             output=out_path, block_px=128, batch_size=2, workdir=tmp_path / "work",
+            scheme="collage",
         )
     )  # fmt: skip
     assert len(items) == STEPS * 2 * 2

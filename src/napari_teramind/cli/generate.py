@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from napari_teramind.generate.schemes import DEFAULT_SCHEME, SCHEMES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` and ``jobs`` sub-commands."""
@@ -26,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
+                   help="sampling scheme: where the patch grids sit at each step "
+                   f"('collage' is the published one; default {DEFAULT_SCHEME})")  # fmt: skip
     p.add_argument("--block-px", type=int, default=512, help="block edge in px (multiple of 64)")
     p.add_argument(
         "--batch-size", type=int, default=None, help="patches per forward (default: fit device)"
@@ -155,6 +160,7 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
         seed=args.seed,
         sampler=args.sampler,
         steps=args.steps,
+        scheme=args.scheme,
         block_px=args.block_px,
         batch_size=args.batch_size,
         executor=args.executor,

@@ -21,15 +21,18 @@ from .pipeline import (
 )
 from .regions import Region, grid_regions, sample_regions, tissue_mask
 from .report import EvaluationReport
+from .seams import SEAM_PERIOD, SeamRatio, seam_ratio
 
 __all__ = [
     "METRICS",
+    "SEAM_PERIOD",
     "VIEWS",
     "EvaluationProgress",
     "EvaluationReport",
     "Region",
     "RegionEvaluation",
     "RunningStats",
+    "SeamRatio",
     "TorchFeatures",
     "compare_with_phantom",
     "evaluate_region",
@@ -42,6 +45,7 @@ __all__ = [
     "nuclei_stats",
     "psnr",
     "sample_regions",
+    "seam_ratio",
     "segment_nuclei",
     "ssim",
     "tissue_mask",

@@ -33,12 +33,15 @@ from napari_teramind.generate.roi import (
     model_fingerprint,
     open_output_store,
 )
+from napari_teramind.generate.schemes import DEFAULT_SCHEME, SCHEMES, step_grids
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SCHEME",
     "HALO_PX",
     "PATCH_PX",
     "SAMPLERS",
+    "SCHEMES",
     "Block",
     "GeneSource",
     "GenerationPlan",
@@ -58,6 +61,7 @@ __all__ = [
     "run_unit",
     "snap_region",
     "state_index",
+    "step_grids",
     "to_uint8",
     "write_output_block",
 ]

@@ -43,6 +43,7 @@ def make_plan(spec: JobSpec, store: BrainStore | None = None) -> GenerationPlan:
         seed=spec.seed,
         steps=spec.steps,
         gene_block_px=store.gene_block_px,
+        scheme=spec.scheme,
     )
 
 
@@ -91,6 +92,7 @@ def _record(job: JobDir, model: Any, info: Any, missing: Any) -> dict[str, Any]:
         "slices": list(spec.slices),
         "seed": spec.seed,
         "sampler": spec.sampler,
+        "scheme": spec.scheme,
         "steps": spec.steps,
         "gene_blind": spec.gene_blind,
         "source_store": spec.source,

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "GeneSource",
     "create_state_arrays",
+    "fuse_passes",
     "generate_global",
     "open_state_arrays",
     "predict_noise",
@@ -181,16 +182,54 @@ def read_state(
 ) -> np.ndarray:
     """State ``(4, y1 - y0, x1 - x0)`` of a window (region-relative, zero outside the region).
 
-    Step 0 computes the initial noise; later steps read ``state_in``.
+    Step 0 computes the initial noise; later steps read ``state_in``, written by step
+    ``step - 1`` in its frame (stored that frame's phase further on, see
+    :meth:`GenerationPlan.extent`).
     """
     if step == 0:
         return initial_state(plan, pair, y0, y1, x0, x1)
+    oy, ox = plan.grids(step - 1).frame
     out = np.zeros((4, y1 - y0, x1 - x0), dtype=np.float32)
     cy0, cy1 = max(y0, 0), min(y1, plan.height)
     cx0, cx1 = max(x0, 0), min(x1, plan.width)
     if cy0 < cy1 and cx0 < cx1:
-        out[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = state_in[pair, :, cy0:cy1, cx0:cx1]
+        out[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = state_in[
+            pair, :, cy0 + oy : cy1 + oy, cx0 + ox : cx1 + ox
+        ]
     return out
+
+
+def _pass_window(
+    extent: tuple[int, int, int, int], phase: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Aligned px ``(a0, a1, b0, b1)`` of the phase-``phase`` patches covering ``extent``."""
+    y0, y1, x0, x1 = extent
+    py, px = phase
+    return (
+        (y0 + py) // PATCH_PX * PATCH_PX - py,
+        -(-(y1 + py) // PATCH_PX) * PATCH_PX - py,
+        (x0 + px) // PATCH_PX * PATCH_PX - px,
+        -(-(x1 + px) // PATCH_PX) * PATCH_PX - px,
+    )
+
+
+def fuse_passes(
+    plan: GenerationPlan, step: int, extent: tuple[int, int, int, int], eps: list[torch.Tensor]
+) -> torch.Tensor:
+    """Fuse the noise predictions of a step's passes over ``extent`` (one pass: as is).
+
+    Each pass is weighted by :func:`~napari_teramind.generate.schemes.fusion_weight` of its
+    phase (a function of region-relative position only, so every block fuses the same way).
+    """
+    import torch
+
+    from napari_teramind.generate.schemes import fusion_weight
+
+    if len(eps) == 1:
+        return eps[0]
+    weights = [torch.from_numpy(fusion_weight(q, *extent)) for q in plan.grids(step).passes]
+    num = sum(w * e for w, e in zip(weights, eps, strict=True))
+    return num / sum(weights)
 
 
 # ---------------------------------------------------------------------- model calls
@@ -375,7 +414,9 @@ def run_unit(
     Returns
     -------
     np.ndarray
-        The clamped ``x0`` estimate ``(4, h, w)`` float32 of the block (model channel order).
+        The clamped ``x0`` estimate ``(4, h, w)`` float32 (model channel order) over
+        :meth:`GenerationPlan.unit_window` (the block itself for ``"collage"`` and at the last
+        step; the block moved by the step's frame phase otherwise).
     """
     import torch
 
@@ -394,24 +435,48 @@ def run_unit(
         raise ValueError(f"step {step} needs the state array of step {step} (state_in)")
     sched = schedule or _schedule(plan)
     model.eval()
-    wy0, wy1 = blk.y0 - HALO_PX, blk.y1 + HALO_PX
-    wx0, wx1 = blk.x0 - HALO_PX, blk.x1 + HALO_PX
-    window = read_state(plan, state_in, step, blk.pair, wy0, wy1, wx0, wx1)
-    genes = genes_src.window(plan, blk.pair, wy0, wy1, wx0, wx1)
+    grids = plan.grids(step)
+    extent = plan.extent(step, blk)
     t = int(sched.timesteps[step])
+    x_t = None
+    eps_passes = []
     with torch.inference_mode():
-        eps = predict_noise(
-            model, window, genes, t, batch_size=batch_size, device=device, bf16=bf16
-        )
-        x_t = torch.from_numpy(window[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX].copy())
+        for q in grids.passes:  # the first pass is the frame's: its window is the extent's
+            a0, a1, b0, b1 = _pass_window(extent, q)
+            wy0, wy1, wx0, wx1 = a0 - HALO_PX, a1 + HALO_PX, b0 - HALO_PX, b1 + HALO_PX
+            window = read_state(plan, state_in, step, blk.pair, wy0, wy1, wx0, wx1)
+            genes = genes_src.window(plan, blk.pair, wy0, wy1, wx0, wx1)
+            eps = predict_noise(
+                model, window, genes, t, batch_size=batch_size, device=device, bf16=bf16
+            )
+            ey0, ey1, ex0, ex1 = extent[0] - a0, extent[1] - a0, extent[2] - b0, extent[3] - b0
+            eps_passes.append(eps[:, ey0:ey1, ex0:ex1])
+            if x_t is None:
+                x_t = torch.from_numpy(window[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX].copy())
+        eps = fuse_passes(plan, step, extent, eps_passes)
         x_next, x0 = ddim_step_cpu(x_t, eps, step, sched)
     x_next_np = x_next.numpy()
     x0_np = x0.numpy()
+    y0, y1, x0_, x1 = extent
+    inside = (
+        slice(max(0, -y0), min(y1, plan.height) - y0),
+        slice(max(0, -x0_), min(x1, plan.width) - x0_),
+    )
     if state_out is not None:
-        state_out[blk.pair, :, blk.y0 : blk.y1, blk.x0 : blk.x1] = x_next_np
+        if (y0, y1, x0_, x1) != (blk.y0, blk.y1, blk.x0, blk.x1):  # a moved frame
+            x_next_np = np.where(_inside_mask(x_next_np.shape, inside), x_next_np, 0.0)
+        fy, fx = grids.frame
+        state_out[blk.pair, :, y0 + fy : y1 + fy, x0_ + fx : x1 + fx] = x_next_np
     if output is not None and step == plan.steps - 1:
         write_output_block(plan, output, blk, x0_np)
-    return x0_np
+    return x0_np[:, inside[0], inside[1]]
+
+
+def _inside_mask(shape: tuple[int, ...], inside: tuple[slice, slice]) -> np.ndarray:
+    """Boolean mask ``(1, h, w)``: True on the pixels of a moved extent inside the region."""
+    mask = np.zeros((1, *shape[-2:]), dtype=bool)
+    mask[:, inside[0], inside[1]] = True
+    return mask
 
 
 def ddim_step_cpu(x_t, eps, step: int, schedule):
@@ -454,23 +519,35 @@ def generate_global(
     device = torch.device(device)
     model.eval()
     h, w = plan.height, plan.width
-    p1, p2 = h // PATCH_PX + 1, w // PATCH_PX + 1
+    extent = (0, h, 0, w)
     results = []
     for pair in range(len(plan.pairs)):
         x = torch.from_numpy(initial_state(plan, pair, 0, h, 0, w))
-        genes = torch.from_numpy(
-            genes_src.window(plan, pair, -HALO_PX, h + HALO_PX, -HALO_PX, w + HALO_PX)
-        )
-        g = _cut_patches(genes, PATCH_PX // plan.gene_block_px).to(device)
+        genes: dict[tuple[int, int], torch.Tensor] = {}
         x0 = x
         for step in range(plan.steps):
             t = int(sched.timesteps[step])
-            padded = torch.nn.functional.pad(x, (HALO_PX,) * 4)
-            with torch.inference_mode(), _autocast(device, bf16):
-                feats = model.encode(_cut_patches(padded, PATCH_PX).to(device), g, t)
-                out = model.decode_collage(feats, (1, p1, p2), t).float().cpu()
-            eps = to_eps(model.config.prediction, _assemble(out, p1 - 1, p2 - 1), x,
-                         sched.alphas_cumprod[step])  # fmt: skip
+            eps_passes = []
+            for q in plan.grids(step).passes:
+                a0, a1, b0, b1 = _pass_window(extent, q)
+                if q not in genes:
+                    window = genes_src.window(
+                        plan, pair, a0 - HALO_PX, a1 + HALO_PX, b0 - HALO_PX, b1 + HALO_PX
+                    )
+                    genes[q] = _cut_patches(
+                        torch.from_numpy(window), PATCH_PX // plan.gene_block_px
+                    ).to(device)
+                p1, p2 = (a1 - a0) // PATCH_PX + 1, (b1 - b0) // PATCH_PX + 1
+                pad = (HALO_PX - b0, b1 + HALO_PX - w, HALO_PX - a0, a1 + HALO_PX - h)
+                padded = torch.nn.functional.pad(x, pad)
+                with torch.inference_mode(), _autocast(device, bf16):
+                    feats = model.encode(_cut_patches(padded, PATCH_PX).to(device), genes[q], t)
+                    out = model.decode_collage(feats, (1, p1, p2), t).float().cpu()
+                aligned = padded[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]
+                eps = to_eps(model.config.prediction, _assemble(out, p1 - 1, p2 - 1), aligned,
+                             sched.alphas_cumprod[step])  # fmt: skip
+                eps_passes.append(eps[:, -a0 : h - a0, -b0 : w - b0])
+            eps = fuse_passes(plan, step, extent, eps_passes)
             x, x0 = ddim_step_cpu(x, eps, step, sched)
         results.append(x0.numpy())
     return np.stack(results)

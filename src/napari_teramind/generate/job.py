@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_teramind.generate.claims import DEFAULT_LEASE_S, ClaimBoard
+from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
 from napari_teramind.store.atomic import read_json, write_json_atomic
 
 SPEC_FILE = "spec.json"
@@ -65,6 +66,9 @@ class JobSpec:
         Slice indices of the source store to generate.
     seed, sampler, steps
         Initial-noise seed, sampler name and number of sampler steps.
+    scheme
+        Sampling scheme (where the patch grids sit at each step). A spec written before
+        schemes existed has none and resumes with ``"collage"``, the scheme it started with.
     block_px
         Edge of a block (one work unit per step) in pixels; a multiple of 64.
     batch_size
@@ -90,6 +94,7 @@ class JobSpec:
     seed: int = 0
     sampler: str = "ddim"
     steps: int = 15
+    scheme: str = DEFAULT_SCHEME
     block_px: int = 512
     batch_size: int | None = None
     executor: str = "inprocess"
@@ -116,6 +121,7 @@ class JobSpec:
         if unknown:
             raise ValueError(f"unknown job spec fields {sorted(unknown)}: spec.json is damaged")
         kw = {k: v for k, v in d.items() if k in names}
+        kw.setdefault("scheme", LEGACY_SCHEME)  # specs older than schemes ran "collage"
         kw["region"] = tuple(int(v) for v in kw["region"])
         kw["slices"] = tuple(int(v) for v in kw["slices"])
         if kw.get("devices"):
@@ -370,6 +376,7 @@ def _validate_spec(spec: JobSpec) -> None:
         raise ValueError(f"unknown executor {spec.executor!r}; use one of {', '.join(EXECUTORS)}")
     if spec.steps < 1:
         raise ValueError(f"steps must be at least 1, got {spec.steps}")
+    check_scheme(spec.scheme)
     if spec.block_px < 64 or spec.block_px % 64:
         raise ValueError(
             f"block size {spec.block_px} px is not a positive multiple of 64 (the patch size); "

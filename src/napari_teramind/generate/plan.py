@@ -22,6 +22,12 @@ genes are the real counts wherever the canvas has them and zero outside the canv
 engine and the global reference pass use the same rule, so tiling never changes the result.
 
 Units of work are ``(step, block)``; the blocks of one step are independent.
+
+Schemes (:mod:`~napari_teramind.generate.schemes`) other than the published ``"collage"`` move
+the grids by a phase ``p`` at some steps. A step's blocks are then cut on its frame grid: block
+``k`` covers region rows ``k B - p .. (k + 1) B - p`` (the last one up to the region's end plus
+the overhang of its last patch), and the state it writes is stored ``p`` px further on, in
+arrays 64 px larger than the region, so that the blocks of a step still write disjoint chunks.
 """
 
 from __future__ import annotations
@@ -157,6 +163,10 @@ class GenerationPlan:
         DDIM steps.
     gene_block_px
         Gene block side of the store (16 for every published model).
+    scheme
+        Sampling scheme (:data:`~napari_teramind.generate.schemes.SCHEMES`); the dataclass
+        default is the published ``"collage"``, the user-facing entry points default to
+        :data:`~napari_teramind.generate.schemes.DEFAULT_SCHEME`.
     """
 
     canvas: tuple[int, int, int]
@@ -166,6 +176,7 @@ class GenerationPlan:
     seed: int = 0
     steps: int = 15
     gene_block_px: int = 16
+    scheme: str = "collage"
     blocks: tuple[Block, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -200,6 +211,14 @@ class GenerationPlan:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        from napari_teramind.generate.schemes import PHASE_UNIT, check_scheme
+
+        check_scheme(self.scheme)
+        if self.scheme != "collage" and PHASE_UNIT % gb:
+            raise ValueError(
+                f"scheme {self.scheme!r} moves grids by {PHASE_UNIT} px, which is not a whole "
+                f"number of {gb} px gene blocks; use scheme='collage'"
+            )
         blocks = []
         for p in range(len(self.pairs)):
             for r, by in enumerate(range(0, y1 - y0, self.block_px)):
@@ -269,12 +288,41 @@ class GenerationPlan:
         return len(self.pairs) * (self.height // PATCH_PX) * (self.width // PATCH_PX)
 
     @property
-    def state_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one state array: ``(pairs, 4, height, width)`` float32.
+    def frame_pad(self) -> int:
+        """Extra px of the state arrays below and right of the region (0 for ``"collage"``)."""
+        return 0 if self.scheme == "collage" else PATCH_PX
 
-        Channels are in model order ``[DAPI 2k, DAPI 2k+1, PolyT 2k, PolyT 2k+1]``.
+    @property
+    def state_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one state array: ``(pairs, 4, height + pad, width + pad)`` float32.
+
+        Channels are in model order ``[DAPI 2k, DAPI 2k+1, PolyT 2k, PolyT 2k+1]``; ``pad`` is
+        :attr:`frame_pad`.
         """
-        return len(self.pairs), 4, self.height, self.width
+        pad = self.frame_pad
+        return len(self.pairs), 4, self.height + pad, self.width + pad
+
+    def grids(self, step: int):
+        """:class:`~napari_teramind.generate.schemes.StepGrids` of ``step`` (run order)."""
+        from napari_teramind.generate.schemes import step_grids
+
+        return step_grids(self.scheme, step, self.steps)
+
+    def extent(self, step: int, block: int | Block) -> tuple[int, int, int, int]:
+        """Region px ``(y0, y1, x0, x1)`` that ``block`` computes at ``step``.
+
+        The plan's block moved by the step's frame phase ``p``: ``(block.y0 - p, ...)``. The
+        last block of a row or column reaches the end of the frame grid (the region end plus
+        ``64 - p`` when ``p > 0``), so the blocks of a step cover the region exactly once. The
+        extent may leave the region by less than a patch; those pixels are computed and
+        dropped. For ``"collage"`` (and at every last step) this is the block itself.
+        """
+        blk = self.block(block)
+        py, px = self.grids(step).frame
+        rows, cols = self.block_grid
+        y1 = (self.height + (PATCH_PX if py else 0)) if blk.row == rows - 1 else blk.y1
+        x1 = (self.width + (PATCH_PX if px else 0)) if blk.col == cols - 1 else blk.x1
+        return blk.y0 - py, y1 - py, blk.x0 - px, x1 - px
 
     @property
     def state_chunks(self) -> tuple[int, int, int, int]:
@@ -304,6 +352,11 @@ class GenerationPlan:
         y0, _, x0, _ = self.region
         return self.block_px % image_chunk == 0 and y0 % image_chunk == 0 and x0 % image_chunk == 0
 
+    def unit_window(self, step: int, block: int | Block) -> tuple[int, int, int, int]:
+        """Region px ``(y0, y1, x0, x1)`` a unit writes: its :meth:`extent` inside the region."""
+        y0, y1, x0, x1 = self.extent(step, block)
+        return max(y0, 0), min(y1, self.height), max(x0, 0), min(x1, self.width)
+
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description (for job specs and provenance)."""
@@ -315,12 +368,14 @@ class GenerationPlan:
             "seed": self.seed,
             "steps": self.steps,
             "gene_block_px": self.gene_block_px,
+            "scheme": self.scheme,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationPlan:
-        """Inverse of :meth:`to_dict`."""
-        known = {"canvas", "region", "slices", "block_px", "seed", "steps", "gene_block_px"}
+        """Inverse of :meth:`to_dict`; a dict without ``scheme`` (older) means ``"collage"``."""
+        known = {"canvas", "region", "slices", "block_px", "seed", "steps", "gene_block_px",
+                 "scheme"}  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown GenerationPlan fields: {unknown}")
@@ -332,6 +387,7 @@ class GenerationPlan:
             seed=int(data.get("seed", 0)),
             steps=int(data.get("steps", 15)),
             gene_block_px=int(data.get("gene_block_px", 16)),
+            scheme=str(data.get("scheme", "collage")),
         )
 
     def with_block_px(self, block_px: int) -> GenerationPlan:

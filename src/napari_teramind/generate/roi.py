@@ -32,6 +32,7 @@ from napari_teramind.generate.engine import (
     to_uint8,
 )
 from napari_teramind.generate.plan import GenerationPlan
+from napari_teramind.generate.schemes import DEFAULT_SCHEME, check_scheme
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -185,6 +186,7 @@ def generate_roi(
     preview: bool = True,
     model_info: CheckpointInfo | None = None,
     workdir: str | os.PathLike[str] | None = None,
+    scheme: str = DEFAULT_SCHEME,
 ) -> Iterator[RoiProgress]:
     """Generate a region of a brain store in-process, yielding progress after every unit.
 
@@ -222,6 +224,9 @@ def generate_roi(
         Checkpoint metadata, recorded in the provenance when given.
     workdir
         Where the temporary state lives (the system temp directory by default).
+    scheme
+        Sampling scheme (:data:`~napari_teramind.generate.schemes.SCHEMES`): where the patch
+        grids sit at each step; ``"collage"`` is the published one. See docs/generation.md.
 
     Yields
     ------
@@ -232,6 +237,7 @@ def generate_roi(
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r} is not supported; choose one of {SAMPLERS}")
+    check_scheme(scheme)
     source = store if isinstance(store, BrainStore) else BrainStore.open(store)
     plan = GenerationPlan(
         canvas=source.shape,
@@ -241,6 +247,7 @@ def generate_roi(
         seed=seed,
         steps=steps,
         gene_block_px=source.gene_block_px,
+        scheme=scheme,
     )
     genes = GeneSource(source, gene_names, gene_blind)
     record = {
@@ -248,6 +255,7 @@ def generate_roi(
         "slices": list(plan.slices),
         "seed": plan.seed,
         "sampler": sampler,
+        "scheme": plan.scheme,
         "steps": plan.steps,
         "gene_blind": bool(gene_blind),
         "source_store": str(Path(source.path).resolve()),
@@ -315,11 +323,10 @@ def _run(
                 )
                 done += 1
                 if view is not None:
+                    uy0, uy1, ux0, ux1 = plan.unit_window(step, blk)
                     for d, z in enumerate(plan.pair_slices(blk.pair)):
                         if z in slice_pos:
-                            view[:, slice_pos[z], blk.y0 : blk.y1, blk.x0 : blk.x1] = to_uint8(
-                                x0[[d, 2 + d]]
-                            )
+                            view[:, slice_pos[z], uy0:uy1, ux0:ux1] = to_uint8(x0[[d, 2 + d]])
                 if step == last:
                     sy, sx = plan.to_store(blk.y0, blk.x0)
                     ey, ex = plan.to_store(blk.y1, blk.x1)
