@@ -37,6 +37,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_teramind.selection import parse_slices
+
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
@@ -369,37 +371,6 @@ def show_slice(viewer: napari.viewer.Viewer, store: Any, k: int) -> None:
         return
     z0, dz = slice_origin(store)
     viewer.dims.set_point(0, z0 + min(max(k, 0), store.n_slices - 1) * dz)
-
-
-def parse_slices(text: str, n_slices: int, current: int = 0) -> list[int]:
-    """Slices from text: ``"current"``, ``"all"``, ``"2"``, ``"0-3"`` or ``"0,2,5-6"``.
-
-    Raises
-    ------
-    ValueError
-        Naming the bad part and the valid range.
-    """
-    text = text.strip().lower()
-    if text in ("", "current"):
-        return [current]
-    if text == "all":
-        return list(range(n_slices))
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                out += list(range(a, b + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ValueError(
-                f"cannot read slices {part!r}; write e.g. '2', '0-3', '0,2,5-6', 'current' or 'all'"
-            ) from None
-    bad = [k for k in out if not 0 <= k < n_slices]
-    if bad:
-        raise ValueError(f"slices {bad} are outside the store's slices 0-{n_slices - 1}")
-    return sorted(set(out))
 
 
 # ---------------------------------------------------------------------- stores
