@@ -10,7 +10,8 @@
 - Settings that persist between sessions: napari's plugin settings (the manifest's
   ``configurations``; napari >= 0.9 shows them under Preferences and keeps them next to its own
   settings). With an older napari, or when ``$TERAMIND_SETTINGS`` names a file, a small JSON
-  file instead (``$XDG_CONFIG_HOME/napari-teramind/settings.json`` by default).
+  file instead (``settings.json`` in platformdirs' user config folder of napari-teramind,
+  e.g. ``~/.config/napari-teramind`` on Linux, by default).
 - Slice shortcuts: :func:`bind_slice_keys` (``PageDown``/``PageUp``), shared with Browse.
 """
 
@@ -115,9 +116,9 @@ def settings_path() -> Path:
         path = get_plugin_settings(PLUGIN_NAME).config_path
         if isinstance(path, str | os.PathLike):
             return Path(path)
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "napari-teramind" / "settings.json"
+    from platformdirs import user_config_path
+
+    return user_config_path(PLUGIN_NAME, appauthor=False) / "settings.json"
 
 
 def load_settings() -> dict[str, Any]:

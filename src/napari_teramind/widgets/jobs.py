@@ -61,7 +61,7 @@ REFRESH_MS = 2000
 
 
 def default_jobs_root() -> Path:
-    """``$XDG_CACHE_HOME/napari-teramind/jobs`` (or ``~/.cache/...``) unless set."""
+    """``jobs`` in the per-user cache folder (:func:`~napari_teramind._sample_data.cache_dir`)."""
     from napari_teramind._sample_data import cache_dir
 
     return cache_dir() / "jobs"
