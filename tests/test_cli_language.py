@@ -56,7 +56,7 @@ def test_parse_region_forms_and_messages():
     assert parse_region(["0", "64", "128", "256"]) == (0, 64, 128, 256)
     assert parse_region("0,64,128,256") == (0, 64, 128, 256)
     assert parse_region("0 64 128 256", height=64, width=256) == (0, 64, 128, 256)
-    with pytest.raises(ValueError, match="Y0 Y1 X0 X1.*got 3 values"):
+    with pytest.raises(ValueError, match=r"Y0 Y1 X0 X1.*got 3 values"):
         parse_region("0 64 128")
     with pytest.raises(ValueError, match="whole numbers"):
         parse_region(["0", "6.5", "0", "64"])
