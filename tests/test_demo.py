@@ -13,6 +13,7 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "demo"
     lines: list[str] = []
+    seen: dict[str, tuple[int, int]] = {}
     result = run_demo(
         out,
         seed=3,
@@ -22,7 +23,16 @@ def test_demo_runs_every_stage(tmp_path, capsys):
         roi_px=128,
         roi_slices=(0, 1),
         log=lines.append,
+        progress=lambda stage, done, total: seen.__setitem__(stage, (done, total)),
     )
+    # every long stage reported its units to the end (the CLI draws a bar per stage)
+    stages = ("phantom", "generated", "gene-blind", "attention GLUT", "attention DOPA", "evaluate")
+    assert set(seen) == set(stages) and all(d == t > 0 for d, t in seen.values()), seen
+    # both pathways' AUCs are printed, as the README says
+    for pathway in ("GLUT", "DOPA"):
+        assert any(ln.strip().startswith(f"{pathway} map") for ln in lines), lines
+    assert set(result.pathway_auc) == {"GLUT", "DOPA"}
+    assert result.attention_auc == result.pathway_auc["DOPA"]
     real = BrainStore.open(result.real_store)
     assert result.overview_png.stat().st_size > 10_000
     assert result.comparison_png is not None and result.comparison_png.stat().st_size > 10_000
@@ -89,6 +99,8 @@ def test_demo_cli_without_model(tmp_path, capsys):
         )
         == 0
     )
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "demo finished" in printed and (out / "phantom_overview.png").is_file()
+    assert "phantom: 100%" in captured.err  # the live bar of the phantom stage
     assert not (out / "generated.zarr").exists()

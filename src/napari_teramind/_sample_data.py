@@ -1,9 +1,11 @@
 """npe2 sample data: "Phantom brain", generated offline once and cached per user.
 
-The phantom is written to ``$TERAMIND_CACHE`` (default ``$XDG_CACHE_HOME/napari-teramind`` or
-``~/.cache/napari-teramind``) under a name that encodes its spec, and reused while it is
-complete. It is written to a temporary sibling directory and renamed into place, so an
-interrupted or concurrent generation never leaves a half-written store under the final name.
+The phantom is written to ``$TERAMIND_CACHE`` (default: the per-user cache folder that
+platformdirs names, e.g. ``~/.cache/napari-teramind`` on Linux,
+``~/Library/Caches/napari-teramind`` on macOS) under a name that encodes its spec, and
+reused while it is complete. It is written to a temporary sibling directory and renamed into
+place, so an interrupted or concurrent generation never leaves a half-written store under the
+final name.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
 
+#: Application name of the per-user folders (platformdirs).
+APP_NAME = "napari-teramind"
+
 #: Size of the sample phantom: small enough to write in seconds, large enough to look like tissue.
 SAMPLE_SPEC_KWARGS: dict[str, Any] = {"seed": 0, "n_slices": 4, "height": 1024, "width": 1536}
 
@@ -30,13 +35,17 @@ SAMPLE_GENES = ("Slc17a6", "Slc17a7")
 
 
 def cache_dir() -> Path:
-    """Per-user cache directory of napari-teramind (created on demand by the writers)."""
+    """Per-user cache directory of napari-teramind (created on demand by the writers).
+
+    ``$TERAMIND_CACHE`` when set, else platformdirs' user cache folder of the application
+    (which follows ``$XDG_CACHE_HOME`` on Linux).
+    """
     env = os.environ.get("TERAMIND_CACHE")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "napari-teramind"
+    from platformdirs import user_cache_path
+
+    return user_cache_path(APP_NAME, appauthor=False)
 
 
 def sample_spec(**overrides: Any) -> PhantomSpec:

@@ -34,9 +34,17 @@ DEMO_ROI_SLICES = (2, 3)
 DEMO_PATHWAYS = ("GLUT", "DOPA")
 
 
+#: ``progress(stage, done, total)``: units of work done in a stage ("phantom", "generated", ...).
+StageProgress = Callable[[str, int, int], None]
+
+
 @dataclass
 class DemoResult:
-    """What the demo wrote."""
+    """What the demo wrote.
+
+    ``attention_auc`` holds the DOPA map's ROC AUC per slice against the planted DOPA program;
+    ``pathway_auc`` holds that of every map computed (GLUT and DOPA) against its own program.
+    """
 
     out_dir: Path
     real_store: Path
@@ -46,6 +54,7 @@ class DemoResult:
     region: tuple[int, int, int, int] | None = None
     attention: tuple[str, ...] = ()
     attention_auc: dict[int, float] = field(default_factory=dict)
+    pathway_auc: dict[str, dict[int, float]] = field(default_factory=dict)
     evaluation: dict[str, Path] = field(default_factory=dict)
     evaluation_summary: str = ""
     comparison_png: Path | None = None
@@ -124,6 +133,8 @@ def _generate(
     out: Path,
     gene_blind: bool,
     log: Callable[[str], None],
+    progress: StageProgress | None = None,
+    label: str = "generated",
 ) -> Path:
     from napari_teramind.generate import generate_roi
 
@@ -146,7 +157,9 @@ def _generate(
         preview=False,
     ):
         last = item
-        if item.step != shown and ((item.step + 1) % 5 == 0 or item.step + 1 == item.n_steps):
+        if progress is not None:
+            progress(label, item.units_done, item.units_total)
+        elif item.step != shown and ((item.step + 1) % 5 == 0 or item.step + 1 == item.n_steps):
             shown = item.step
             log(f"      step {item.step + 1}/{item.n_steps}")
     if last is None or last.output is None:
@@ -166,6 +179,7 @@ def run_demo(
     roi_slices: Sequence[int] = DEMO_ROI_SLICES,
     generate: bool = True,
     model: str | os.PathLike[str] | None = None,
+    progress: StageProgress | None = None,
 ) -> DemoResult:
     """Run the demo and return the paths of what it wrote.
 
@@ -189,6 +203,11 @@ def run_demo(
     model
         The model of those stages (see :func:`~napari_teramind.model.resolve_model`); the
         bundled model by default.
+    progress
+        Called as ``progress(stage, done, total)`` as each stage advances (``"phantom"``
+        chunks, ``"generated"`` and ``"gene-blind"`` units, ``"attention GLUT"`` /
+        ``"attention DOPA"`` units, ``"evaluate"`` regions); without it the generation logs
+        every fifth step instead.
     """
     from napari_teramind.overview import save_overview
     from napari_teramind.phantom import PhantomSpec, write_phantom
@@ -211,7 +230,8 @@ def run_demo(
             f"[1/{n_stages}] writing the phantom brain "
             f"({spec.n_slices} x {spec.height} x {spec.width} px)"
         )
-        store = write_phantom(real, spec, overwrite=True)
+        tick = None if progress is None else (lambda d, t: progress("phantom", d, t))
+        store = write_phantom(real, spec, overwrite=True, progress=tick)
     else:
         log(f"[1/{n_stages}] phantom brain already written: {real}")
     seconds["phantom"] = time.perf_counter() - t0
@@ -224,7 +244,7 @@ def run_demo(
     result = DemoResult(out, real, png, seconds=seconds)
     if not generate:
         return result
-    _model_stages(result, store, seed, overwrite or fresh, log, roi_px, roi_slices, model)
+    _model_stages(result, store, seed, overwrite or fresh, log, roi_px, roi_slices, model, progress)
     return result
 
 
@@ -237,8 +257,9 @@ def _model_stages(
     roi_px: int,
     roi_slices: Sequence[int],
     model_spec: str | os.PathLike[str] | None,
+    progress: StageProgress | None = None,
 ) -> None:
-    from napari_teramind.attention import compute_attention_maps
+    from napari_teramind.attention import iter_attention_maps
     from napari_teramind.attention.validate import planted_auc
     from napari_teramind.evaluate import evaluate_stores
     from napari_teramind.model import resolve_model
@@ -262,7 +283,7 @@ def _model_stages(
                 f"[3/5] generating {region} (y0, y1, x0, x1 px) of slices {list(slices)} "
                 f"with {model_label}{' and zero genes' if blind else ''}"
             )
-            _generate(store, model, info, region, slices, seed, path, blind, log)
+            _generate(store, model, info, region, slices, seed, path, blind, log, progress, label)
         paths[label] = path
     result.generated_store, result.gene_blind_store = paths["generated"], paths["gene-blind"]
     seconds["generate"] = time.perf_counter() - t0
@@ -271,20 +292,31 @@ def _model_stages(
     log(f"[4/5] attention maps {', '.join(DEMO_PATHWAYS)} of the whole phantom")
     writable = BrainStore.open(result.real_store, mode="r+")
     for pathway in DEMO_PATHWAYS:
-        compute_attention_maps(
+        for item in iter_attention_maps(
             writable, model, pathway, gene_names=info.gene_names, checkpoint=info
-        )
+        ):
+            if progress is not None:
+                progress(f"attention {pathway}", item.units_done, item.units_total)
     result.attention = DEMO_PATHWAYS
     reread = BrainStore.open(result.real_store)
-    auc = planted_auc(reread, "DOPA", "DOPA").dropna(subset=["auc"])
-    result.attention_auc = {int(z): float(a) for z, a in zip(auc["slice"], auc["auc"], strict=True)}
+    from napari_teramind.phantom.programs import PATHWAYS
+
+    for pathway in DEMO_PATHWAYS:
+        planted = " + ".join(PATHWAYS[pathway].regions) or "vessels"
+        auc = planted_auc(reread, pathway, pathway).dropna(subset=["auc"])
+        result.pathway_auc[pathway] = {
+            int(z): float(a) for z, a in zip(auc["slice"], auc["auc"], strict=True)
+        }
+        values = list(result.pathway_auc[pathway].values())
+        if values:
+            log(
+                f"      {pathway} map vs the planted program ({planted}): ROC AUC "
+                f"{min(values):.3f}..{max(values):.3f} over {len(values)} slices"
+            )
+        else:
+            log(f"      {pathway} map: no slice holds both planted and other tissue to score")
+    result.attention_auc = result.pathway_auc.get("DOPA", {})
     seconds["attention"] = time.perf_counter() - t0
-    if result.attention_auc:
-        values = result.attention_auc.values()
-        log(
-            f"      DOPA map vs planted SN/VTA + olfactory programs: ROC AUC "
-            f"{min(values):.3f}..{max(values):.3f} over {len(auc)} slices"
-        )
 
     t0 = time.perf_counter()
     log("[5/5] evaluating the generated region against the real one")
@@ -295,6 +327,7 @@ def _model_stages(
         regions=[region],
         slices=slices,
         seed=seed,
+        progress=None if progress is None else (lambda d, t: progress("evaluate", d, t)),
     )
     result.evaluation = report.write(out / "evaluation")
     result.evaluation_summary = report.summary_text()

@@ -36,13 +36,80 @@ def stain_composite(dapi: np.ndarray, polyt: np.ndarray) -> np.ndarray:
     return np.stack([0.25 * d, p * 0.85 + 0.15 * d, d], axis=-1).clip(0, 1)
 
 
+def nice_length(target: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above ``target`` (a scale-bar length)."""
+    if target <= 0:
+        raise ValueError(f"a scale bar needs a positive length, got {target}")
+    k = 10 ** np.floor(np.log10(target))
+    return float(max(m * k for m in (1, 2, 5) if m * k <= target))
+
+
+def add_scale_bar(ax, um_per_px: float, width_px: int, color: str = "white"):
+    """Draw a scale bar of about a fifth of the panel in the lower right corner of ``ax``.
+
+    Parameters
+    ----------
+    ax
+        A matplotlib axes showing an image of ``width_px`` columns.
+    um_per_px
+        Micrometres per displayed pixel (the store's pixel size times the level's downsampling).
+    width_px
+        Width of the displayed image in pixels.
+    color
+        Colour of the bar and its label.
+
+    Returns
+    -------
+    AnchoredSizeBar
+        The artist (its ``scale_bar_um`` attribute is the length in micrometres).
+    """
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    um = nice_length(0.2 * width_px * um_per_px)
+    label = f"{um / 1000:g} mm" if um >= 1000 else f"{um:g} \u00b5m"
+    bar = AnchoredSizeBar(ax.transData, um / um_per_px, label, "lower right", pad=0.4,
+                          color=color, frameon=False, size_vertical=max(1.0, width_px / 150),
+                          fontproperties={"size": 8})  # fmt: skip
+    bar.scale_bar_um = um
+    ax.add_artist(bar)
+    return bar
+
+
+def add_colorbar(fig, image, ax, label: str):
+    """A slim colour bar beside ``ax`` for ``image`` (an ``AxesImage``), labelled ``label``."""
+    cb = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, shrink=0.9)
+    cb.set_label(label, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    return cb
+
+
+def grid_shape(panels: int, panel_aspect: float, target: float = 4 / 3) -> tuple[int, int]:
+    """``(rows, cols)`` of a grid of ``panels`` panels of width/height ``panel_aspect``.
+
+    The grid whose overall width/height is closest to ``target`` (a page, not a strip), with a
+    penalty for empty cells.
+    """
+
+    def cost(cols: int) -> float:
+        rows = -(-panels // cols)
+        empty = rows * cols - panels
+        return abs(float(np.log(cols * panel_aspect / rows / target))) + 0.5 * empty / cols
+
+    best = min(range(1, panels + 1), key=cost)
+    return -(-panels // best), best
+
+
 def overview_figure(
     store: BrainStore,
     slice_index: int | None = None,
     genes: Sequence[str] = ("Slc17a7", "Slc17a6", "Th", "Nr4a2"),
     max_size: int = 1024,
+    panel_in: float = 3.6,
 ):
-    """A matplotlib figure: stains, region labels and a few genes of one slice.
+    """A matplotlib figure: stains, region labels and a few genes of one slice, in a grid.
+
+    Every image panel carries a scale bar (micrometres, from the store's pixel size) and every
+    intensity panel a colour bar; the panels are laid out in a grid close to 4:3.
 
     Parameters
     ----------
@@ -54,6 +121,8 @@ def overview_figure(
         Genes to show (those absent from the panel are skipped).
     max_size
         Largest image side read (a pyramid level no larger is used).
+    panel_in
+        Width of one panel in inches.
     """
     import matplotlib
 
@@ -65,31 +134,45 @@ def overview_figure(
         raise ValueError(f"slice {z} is outside the store's 0..{store.n_slices - 1}")
     k = coarse_level(store, "images", max_size)
     img = compute(store.images(k)[:, z])
+    um_px = float(store.levels("images")[k].scale[-1])
     genes = [g for g in genes if g in store.panel]
     panels = 2 + (1 if store.has_regions else 0) + len(genes)
-    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.2 * img.shape[1] / img.shape[2]))
-    axes = np.atleast_1d(axes)
+    aspect = img.shape[2] / img.shape[1]
+    rows, cols = grid_shape(panels, aspect)
+    size = (panel_in * cols, (panel_in / aspect + 0.45) * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained", figsize=size)
+    axes = axes.ravel()
+    width = img.shape[2]
     axes[0].imshow(stain_composite(img[0], img[1]))
-    axes[0].set_title(f"DAPI + PolyT, slice {z}")
-    axes[1].imshow(img[0], cmap="gray")
-    axes[1].set_title("DAPI")
+    axes[0].set_title(f"DAPI (blue) + PolyT (green), slice {z}", fontsize=9)
+    add_scale_bar(axes[0], um_px, width)
+    im = axes[1].imshow(img[0], cmap="gray")
+    axes[1].set_title("DAPI", fontsize=9)
+    add_scale_bar(axes[1], um_px, width)
+    add_colorbar(fig, im, axes[1], "DAPI intensity")
     i = 2
     if store.has_regions:
         kr = coarse_level(store, "images/labels/regions", max_size)
         lab = compute(store.regions(kr)[z])
         axes[i].imshow(lab, cmap="tab20", interpolation="nearest")
-        axes[i].set_title("regions (ground truth)" if store.kind == "phantom" else "regions")
+        axes[i].set_title("regions (ground truth)" if store.kind == "phantom" else "regions",
+                          fontsize=9)  # fmt: skip
+        add_scale_bar(axes[i], float(store.levels("images/labels/regions")[kr].scale[-1]),
+                      lab.shape[-1])  # fmt: skip
         i += 1
     kg = coarse_level(store, "genes", max_size // store.gene_block_px)
+    um_block = float(store.levels("genes")[kg].scale[-1])
     for g in genes:
         counts = compute(store.gene(g, kg)[z])
-        axes[i].imshow(np.log2(1 + counts.astype(np.float32)), cmap="magma")
-        axes[i].set_title(f"{g} log2(1+count)")
+        im = axes[i].imshow(np.log2(1 + counts.astype(np.float32)), cmap="magma")
+        axes[i].set_title(g, fontsize=9)
+        add_scale_bar(axes[i], um_block, counts.shape[-1])
+        add_colorbar(fig, im, axes[i], "log2(1 + count)")
         i += 1
     for ax in axes:
         ax.set_axis_off()
-    fig.suptitle(f"{store.path.name}: {store.kind}, {len(store.panel)} genes", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{store.path.name}: {store.kind}, {len(store.panel)} genes, "
+                 f"{store.pixel_size_um:g} \u00b5m/px", fontsize=10)  # fmt: skip
     return fig
 
 
@@ -106,7 +189,7 @@ def _save(fig, path: str | os.PathLike[str]) -> Path:
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     os.replace(tmp, path)
     return path
@@ -120,6 +203,9 @@ def comparison_figure(
     attention: str | None = None,
 ):
     """A matplotlib figure: one region of one slice, real next to each generated store.
+
+    Every panel carries a scale bar (micrometres, from the real store's pixel size); the DAPI
+    row (shared 0-255 range) and the attention panels carry colour bars.
 
     Parameters
     ----------
@@ -145,12 +231,18 @@ def comparison_figure(
     stores = {"real": real, **dict(generated)}
     crops = {k: compute(s.images(0)[:, z, y0:y1, x0:x1]) for k, s in stores.items()}
     panels = len(crops) + (1 if attention else 0)
-    fig, axes = plt.subplots(2, panels, figsize=(3.2 * panels, 6.4), squeeze=False)
+    aspect = (x1 - x0) / (y1 - y0)
+    fig, axes = plt.subplots(2, panels, squeeze=False, layout="constrained",
+                             figsize=(3.4 * panels, 2 * 3.2 / aspect + 0.8))  # fmt: skip
+    px = real.pixel_size_um
     for j, (label, img) in enumerate(crops.items()):
         axes[0, j].imshow(stain_composite(img[0], img[1]))
-        axes[0, j].set_title(f"{label}: DAPI + PolyT")
-        axes[1, j].imshow(img[0], cmap="gray", vmin=0, vmax=255)
-        axes[1, j].set_title(f"{label}: DAPI")
+        axes[0, j].set_title(f"{label}: DAPI + PolyT", fontsize=9)
+        add_scale_bar(axes[0, j], px, x1 - x0)
+        im = axes[1, j].imshow(img[0], cmap="gray", vmin=0, vmax=255)
+        axes[1, j].set_title(f"{label}: DAPI", fontsize=9)
+        add_scale_bar(axes[1, j], px, x1 - x0)
+    add_colorbar(fig, im, axes[1, len(crops) - 1], "DAPI intensity (0-255)")
     if attention:
         from napari_teramind.attention.validate import map_score
 
@@ -158,16 +250,19 @@ def comparison_figure(
         by = slice(y0 // gb, -(-y1 // gb))
         bx = slice(x0 // gb, -(-x1 // gb))
         att = map_score(real, attention, "all", slices=[z])[0, by, bx]
-        axes[0, -1].imshow(att, cmap="inferno", vmin=0, vmax=2)
-        axes[0, -1].set_title(f"{attention} attention ('all')")
+        im = axes[0, -1].imshow(att, cmap="inferno", vmin=0, vmax=2)
+        axes[0, -1].set_title(f"{attention} attention ('all')", fontsize=9)
+        add_scale_bar(axes[0, -1], px * gb, att.shape[-1])
+        add_colorbar(fig, im, axes[0, -1], "attention score (normalised)")
         genes = [real.panel.index(g) for g in real.attention_metadata(attention).get("genes", [])]
         expr = compute(real.genes(0)[genes, z, by, bx])
-        axes[1, -1].imshow(np.log2(1 + expr.astype(np.float32)).sum(0), cmap="magma")
-        axes[1, -1].set_title(f"{attention} genes log2(1+count)")
+        im = axes[1, -1].imshow(np.log2(1 + expr.astype(np.float32)).sum(0), cmap="magma")
+        axes[1, -1].set_title(f"{attention} genes", fontsize=9)
+        add_scale_bar(axes[1, -1], px * gb, expr.shape[-1])
+        add_colorbar(fig, im, axes[1, -1], "sum of log2(1 + count)")
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.suptitle(f"slice {z}, region y {y0}:{y1}, x {x0}:{x1} px", fontsize=10)
-    fig.tight_layout()
     return fig
 
 

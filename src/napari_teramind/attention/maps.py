@@ -52,6 +52,7 @@ __all__ = [
     "compute_attention_maps",
     "iter_attention_maps",
     "patch_start",
+    "preset_genes",
     "resolve_genes",
     "window_maps",
     "window_slices",
@@ -104,6 +105,23 @@ class AttentionProgress:
     patches: int = 0
     elapsed_s: float = 0.0
     done: bool = False
+
+
+def preset_genes(name: str) -> tuple[str, tuple[str, ...]]:
+    """Return ``(preset name, gene names)`` of a pathway preset (case-insensitive).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing every preset and its genes.
+    """
+    key = str(name).strip().upper()
+    if key not in PRESETS:
+        listed = ", ".join(f"{k} ({' + '.join(v)})" for k, v in PRESETS.items())
+        raise ValueError(
+            f"unknown preset {name!r}; the presets are {listed}, or give the genes themselves"
+        )
+    return key, PRESETS[key]
 
 
 def resolve_genes(genes_or_preset: str | Sequence[str]) -> tuple[str | None, tuple[str, ...]]:

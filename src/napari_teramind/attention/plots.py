@@ -133,27 +133,27 @@ def plot_trend(result: TrendResult, path: str | Path, title: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     genes = list(result.fits["gene"])
-    fig = Figure(figsize=(4.2 * max(1, len(genes)), 4.0), dpi=100)
+    fig = Figure(figsize=(4.6 * max(1, len(genes)), 4.2), dpi=100, layout="constrained")
     axes = fig.subplots(1, max(1, len(genes)), squeeze=False)[0]
     for ax, (_, fit) in zip(axes, result.fits.iterrows(), strict=False):
         sub = result.data[result.data["gene"] == fit["gene"]]
         e, a = sub["expression"].to_numpy(), sub["attention"].to_numpy()
         if e.size:
             if e.size > 50:
-                ax.hexbin(e, a, gridsize=40, bins="log", cmap="viridis", mincnt=1)
+                hb = ax.hexbin(e, a, gridsize=40, bins="log", cmap="viridis", mincnt=1)
+                fig.colorbar(hb, ax=ax, fraction=0.05, pad=0.02).set_label("blocks per bin")
             else:
                 ax.scatter(e, a, s=6, alpha=0.6)
             if np.isfinite(fit["slope"]):
                 xs = np.linspace(float(e.min()), float(e.max()), 50)
-                ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="red", lw=2,
-                        label=f"slope {fit['slope']:.2f}, r {fit['r']:.2f}")  # fmt: skip
-                ax.legend(loc="upper left", fontsize=8)
-        ax.set_title(f"{fit['gene']} (n = {int(fit['n'])})")
+                ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="red", lw=2)
+        # the fit goes in the title: a legend inside the axes would cover points
+        stats = f"slope {fit['slope']:.2f}, r {fit['r']:.2f}, " if np.isfinite(fit["slope"]) else ""
+        ax.set_title(f"{fit['gene']} ({stats}n = {int(fit['n'])})", fontsize=10)
         ax.set_xlabel("expression, log2(1 + count)")
         ax.set_ylabel("attention, log2(1 + G value)")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path)
     return path
 

@@ -14,11 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from napari_teramind import __version__
+from napari_teramind.cli._args import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``teramind`` argument parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="teramind",
         description=(
             "Tera-MIND brain stores, phantom brains, generation, attention maps and evaluation. "

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+from napari_teramind.cli._args import add_region_argument, add_slices_argument
+
+
+def _preset(text: str) -> str:
+    """``--pair``: a pathway preset name (an unknown one is refused with the list)."""
+    from napari_teramind.attention import preset_genes
+
+    try:
+        return preset_genes(text)[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (--genes)") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,21 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("store", metavar="STORE.zarr", help="brain store (opened read-write)")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--pair", metavar="PRESET", help="GLUT, DOPA or BLOD")
+    which.add_argument("--pair", metavar="PRESET", type=_preset, help="GLUT, DOPA or BLOD")
     which.add_argument("--genes", nargs="+", metavar="GENE", help="gene names")
     p.add_argument(
         "--model",
         default="bundled",
         help="'bundled' (default) or a checkpoint directory/file",
     )
-    p.add_argument(
-        "--region",
-        nargs=4,
-        type=int,
-        metavar=("Y0", "Y1", "X0", "X1"),
-        help="region in image px (default: whole sections)",
-    )
-    p.add_argument("--slices", nargs="+", type=int, metavar="Z", help="slices (default: all)")
+    add_region_argument(p, help="region in image px (default: whole sections)")
+    add_slices_argument(p, help="slices (default: all)")
     p.add_argument("--name", help="map name (default: the preset or the genes joined by '-')")
     p.add_argument("--plot-dir", help="also write expression-vs-attention trend plots here")
     p.add_argument(
@@ -82,12 +87,12 @@ def load_model(spec: str, device: str = "cpu"):
 
 def _run(args: argparse.Namespace) -> int:
     from napari_teramind.attention import iter_attention_maps
+    from napari_teramind.cli._progress import Bar
     from napari_teramind.store import BrainStore
 
     store = BrainStore.open(args.store, mode="r+")
     model, info = load_model(args.model, device=args.device)
     t0 = time.perf_counter()
-    last = 0.0
     gen = iter_attention_maps(
         store,
         model,
@@ -102,16 +107,9 @@ def _run(args: argparse.Namespace) -> int:
         resume=not args.restart,
     )
     item = None
-    for item in gen:
-        now = time.perf_counter()
-        if not args.quiet and (now - last >= 1.0 or item.done):
-            last = now
-            pct = 100 * item.units_done / max(1, item.units_total)
-            print(
-                f"\r  {item.units_done}/{item.units_total} units ({pct:.0f}%)",
-                end="\n" if item.done else "",
-                file=sys.stderr,
-            )
+    with Bar("attention", "unit", args.quiet) as bar:
+        for item in gen:
+            bar(item.units_done, item.units_total)
     assert item is not None
     print(f"wrote attention/{item.name} in {time.perf_counter() - t0:.1f} s")
     if args.plot_dir:

@@ -42,11 +42,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="rewrite existing outputs")
     p.add_argument("--napari", action="store_true", help="open napari on the result")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from napari_teramind.cli._progress import StageBars
     from napari_teramind.demo import run_demo
+
+    bars = StageBars(quiet=args.quiet)
+
+    def log(line: str) -> None:
+        bars.close()  # a stage line starts below the last finished bar
+        print(line, flush=True)
 
     result = run_demo(
         args.out,
@@ -57,8 +65,11 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         generate=not args.no_model,
         model=args.model,
+        log=log,
+        progress=bars,
         **({"roi_px": args.roi_size} if args.roi_size else {}),
     )
+    bars.close()
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(f"demo finished in {sum(result.seconds.values()):.1f} s ({timings})")
     stores = [result.real_store]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from napari_teramind.cli._args import add_region_argument, add_slices_argument
 
 
 def _baseline(text: str) -> tuple[str, str]:
@@ -11,27 +12,6 @@ def _baseline(text: str) -> tuple[str, str]:
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"--baseline takes NAME=STORE, got {text!r}")
     return name, path
-
-
-def _region(text: str) -> tuple[int, int, int, int]:
-    try:
-        vals = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 4:
-        raise argparse.ArgumentTypeError(f"--region takes y0,y1,x0,x1 in pixels, got {text!r}")
-    return vals  # type: ignore[return-value]
-
-
-def _slices(text: str) -> list[int]:
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--slices takes e.g. 0,2,4-7, got {text!r}") from None
-    return out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  teramind evaluate real.zarr generated.zarr --out eval/\n"
             "  teramind evaluate real.zarr gen.zarr --baseline blind=blind.zarr --out eval/ \\\n"
             "      --inception-weights pt_inception-2015-12-05-6726825d.pth --slices 0-3\n"
-            "  teramind evaluate real.zarr gen.zarr --region 4096,5120,8192,9216 --out eval/"
+            "  teramind evaluate real.zarr gen.zarr --region 4096 5120 8192 9216 --out eval/"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,15 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-tissue", type=float, default=0.5,
         help="minimum tissue fraction of a sampled region (default 0.5)",
     )  # fmt: skip
-    p.add_argument(
-        "--region", type=_region, action="append", default=None, metavar="Y0,Y1,X0,X1",
-        help="evaluate this region (image px) on every slice instead of sampling (repeatable)",
+    add_region_argument(
+        p, repeatable=True,
+        help="evaluate this region (image px) on every slice instead of sampling (repeatable; "
+        "the older Y0,Y1,X0,X1 form also reads)",
     )  # fmt: skip
     p.add_argument(
         "--whole", action="store_true",
         help="evaluate the whole brain, tiled into --region-size squares",
     )  # fmt: skip
-    p.add_argument("--slices", type=_slices, default=None, help="slices, e.g. 0,2,4-7 (all)")
+    add_slices_argument(p, help="slices (default: all)")
     p.add_argument(
         "--metrics", default=None,
         help="comma-separated subset of psnr,ssim,nuclei,fid,sfid (default: psnr,ssim,nuclei "
@@ -110,11 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
 
-    def progress(done: int, total: int) -> None:
-        if not args.quiet:
-            print(f"\r  {done}/{total} regions", end="\n" if done == total else "",
-                  file=sys.stderr)  # fmt: skip
+    from napari_teramind.cli._progress import Bar
 
+    progress = Bar("evaluate", "region", args.quiet)
     report = evaluate_stores(
         args.real,
         args.generated,
@@ -131,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         min_tissue=args.min_tissue,
         progress=progress,
     )
+    progress.close()
     paths = report.write(args.out)
     print(report.summary_text())
     print(f"wrote {len(paths)} files to {args.out}: {', '.join(sorted(paths))}")

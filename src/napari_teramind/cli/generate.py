@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_teramind.cli._args import add_region_argument, add_slices_argument
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, SCHEMES
 
 
@@ -21,9 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("store", nargs="?", help="source brain store (genes are read from it)")
     p.add_argument("--resume", metavar="DIR", help="continue the job in DIR (no other options)")
-    p.add_argument("--region", nargs=4, type=int, metavar=("Y0", "Y1", "X0", "X1"),
-                   help="region in image pixels (default: the whole canvas)")  # fmt: skip
-    p.add_argument("--slices", help="slices to generate: '0-3', '0,1,4' (default: all)")
+    add_region_argument(p, help="region in image pixels (default: the whole canvas)")
+    add_slices_argument(p, help="slices to generate (default: all)")
     p.add_argument("--model", default="bundled", help="'bundled' or a checkpoint path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim")
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing job and output")
     p.add_argument("--no-space-check", action="store_true", help="skip the free-space check")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_generate)
 
     j = subparsers.add_parser(
@@ -69,46 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     j.set_defaults(func=lambda a: j.print_help() or 0)
 
 
-def parse_slices(text: str) -> list[int]:
-    """``'0-3,6'`` -> ``[0, 1, 2, 3, 6]``."""
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            try:
-                lo, hi = int(a), int(b)
-            except ValueError as exc:
-                raise ValueError(f"bad slice range {part!r} in --slices {text!r}") from exc
-            out.extend(range(lo, hi + 1))
-        else:
-            try:
-                out.append(int(part))
-            except ValueError as exc:
-                raise ValueError(f"bad slice {part!r} in --slices {text!r}; e.g. 0-3,6") from exc
-    return out
+def _progress_printer(quiet: bool):
+    """A ``progress(JobProgress)`` callback drawing a live bar (units, rate, ETA) on stderr."""
+    from napari_teramind.cli._progress import job_bar
 
-
-def _progress_printer(quiet: bool, every_s: float = 1.0):
-    """A progress callback printing at most one line per ``every_s`` seconds (and the last)."""
-    if quiet:
-        return None
-    import time
-
-    last = [0.0]
-
-    def show(p) -> None:
-        now = time.monotonic()
-        if now - last[0] < every_s and p.output is None and p.units_done < p.units_total:
-            return
-        last[0] = now
-        eta = f", ~{p.eta_s:.0f}s left" if p.eta_s is not None else ""
-        step = min(p.step + 1, p.n_steps)
-        print(f"step {step}/{p.n_steps}  units {p.units_done}/{p.units_total} "
-              f"({p.fraction:.0%}){eta}", flush=True)  # fmt: skip
-
-    return show
+    return job_bar(quiet)[0]
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -140,7 +105,7 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
     store = BrainStore.open(args.store)
     z, h, w = store.shape
     region = tuple(args.region) if args.region else (0, h, 0, w)
-    slices = parse_slices(args.slices) if args.slices else list(range(z))
+    slices = args.slices if args.slices is not None else list(range(z))
     if args.out:
         out = Path(args.out)
     elif args.job_dir:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from napari_teramind.cli._args import add_slices_argument
+
 
 def _common(p: argparse.ArgumentParser, tables: bool = True) -> None:
     p.add_argument("-o", "--out", required=True, help="brain store to write (e.g. brain.zarr)")
@@ -302,13 +304,7 @@ def register(subparsers) -> None:
         metavar="UM",
         help="pixel size to record (the published files do not state it)",
     )
-    pub.add_argument(
-        "--slices",
-        type=int,
-        nargs="+",
-        default=None,
-        help="published slices (0..49) to ingest (default: all 50)",
-    )
+    add_slices_argument(pub, help="published slices (0..49) to ingest (default: all 50)")
     pub.add_argument(
         "--n-genes",
         type=int,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 
@@ -69,21 +68,13 @@ def _run(args: argparse.Namespace) -> int:
         pixel_size_um=args.pixel_size,
         slice_spacing_um=args.slice_spacing,
     )
+    from napari_teramind.cli._progress import Bar
+
     t0 = time.perf_counter()
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if args.quiet or (now - last[0] < 1.0 and done < total):
-            return
-        last[0] = now
-        print(f"\r  {done}/{total} chunks ({100 * done / total:.0f}%)", end="", file=sys.stderr)
-        if done == total:
-            print(file=sys.stderr)
-
-    store = write_phantom(
-        args.out, spec, progress=progress, overwrite=args.overwrite, workers=args.workers
-    )
+    with Bar("phantom", "chunk", args.quiet) as progress:
+        store = write_phantom(
+            args.out, spec, progress=progress, overwrite=args.overwrite, workers=args.workers
+        )
     dt = time.perf_counter() - t0
     print(f"{store}")
     print(f"wrote {spec.nbytes / 1e6:.0f} MB (level 0, uncompressed) in {dt:.1f} s")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+
+from napari_teramind.cli._args import add_slices_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (1.0)")
     p.add_argument("--crop", type=int, default=256, help="crop edge in px (256)")
-    p.add_argument("--holdout", type=int, nargs="*", default=[], help="slices never trained on")
+    add_slices_argument(p, help="slices never trained on (default: none)", flag="--holdout")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=10, help="steps between loss log rows (10)")
@@ -121,14 +122,13 @@ def _recipe_options(p: argparse.ArgumentParser) -> None:
 
 
 def _printer(quiet: bool):
-    t0 = time.perf_counter()
+    """A ``progress(step, steps, losses)`` callback drawing a live bar (steps, ETA, losses)."""
+    from napari_teramind.cli._progress import Bar
+
+    bar = Bar("train", "step", quiet)
 
     def progress(step: int, steps: int, losses: dict[str, float]) -> None:
-        if quiet:
-            return
-        rate = (time.perf_counter() - t0) / max(step, 1)
-        parts = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-        print(f"  step {step}/{steps}  {parts}  ({rate:.2f} s/step this session)", file=sys.stderr)
+        bar(step, steps, postfix=" ".join(f"{k} {v:.4f}" for k, v in losses.items()))
 
     return progress
 
@@ -164,7 +164,7 @@ def _run_train(args: argparse.Namespace) -> int:
         cooldown_steps=args.cooldown_steps,
         grad_clip=args.grad_clip,
         crop=args.crop,
-        holdout_slices=tuple(args.holdout),
+        holdout_slices=tuple(args.holdout or ()),
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,

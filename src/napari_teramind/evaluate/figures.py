@@ -25,6 +25,14 @@ def _finite(values) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+def _legend_below(fig, ax, n: int) -> None:
+    """The legend of ``ax``'s labelled artists under the figure: it never covers data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=max(1, min(n, 6)),
+                   fontsize=8, frameon=False)  # fmt: skip
+
+
 def report_figures(report) -> dict[str, bytes]:
     """PNG bytes by file name: ``image_metrics.png``, ``nuclei.png`` and ``fid.png``."""
     import matplotlib
@@ -79,8 +87,7 @@ def _image_figure(t, sets, slices, metrics) -> bytes:
             ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
             ax.set_xlabel("slice (all = pooled)")
             ax.set_title(f"{m.upper()} {v}")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
+    _legend_below(fig, axes[0, 0], len(sets))
     fig.suptitle("Image metrics against the real images, per slice and pooled")
     return _png(fig)
 
@@ -113,7 +120,7 @@ def _nuclei_figure(report, sets, slices) -> bytes:
     ax.set_xlabel("slice (all = pooled)")
     ax.set_ylabel("nuclei per region (mean)")
     ax.set_title("Nuclear count")
-    ax.legend(fontsize=7)
+    _legend_below(fig, ax, len(bars))
     ax = axes[1]
     data = [a[a["set"] == s]["area"].to_numpy(float) for s in names]
     keep = [n for n, d in enumerate(data) if (d > 0).any()]
@@ -154,6 +161,5 @@ def _fid_figure(report, sets) -> bytes:
                        width=width, label=s)  # fmt: skip
             ax.set_xticks(np.arange(len(zs)), zs)
             ax.set_title(f"{k.upper()} {v}")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
+    _legend_below(fig, axes[0, 0], len(sets))
     return _png(fig)

@@ -76,6 +76,7 @@ class EvaluationReport:
                     v = np.abs(v)
                 row[c] = float(v.mean()) if v.size else float("nan")
                 row[c + "_std"] = float(v.std()) if v.size else float("nan")
+                row[c + "_n"] = int(v.size)
             if len(self.fid):
                 pooled = self.fid[(self.fid["set"] == s) & (self.fid["z"] == "all")]
                 for _, r in pooled.iterrows():
@@ -88,13 +89,15 @@ class EvaluationReport:
     def summary_text(self) -> str:
         """The summary as a plain-text table: one row per metric, one column per set.
 
-        Cells are ``mean +- std`` over regions (nuclei errors: mean absolute relative error
-        against the real image); FID/sFID are pooled over slices.
+        Cells are ``mean +- sd (n=N)`` over the N regions with a finite value (sd: the
+        population standard deviation; nuclei errors: mean absolute relative error against the
+        real image); FID/sFID are pooled over slices.
         """
         s = self.summary()
         sets = list(s.index)
-        metrics = [c for c in s.columns if not c.endswith("_std") and c != "regions"]
-        width = max(16, *(len(str(n)) + 2 for n in sets))
+        metrics = [c for c in s.columns
+                   if not c.endswith(("_std", "_n")) and c != "regions"]  # fmt: skip
+        width = max(24, *(len(str(n)) + 2 for n in sets))
         lines = [f"{'metric':<20}" + "".join(f"{n!s:>{width}}" for n in sets)]
         lines.append(f"{'regions':<20}" + "".join(f"{int(s.loc[n, 'regions']):>{width}}"
                                                   for n in sets))  # fmt: skip
@@ -104,7 +107,7 @@ class EvaluationReport:
                 v, std = s.loc[n, c], s.loc[n].get(c + "_std")
                 cell = _fmt(v)
                 if std is not None and np.isfinite(float(std)) and np.isfinite(float(v)):
-                    cell += f" +- {_fmt(std)}"
+                    cell += f" +- {_fmt(std)} (n={int(s.loc[n, c + '_n'])})"
                 cells.append(f"{cell:>{width}}")
             lines.append(f"{c:<20}" + "".join(cells))
         meth = self.settings.get("nuclei_method")

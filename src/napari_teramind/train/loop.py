@@ -585,14 +585,13 @@ def plot_loss(csv_path: Path, png_path: Path) -> None:
     cols = read_loss_csv(csv_path)
     if not cols:
         return
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     for k in ("loss", "collage", "tile"):
         ax.plot(cols["step"], cols[k], label=k)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("MSE on noise")
     ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
+    fig.legend(loc="outside right upper")  # beside the axes, never over the curves
     tmp = png_path.with_name(f".{png_path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -10,7 +10,8 @@
 - Settings that persist between sessions: napari's plugin settings (the manifest's
   ``configurations``; napari >= 0.9 shows them under Preferences and keeps them next to its own
   settings). With an older napari, or when ``$TERAMIND_SETTINGS`` names a file, a small JSON
-  file instead (``$XDG_CONFIG_HOME/napari-teramind/settings.json`` by default).
+  file instead (``settings.json`` in platformdirs' user config folder of napari-teramind,
+  e.g. ``~/.config/napari-teramind`` on Linux, by default).
 - Slice shortcuts: :func:`bind_slice_keys` (``PageDown``/``PageUp``), shared with Browse.
 """
 
@@ -36,6 +37,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from napari_teramind.selection import parse_slices
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -113,9 +116,9 @@ def settings_path() -> Path:
         path = get_plugin_settings(PLUGIN_NAME).config_path
         if isinstance(path, str | os.PathLike):
             return Path(path)
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "napari-teramind" / "settings.json"
+    from platformdirs import user_config_path
+
+    return user_config_path(PLUGIN_NAME, appauthor=False) / "settings.json"
 
 
 def load_settings() -> dict[str, Any]:
@@ -369,37 +372,6 @@ def show_slice(viewer: napari.viewer.Viewer, store: Any, k: int) -> None:
         return
     z0, dz = slice_origin(store)
     viewer.dims.set_point(0, z0 + min(max(k, 0), store.n_slices - 1) * dz)
-
-
-def parse_slices(text: str, n_slices: int, current: int = 0) -> list[int]:
-    """Slices from text: ``"current"``, ``"all"``, ``"2"``, ``"0-3"`` or ``"0,2,5-6"``.
-
-    Raises
-    ------
-    ValueError
-        Naming the bad part and the valid range.
-    """
-    text = text.strip().lower()
-    if text in ("", "current"):
-        return [current]
-    if text == "all":
-        return list(range(n_slices))
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                out += list(range(a, b + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ValueError(
-                f"cannot read slices {part!r}; write e.g. '2', '0-3', '0,2,5-6', 'current' or 'all'"
-            ) from None
-    bad = [k for k in out if not 0 <= k < n_slices]
-    if bad:
-        raise ValueError(f"slices {bad} are outside the store's slices 0-{n_slices - 1}")
-    return sorted(set(out))
 
 
 # ---------------------------------------------------------------------- stores

@@ -324,7 +324,7 @@ class AttentionWidget(QWidget):
                 if slices_text == "all"
                 else parse_slices(slices_text, store.n_slices, current_slice(self.viewer, store))
             )
-            region = self._region() if self.region_box.isChecked() else None
+            region = self._region(store) if self.region_box.isChecked() else None
             spec = self.model_picker.spec()
         except Exception as exc:
             notify_error("Cannot compute attention maps", exc)
@@ -343,18 +343,10 @@ class AttentionWidget(QWidget):
             desc=f"Computing attention maps on {self.device_picker.device()}",
         )
 
-    def _region(self) -> tuple[int, int, int, int]:
-        from napari_teramind.widgets.generate import REGION_LAYER
+    def _region(self, store: Any) -> tuple[int, int, int, int]:
+        from napari_teramind.widgets.generate import rectangle_region
 
-        if REGION_LAYER not in self.viewer.layers or not len(self.viewer.layers[REGION_LAYER].data):
-            raise ValueError(
-                "no region rectangle: place one with 'Generate a region', or untick "
-                "'Only the region rectangle'"
-            )
-        corners = np.asarray(self.viewer.layers[REGION_LAYER].data[-1])[:, -2:]
-        lo = np.floor(corners.min(axis=0)).astype(int)
-        hi = np.ceil(corners.max(axis=0)).astype(int)
-        return int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1])
+        return rectangle_region(self.viewer, store, ", or untick 'Only the region rectangle'")
 
     def load(self, name: str) -> Any:
         """Show map ``name`` of the store (contrast read in a worker)."""

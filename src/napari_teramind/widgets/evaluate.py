@@ -178,20 +178,11 @@ class EvaluateWidget(QWidget):
 
     def region(self, store: BrainStore) -> tuple[int, int, int, int]:
         """The rectangle's ``(y0, y1, x0, x1)`` (clipped), or the whole slice."""
-        import numpy as np
-
-        from napari_teramind.widgets.generate import REGION_LAYER
+        from napari_teramind.widgets.generate import rectangle_region
 
         if self.where_combo.currentText() == WHOLE_SLICE:
             return (0, store.height, 0, store.width)
-        if REGION_LAYER not in self.viewer.layers or not len(self.viewer.layers[REGION_LAYER].data):
-            raise ValueError(
-                "no region rectangle: place one with 'Generate a region', or choose 'Whole slice'"
-            )
-        corners = np.asarray(self.viewer.layers[REGION_LAYER].data[-1])[:, -2:]
-        lo = np.clip(np.floor(corners.min(axis=0)), 0, [store.height, store.width]).astype(int)
-        hi = np.clip(np.ceil(corners.max(axis=0)), 0, [store.height, store.width]).astype(int)
-        return int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1])
+        return rectangle_region(self.viewer, store, ", or choose 'Whole slice'")
 
     def evaluate(self) -> Any:
         """Collect the choices and score in a worker (errors are notified)."""

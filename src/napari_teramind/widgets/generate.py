@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_teramind.layers import AXIS_LABELS, STAIN_COLORMAPS, UNITS
+from napari_teramind.selection import region_from_rectangle
 from napari_teramind.widgets._common import (
     DevicePicker,
     ModelPicker,
@@ -59,6 +60,23 @@ REGION_LAYER = "teramind region"
 PREVIEW_PREFIX = "preview"
 COORDS = ("y0", "y1", "x0", "x1")
 EDGES = {"y0": "top", "y1": "bottom", "x0": "left", "x1": "right"}
+
+
+def rectangle_region(
+    viewer: napari.viewer.Viewer, store: BrainStore, missing: str = ""
+) -> tuple[int, int, int, int]:
+    """The ``(y0, y1, x0, x1)`` pixel box of the region rectangle, clipped to ``store``'s canvas.
+
+    Raises
+    ------
+    ValueError
+        When no rectangle is placed (``missing`` is appended to the advice to place one) or
+        it lies outside the canvas.
+    """
+    if REGION_LAYER not in viewer.layers or not len(viewer.layers[REGION_LAYER].data):
+        raise ValueError(f"no region rectangle: place one with 'Generate a region'{missing}")
+    corners = viewer.layers[REGION_LAYER].data[-1]
+    return region_from_rectangle(corners, store.height, store.width)
 
 
 def run_generation(
@@ -341,12 +359,11 @@ class GenerateWidget(QWidget):
         layer = self.region_layer()
         if layer is None or not len(layer.data):
             return
-        corners = np.asarray(layer.data[-1])[:, -2:]
         store = self.open_store()
-        lo = np.floor(corners.min(axis=0)).astype(int)
-        hi = np.ceil(corners.max(axis=0)).astype(int)
-        y0, x0 = np.clip(lo, 0, [store.height, store.width])
-        y1, x1 = np.clip(hi, 0, [store.height, store.width])
+        try:
+            y0, y1, x0, x1 = region_from_rectangle(layer.data[-1], store.height, store.width)
+        except ValueError:  # dragged off the canvas: keep the last region in the fields
+            return
         self._syncing = True
         try:
             for name, value in zip(COORDS, (y0, y1, x0, x1), strict=True):

@@ -61,7 +61,7 @@ REFRESH_MS = 2000
 
 
 def default_jobs_root() -> Path:
-    """``$XDG_CACHE_HOME/napari-teramind/jobs`` (or ``~/.cache/...``) unless set."""
+    """``jobs`` in the per-user cache folder (:func:`~napari_teramind._sample_data.cache_dir`)."""
     from napari_teramind._sample_data import cache_dir
 
     return cache_dir() / "jobs"
@@ -305,7 +305,9 @@ class JobsWidget(QWidget):
         if self.region_combo.currentText() == "Whole sections":
             region = (0, store.height, 0, store.width)
         else:
-            region = self._rectangle()
+            from napari_teramind.widgets.generate import rectangle_region
+
+            region = rectangle_region(self.viewer, store)
         region = snap_region(region, store.height, store.width)  # whole 64 px patches
         stem = Path(store.path).name.removesuffix(".zarr")
         name = self.name_edit.text().strip() or f"{stem}-{self.seed_spin.value()}"
@@ -328,18 +330,6 @@ class JobsWidget(QWidget):
             "workers": self.workers_spin.value() or None,
             "scheduler": scheduler if executor == "dask" else None,
         }
-
-    def _rectangle(self) -> tuple[int, int, int, int]:
-        from napari_teramind.widgets.generate import REGION_LAYER
-
-        if REGION_LAYER not in self.viewer.layers or not len(self.viewer.layers[REGION_LAYER].data):
-            raise ValueError("no region rectangle: place one with 'Generate a region'")
-        import numpy as np
-
-        corners = np.asarray(self.viewer.layers[REGION_LAYER].data[-1])[:, -2:]
-        lo = np.floor(corners.min(axis=0)).astype(int)
-        hi = np.ceil(corners.max(axis=0)).astype(int)
-        return int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1])
 
     def launch(self) -> Any:
         """Write the job and run it in a worker (errors are notified)."""
