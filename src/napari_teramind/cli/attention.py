@@ -65,24 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_model(spec: str, device: str = "cpu"):
-    """Resolve ``--model``: the bundled model or a checkpoint path."""
-    try:
-        from napari_teramind.model import resolve_model
-    except ImportError:
-        resolve_model = None
-    if resolve_model is not None:
-        return resolve_model(None if spec == "bundled" else spec, device=device)
-    if spec == "bundled":
-        try:
-            from napari_teramind.model.bundled import load_bundled_model
-        except ImportError:
-            raise RuntimeError(
-                "this installation has no bundled model; pass --model PATH to a checkpoint"
-            ) from None
-        return load_bundled_model(device=device)
-    from napari_teramind.model import load_checkpoint
+    """Resolve ``--model`` (``bundled``, a checkpoint, a run folder or a published ``.ckpt``).
 
-    return load_checkpoint(spec, map_location=device)
+    The one model loader, :func:`napari_teramind.model.resolve_model`.
+    """
+    from napari_teramind.model import resolve_model
+
+    return resolve_model(spec, device=device)
 
 
 def _run(args: argparse.Namespace) -> int:

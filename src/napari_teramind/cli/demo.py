@@ -41,15 +41,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="only write the phantom and its overview (no generation, attention, evaluation)",
     )
     p.add_argument("--overwrite", action="store_true", help="rewrite existing outputs")
-    p.add_argument("--napari", action="store_true", help="open napari on the result")
+    p.add_argument(
+        "--napari",
+        action="store_true",
+        help="open napari on the result (needs napari and Qt: pip install 'napari-teramind[all]')",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
+
+
+def _require_napari() -> None:
+    """Fail before any work when ``--napari`` is asked for and napari or Qt is missing."""
+    try:
+        import napari  # noqa: F401
+        import qtpy  # noqa: F401  (raises an ImportError when no Qt binding is installed)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"--napari needs napari with a Qt binding, which is not installed ({exc}); install "
+            "the plugin extra, e.g. pip install -e '.[all]' in a clone (or "
+            "pip install 'napari-teramind[all]'), or run the demo without --napari"
+        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:
     from napari_teramind.cli._progress import StageBars
     from napari_teramind.demo import run_demo
 
+    if args.napari:
+        _require_napari()
     bars = StageBars(quiet=args.quiet)
 
     def log(line: str) -> None:

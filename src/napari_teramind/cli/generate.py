@@ -10,6 +10,8 @@ from napari_teramind.generate.schemes import DEFAULT_SCHEME, SCHEMES
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``generate`` and ``jobs`` sub-commands."""
+    from napari_teramind.generate.job import EXECUTORS
+
     p = subparsers.add_parser(
         "generate",
         help="generate images for a region of a brain store (a resumable job)",
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="output brain store (default: JOB_DIR/generated.zarr)")
     p.add_argument("--job-dir", help="job directory (default: OUT without .zarr + '.job')")
-    p.add_argument("--executor", choices=("inprocess", "local", "dask"), default="inprocess")
+    p.add_argument("--executor", choices=EXECUTORS, default="inprocess")
     p.add_argument("--devices", help="local executor: devices, e.g. cuda:0,cuda:1")
     p.add_argument("--workers", type=int, help="local: CPU processes; dask: LocalCluster size")
     p.add_argument("--scheduler", help="dask executor: scheduler address (default: LocalCluster)")

@@ -3,13 +3,18 @@
 Jobs need four things from the engine: a plan (how many blocks, how big the state and the
 output are), preparing the state arrays and the output store, running one (step, block) unit,
 and finishing the output store. Everything else (claims, manifest, executors) is engine-agnostic.
+
+This module sits below the job system (``job.py``, ``executors.py``) and never imports it: it
+reads a job through the two protocols below, which :class:`~napari_teramind.generate.job.JobDir`
+and :class:`~napari_teramind.generate.job.JobSpec` satisfy (checked by import-linter's layers).
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from napari_teramind.generate.devices import choose_batch_size, load_model
 from napari_teramind.store.atomic import write_json_atomic
@@ -17,9 +22,47 @@ from napari_teramind.store.atomic import write_json_atomic
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from napari_teramind.generate.job import JobDir, JobSpec
     from napari_teramind.generate.plan import GenerationPlan
     from napari_teramind.store import BrainStore
+
+
+class JobSpec(Protocol):
+    """What the bridge reads of a job spec (:class:`napari_teramind.generate.job.JobSpec`)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def output(self) -> str: ...
+    @property
+    def region(self) -> tuple[int, int, int, int]: ...
+    @property
+    def slices(self) -> tuple[int, ...]: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def sampler(self) -> str: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def block_px(self) -> int: ...
+    @property
+    def batch_size(self) -> int | None: ...
+    @property
+    def gene_blind(self) -> bool: ...
+
+
+class JobDir(Protocol):
+    """What the bridge reads of a job (:class:`napari_teramind.generate.job.JobDir`)."""
+
+    path: Path
+    spec: JobSpec
+    plan: dict[str, Any]
+
+    @property
+    def state_dir(self) -> Path: ...
+
 
 PREPARED_FILE = "prepared.json"
 #: Largest image chunk of a generated store (the brain-store default).

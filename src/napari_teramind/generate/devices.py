@@ -11,26 +11,15 @@ _MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
 def load_model(model: str, device: str = "cpu") -> tuple[Any, Any]:
     """Load ``"bundled"`` or a checkpoint path once per process and device (cached).
 
-    Returns the model (``eval()``, on ``device``) and its ``CheckpointInfo``. Uses
-    ``napari_teramind.model.resolve_model`` where it exists (bundled model, published
-    ``.ckpt`` import), otherwise loads a native checkpoint.
+    Returns the model (``eval()``, on ``device``) and its ``CheckpointInfo``, as the one model
+    loader :func:`napari_teramind.model.resolve_model` reads them (bundled model, native
+    checkpoint, training run folder, published ``.ckpt``).
     """
     key = (model, str(device))
     if key not in _MODELS:
-        try:
-            from napari_teramind.model import resolve_model
-        except ImportError:
-            resolve_model = None
-        if resolve_model is not None:
-            m, info = resolve_model(None if model == "bundled" else model, device=device)
-        elif model == "bundled":
-            raise RuntimeError(
-                "this napari-teramind has no bundled model yet; pass --model PATH of a checkpoint"
-            )
-        else:
-            from napari_teramind.model import load_checkpoint
+        from napari_teramind.model import resolve_model
 
-            m, info = load_checkpoint(model, map_location=device)
+        m, info = resolve_model(model, device=device)
         _MODELS[key] = (m.eval(), info)
     return _MODELS[key]
 

@@ -19,7 +19,14 @@ from pathlib import Path
 
 from napari_teramind.generate import _bridge
 from napari_teramind.generate.claims import Claim, Owner, heartbeat
-from napari_teramind.generate.job import RUN_FILE, JobCancelled, JobDir, now_iso, unit_key
+from napari_teramind.generate.job import (
+    EXECUTORS,
+    RUN_FILE,
+    JobCancelled,
+    JobDir,
+    now_iso,
+    unit_key,
+)
 from napari_teramind.store.atomic import write_bytes_atomic, write_json_atomic
 
 #: Seconds between polls while waiting for other workers' units.
@@ -393,8 +400,8 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
         yield _Clock(job).progress(job.n_steps, None, output=job.spec.output)
         return
     kind = executor or job.spec.executor
-    if kind not in ("inprocess", "local", "dask"):
-        raise ValueError(f"unknown executor {kind!r}; use inprocess, local or dask")
+    if kind not in EXECUTORS:
+        raise ValueError(f"unknown executor {kind!r}; use one of {', '.join(EXECUTORS)}")
     job.clear_cancel()
     for old in (job.path / "workers").glob("*.error"):
         old.unlink()  # failures of an earlier run

@@ -8,6 +8,7 @@ from napari_teramind.model.checkpoint import (
     CheckpointInfo,
     convert_checkpoint,
     import_published_checkpoint,
+    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "from_reference_layout",
     "import_published_checkpoint",
     "keep_gene_slices",
+    "latest_checkpoint",
     "load_checkpoint",
     "resolve_model",
     "save_checkpoint",

@@ -43,6 +43,7 @@ __all__ = [
     "convert_checkpoint",
     "import_published_checkpoint",
     "is_native_checkpoint",
+    "latest_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -51,6 +52,8 @@ FORMAT_NAME = "napari-teramind-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+#: The file of a training run directory that names its newest complete checkpoint.
+RUN_LAST_FILE = "last.json"
 
 
 def _package_version() -> str:
@@ -300,3 +303,28 @@ def convert_checkpoint(
         provenance = dict(info.provenance)
     provenance["converted_from"] = str(Path(src).name)
     return save_checkpoint(dst, model, info.config, names, info.training_state, provenance)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[int, Path] | None:
+    """``(step, path)`` of the newest complete checkpoint of a training run, or None.
+
+    A training run directory (:mod:`napari_teramind.train.loop`) names it in ``last.json``
+    (``{"step": 500, "path": "checkpoints/step_000500"}``), which the trainer replaces
+    atomically after the checkpoint is complete. It lives here, with the checkpoint format,
+    so that loading a model (:func:`~napari_teramind.model.resolve_model`) needs no trainer.
+
+    Raises
+    ------
+    ValueError
+        When ``last.json`` is not valid JSON (a corrupt or truncated file).
+    """
+    last = Path(run_dir) / RUN_LAST_FILE
+    if not last.exists():
+        return None
+    try:
+        info = json.loads(last.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{last} is not valid JSON ({exc}); the file is corrupt or truncated"
+        ) from exc
+    return int(info["step"]), Path(run_dir) / info["path"]

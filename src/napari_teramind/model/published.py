@@ -158,8 +158,8 @@ def _mouse_of(hparams: Mapping[str, Any]) -> str:
 def published_gene_names(n_genes: int, mouse: str = "638850") -> tuple[str, ...]:
     """Return the first ``n_genes`` names of a mouse's published panel.
 
-    Looked up lazily in :mod:`napari_teramind.store.panel` so this package stays free of the
-    storage dependencies.
+    Read from :mod:`napari_teramind.panels` (data only), so this package stays free of the
+    storage layer.
 
     Raises
     ------
@@ -167,9 +167,9 @@ def published_gene_names(n_genes: int, mouse: str = "638850") -> tuple[str, ...]
         If the panel cannot be loaded or is too short.
     """
     try:
-        from napari_teramind.store.panel import GenePanel
+        from napari_teramind.panels import published_panel_names
 
-        names = tuple(GenePanel.published(mouse).names[:n_genes])
+        names = published_panel_names(mouse)[:n_genes]
     except Exception as exc:
         raise CheckpointError(
             f"could not look up the published gene panel of mouse {mouse} ({exc}); "

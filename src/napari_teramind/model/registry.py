@@ -49,6 +49,7 @@ def resolve_model(
     from napari_teramind.model.checkpoint import (
         import_published_checkpoint,
         is_native_checkpoint,
+        latest_checkpoint,
         load_checkpoint,
     )
 
@@ -64,8 +65,6 @@ def resolve_model(
     if is_native_checkpoint(path):
         return load_checkpoint(path, map_location=device)
     if path.is_dir():
-        from napari_teramind.train.loop import latest_checkpoint
-
         latest = latest_checkpoint(path)
         if latest is not None:
             return load_checkpoint(latest[1], map_location=device)

@@ -5,17 +5,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-#: The published panels shipped with the package (see ``store/data``).
-PUBLISHED_PANELS = {
-    "638850": "panel-638850.csv",
-    "609882": "panel-609882-609889.csv",
-    "609889": "panel-609882-609889.csv",
-}
+from napari_teramind.panels import published_panel_names
 
 #: Genes of the published pathway pairs (METHOD.md, appendix B).
 PATHWAYS: dict[str, tuple[str, str]] = {
@@ -118,14 +112,7 @@ class GenePanel:
 
         The published 229-gene models use the first 229 genes, shared by both panels.
         """
-        try:
-            fname = PUBLISHED_PANELS[str(mouse)]
-        except KeyError:
-            raise KeyError(
-                f"no published panel for mouse {mouse!r}; choose one of {sorted(PUBLISHED_PANELS)}"
-            ) from None
-        text = resources.files(__package__).joinpath("data", fname).read_text()
-        names = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+        names = published_panel_names(mouse)
         return cls(names[:n_genes] if n_genes else names)
 
     # -- access ------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_teramind.model.checkpoint import RUN_LAST_FILE, latest_checkpoint
 from napari_teramind.store import BrainStore, GenePanel
 from napari_teramind.store.atomic import read_json, write_json_atomic
 from napari_teramind.train.ema import ModelEMA
@@ -300,15 +301,6 @@ def _check_schedule_change(run: Path, saved: TrainConfig, new: TrainConfig) -> N
         )
 
 
-def latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[int, Path] | None:
-    """``(step, path)`` of the newest complete checkpoint of a run, or None."""
-    last = Path(run_dir) / "last.json"
-    if not last.exists():
-        return None
-    info = read_json(last)
-    return int(info["step"]), Path(run_dir) / info["path"]
-
-
 def train(
     cfg: TrainConfig,
     run_dir: str | os.PathLike[str],
@@ -469,7 +461,9 @@ def train(
                     {**provenance, "weights": "ema"},
                 )
             os.replace(tmp, path)
-            write_json_atomic(run / "last.json", {"step": step, "path": str(path.relative_to(run))})
+            write_json_atomic(
+                run / RUN_LAST_FILE, {"step": step, "path": str(path.relative_to(run))}
+            )
             _prune(run / "checkpoints", cfg.keep_checkpoints, cfg.keep_every)
         if world > 1:
             torch.distributed.barrier()

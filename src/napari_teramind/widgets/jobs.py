@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_teramind.generate.job import EXECUTORS
 from napari_teramind.widgets._common import (
     ModelPicker,
     OneAtATime,
@@ -55,7 +56,6 @@ from napari_teramind.widgets._common import (
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-EXECUTORS = ("inprocess", "local", "dask")
 COLUMNS = ("job", "state", "progress", "step", "speed", "time left", "output")
 REFRESH_MS = 2000
 
