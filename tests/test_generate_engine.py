@@ -20,7 +20,7 @@ from napari_teramind.generate import (
 )
 from napari_teramind.model import ModelConfig, TeraMindUNet
 from napari_teramind.phantom import PhantomSpec, write_phantom
-from napari_teramind.store import BrainStore, BrainStoreError
+from napari_teramind.store import BrainStore, OverwriteRefused
 
 # 5 slices: an odd stack, so the last pair (4, 5) reaches outside it
 SPEC = PhantomSpec(seed=5, n_slices=5, height=192, width=320)
@@ -296,5 +296,5 @@ def test_generate_roi_cancel_and_errors(store, model, gene_names, tmp_path):
     assert not np.asarray(out.images()).any()
     with pytest.raises(ValueError, match="sampler"):
         generate_roi(store, model, REGION, [1], sampler="ddpm", gene_names=gene_names)
-    with pytest.raises(BrainStoreError, match="new output path"):
+    with pytest.raises(OverwriteRefused, match="it is the source store"):
         generate_roi(store, model, REGION, [1], gene_names=gene_names, output=store.path)

@@ -137,11 +137,10 @@ def _generate(
     label: str = "generated",
 ) -> Path:
     from napari_teramind.generate import generate_roi
+    from napari_teramind.store import prepare_target
 
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
+    prepare_target(out, replaces=("generated",), overwrite=True,
+                   inputs=[("source store", store.path)], role="output store")  # fmt: skip
     last = None
     shown = -1
     for item in generate_roi(

@@ -91,13 +91,12 @@ def _generate(args: argparse.Namespace) -> int:
 def _generate_or_resume(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from napari_teramind.generate.executors import run_job
     from napari_teramind.generate.job import JobSpec, create_job
 
     if args.resume:
         if args.store:
             raise ValueError("--resume DIR takes no STORE: the job's spec.json has the inputs")
-        out = run_job(args.resume, progress=_progress_printer(args.quiet), device=args.device)
+        out = _run_explained(args.resume, args)
         print(f"generated {out}")
         return 0
     if not args.store:
@@ -140,9 +139,25 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
     job = create_job(job_dir, spec, overwrite=args.overwrite, check_space=not args.no_space_check)
     if not args.quiet:
         print(f"job {job.path}: {job.n_steps} steps x {job.n_blocks} blocks", flush=True)
-    result = run_job(job.path, progress=_progress_printer(args.quiet), device=args.device)
+    result = _run_explained(job.path, args)
     print(f"generated {result}")
     return 0
+
+
+def _run_explained(job_dir, args: argparse.Namespace):
+    """Run a job; a failed write becomes one line that says how to continue the job."""
+    from napari_teramind.cli import CommandError
+    from napari_teramind.generate.executors import run_job
+    from napari_teramind.store.errors import explain_os_error
+
+    try:
+        return run_job(job_dir, progress=_progress_printer(args.quiet), device=args.device)
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as exc:
+        then = f"then continue the job with `teramind generate --resume {job_dir}`"
+        msg, user_error = explain_os_error(exc, then=then)
+        raise CommandError(msg, 2 if user_error else 1) from exc
 
 
 def _status(args: argparse.Namespace) -> int:

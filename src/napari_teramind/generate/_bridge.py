@@ -51,6 +51,9 @@ class JobSpec(Protocol):
     def batch_size(self) -> int | None: ...
     @property
     def gene_blind(self) -> bool: ...
+    @property
+    def scheme(self) -> str: ...
+    def generation_record(self, job: str) -> dict[str, Any]: ...
 
 
 class JobDir(Protocol):
@@ -129,22 +132,13 @@ def _record(job: JobDir, model: Any, info: Any, missing: Any) -> dict[str, Any]:
     """Provenance of the generated region, as :func:`generate_roi` records it."""
     from napari_teramind.generate.roi import _checkpoint_record, model_fingerprint
 
-    spec = job.spec
     return {
-        "region": list(spec.region),
-        "slices": list(spec.slices),
-        "seed": spec.seed,
-        "sampler": spec.sampler,
-        "scheme": spec.scheme,
-        "steps": spec.steps,
-        "gene_blind": spec.gene_blind,
-        "source_store": spec.source,
+        **job.spec.generation_record(str(job.path)),
         "model_sha256": model_fingerprint(model),
         "model_config": model.config.to_dict(),
         "checkpoint": _checkpoint_record(info),
         "missing_genes": list(missing),
         "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
-        "job": str(job.path),
     }
 
 
@@ -157,8 +151,8 @@ def prepare_job(job: JobDir) -> None:
     left no ``prepared.json``, so everything is prepared again.
     """
     from napari_teramind.generate.engine import create_state_arrays
-    from napari_teramind.generate.roi import _copy_genes, open_output_store
-    from napari_teramind.store import BrainStore
+    from napari_teramind.generate.roi import _copy_genes, begin_region, open_output_store
+    from napari_teramind.store import BrainStore, discard
 
     if (job.path / PREPARED_FILE).is_file():
         return
@@ -166,6 +160,8 @@ def prepare_job(job: JobDir) -> None:
     plan = make_plan(job.spec, source)
     shutil.rmtree(job.state_dir, ignore_errors=True)
     create_state_arrays(plan, job.state_dir)
+    if _half_made_by(job, Path(job.spec.output)):
+        discard(job.spec.output)  # an earlier start of this job failed while creating it
     out = open_output_store(
         source,
         job.spec.output,
@@ -178,8 +174,29 @@ def prepare_job(job: JobDir) -> None:
             f"{plan.block_px} px at region origin {plan.region[::2]} would share between "
             "workers; choose a --block-px and --region aligned to its chunks, or a new --out"
         )
+    begin_region(out, job.spec.generation_record(str(job.path)))
     _copy_genes(source, out, plan)
     write_json_atomic(job.path / PREPARED_FILE, {"state": str(job.state_dir)})
+
+
+def _half_made_by(job: JobDir, path: Path) -> bool:
+    """Whether ``path`` is a generated store this job created in a start that failed.
+
+    Such a store holds nothing of value (at most a copy of the source's gene counts and this
+    job's own pending entry), and may be too incomplete to open, so preparing again replaces it.
+    """
+    from napari_teramind.store.atomic import read_json
+
+    try:
+        meta = read_json(path / "zarr.json")["attributes"]["teramind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if meta.get("kind") != "generated" or meta.get("complete"):
+        return False
+    if (meta.get("provenance") or {}).get("generated_by_job") != str(job.path):
+        return False
+    others = [e for e in meta.get("generating", []) if e.get("writer") != str(job.path)]
+    return not meta.get("generated_regions") and not others
 
 
 def update_pyramids(job: JobDir, blocks: list[int]) -> None:

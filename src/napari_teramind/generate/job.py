@@ -38,8 +38,10 @@ from typing import Any
 from napari_teramind.generate.claims import DEFAULT_LEASE_S, ClaimBoard
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
 from napari_teramind.store.atomic import read_json, write_json_atomic
+from napari_teramind.store.errors import NotEnoughSpace, OverwriteRefused
+from napari_teramind.store.overwrite import JOB_SPEC_FILE, Input, check_replaceable, discard
 
-SPEC_FILE = "spec.json"
+SPEC_FILE = JOB_SPEC_FILE
 COMPLETE_FILE = "complete.json"
 CANCEL_FILE = "cancel"
 EXECUTORS = ("inprocess", "local", "dask")
@@ -127,6 +129,26 @@ class JobSpec:
         if kw.get("devices"):
             kw["devices"] = tuple(kw["devices"])
         return cls(**kw)
+
+    def generation_record(self, job: str) -> dict[str, Any]:
+        """What the output store records of this job's region while and after it is written.
+
+        ``job`` is the job directory; it also identifies the writer, so a resumed job is not
+        refused by its own pending entry.
+        """
+        return {
+            "region": list(self.region),
+            "slices": list(self.slices),
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "scheme": self.scheme,
+            "steps": self.steps,
+            "gene_blind": self.gene_blind,
+            "source_store": self.source,
+            "model": self.model,
+            "job": job,
+            "writer": job,
+        }
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with some fields changed."""
@@ -336,8 +358,9 @@ def check_disk_space(needs: Sequence[tuple[str | os.PathLike[str], int]], margin
 
     Raises
     ------
-    OSError
-        When a filesystem lacks room, with the predicted and free figures and the fixes.
+    NotEnoughSpace
+        (an ``OSError``) When a filesystem lacks room, with the predicted and free figures and
+        the fixes.
     """
     by_dev: dict[int, dict[str, Any]] = {}
     for path, nbytes in needs:
@@ -350,7 +373,7 @@ def check_disk_space(needs: Sequence[tuple[str | os.PathLike[str], int]], margin
         usage = shutil.disk_usage(entry["where"])
         need = entry["bytes"] + int(margin * usage.total)
         if need > usage.free:
-            raise OSError(
+            raise NotEnoughSpace(
                 f"not enough disk space for this job on the filesystem of {entry['where']}: it "
                 f"needs about {format_bytes(entry['bytes'])} (for {', '.join(entry['paths'])}) "
                 f"plus a {margin:.0%} reserve ({format_bytes(margin * usage.total)}), but only "
@@ -424,11 +447,20 @@ def create_job(job_dir: str | os.PathLike[str], spec: JobSpec, *, overwrite: boo
         New (or empty) directory for the job.
     spec
         What to generate. Relative paths are made absolute, so workers started elsewhere
-        find the source, model and output.
+        find the source, model and output. An existing generated output store is written
+        into (the region must not hold another generation).
     overwrite
-        Replace an existing job directory and output store.
+        Replace an existing job directory and output store. Only a job directory and a
+        generated store are replaced, never the source, the checkpoint (or a parent or child
+        of either), a file or a directory this project did not write.
     check_space
-        Compare the predicted disk use with free space (raises ``OSError`` when short).
+        Compare the predicted disk use with free space (raises ``NotEnoughSpace``, an
+        ``OSError``, when short).
+
+    Raises
+    ------
+    OverwriteRefused
+        When the job directory or the output may not be written or replaced.
 
     Returns
     -------
@@ -446,35 +478,54 @@ def create_job(job_dir: str | os.PathLike[str], spec: JobSpec, *, overwrite: boo
         slices=tuple(int(s) for s in spec.slices),
     )
     _validate_spec(spec)
-    if job_dir.exists() and any(job_dir.iterdir()):
-        if not overwrite:
-            hint = (
-                " (it is a job: continue it with --resume)"
-                if (job_dir / SPEC_FILE).exists()
-                else ""
-            )
-            raise FileExistsError(
-                f"job directory {job_dir} is not empty{hint}; choose another --job-dir or "
-                "pass --overwrite"
-            )
-        shutil.rmtree(job_dir)
-    if Path(spec.output).exists():
-        if overwrite:
-            shutil.rmtree(spec.output)
-        else:  # write the region into an existing generated store, if it matches the source
-            from napari_teramind.generate.roi import open_output_store
-            from napari_teramind.store import BrainStore
+    output = Path(spec.output)
+    inputs: list[Input] = [("source store", spec.source)]
+    if spec.model != "bundled":
+        inputs.append(("model checkpoint", spec.model))
+    if job_dir == output or output in job_dir.parents:
+        raise OverwriteRefused(
+            f"the job directory {job_dir} {'is' if job_dir == output else 'lies inside'} the "
+            f"output store {output}; put it beside the output (the default is OUT.job)"
+        )
+    job_found = check_replaceable(
+        job_dir,
+        replaces=("job",),
+        overwrite=overwrite,
+        inputs=inputs,
+        role="job directory",
+        hint=f"continue it with `teramind generate --resume {job_dir}`",
+    )
+    out_found = check_replaceable(
+        output, replaces=("generated",), overwrite=overwrite, inputs=inputs,
+        role="output store", reuse=True,
+    )  # fmt: skip
+    if out_found.exists and not overwrite:
+        # write the region into an existing generated store: it must match the source, and
+        # the region must not hold another generation
+        from napari_teramind.generate.roi import check_region_free, open_output_store
+        from napari_teramind.store import BrainStore
 
-            open_output_store(BrainStore.open(spec.source), spec.output)
+        out = open_output_store(BrainStore.open(spec.source), output)
+        check_region_free(out, spec.generation_record(str(job_dir)))
     plan = _bridge.plan_job(spec)
     if check_space:
         check_disk_space([(job_dir, plan["state_nbytes"]), (spec.output, plan["output_nbytes"])])
-    job_dir.mkdir(parents=True, exist_ok=True)
+    if job_found.exists:
+        discard(job_dir)
+    if out_found.exists and overwrite:
+        discard(output)
     from napari_teramind import __version__
 
     doc = dict(spec.to_dict(), format=JOB_FORMAT, created=now_iso(),
                software=f"napari-teramind {__version__}", plan=plan)  # fmt: skip
-    write_json_atomic(job_dir / SPEC_FILE, doc)
+    made = not job_dir.exists()
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(job_dir / SPEC_FILE, doc)
+    except OSError:
+        if made:  # a job that could not be written leaves nothing behind
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     return JobDir(job_dir)
 
 

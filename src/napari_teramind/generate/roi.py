@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from napari_teramind.generate.engine import (
     to_uint8,
 )
 from napari_teramind.generate.plan import GenerationPlan
-from napari_teramind.generate.schemes import DEFAULT_SCHEME, check_scheme
+from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -120,16 +121,21 @@ def open_output_store(
 ) -> BrainStore:
     """Open a generated store matching ``source`` for writing, creating it if needed.
 
-    An existing store must be a generated store with the same canvas, gene block and panel.
+    An existing store must be a generated store with the same canvas, gene block and panel;
+    ``output`` may not be the source (nor a parent or child of it), a file, or a directory this
+    project did not write (see :func:`~napari_teramind.store.check_replaceable`).
     """
-    from napari_teramind.store import BrainStore, BrainStoreError
+    from napari_teramind.store import BrainStore, BrainStoreError, check_replaceable
 
     output = Path(output)
-    if output.exists():
+    inputs = [("source store", source.path)]
+    found = check_replaceable(
+        output, replaces=("generated",), overwrite=False, inputs=inputs,
+        role="output store", reuse=True,
+    )  # fmt: skip
+    if found.exists:
         out = BrainStore.open(output, mode="r+")
         problems = []
-        if out.kind != "generated":
-            problems.append(f"its kind is {out.kind!r}, not 'generated'")
         if out.shape != source.shape:
             problems.append(f"its canvas {out.shape} differs from the source's {source.shape}")
         if out.gene_block_px != source.gene_block_px:
@@ -154,7 +160,116 @@ def open_output_store(
         kind="generated",
         provenance=provenance,
         image_chunk=image_chunk or source.image_chunk,
+        inputs=inputs,
     )
+
+
+# ---------------------------------------------------------------------- region records
+#: Record fields that decide a generated region's pixels (with the model).
+GENERATION_FIELDS = (
+    "region", "slices", "seed", "sampler", "scheme", "steps", "gene_blind", "source_store",
+)  # fmt: skip
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a.get("model_sha256") and b.get("model_sha256"):
+        return a["model_sha256"] == b["model_sha256"]
+    if a.get("model") and b.get("model"):
+        return a["model"] == b["model"]
+    return False  # not known to be the same model
+
+
+def same_generation(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two region records describe the same pixels (same region, settings, model)."""
+    for k in GENERATION_FIELDS:
+        va, vb = a.get(k), b.get(k)
+        if k in ("region", "slices"):
+            va, vb = list(va or ()), list(vb or ())
+        elif k == "gene_blind":
+            va, vb = bool(va), bool(vb)
+        elif k == "scheme":  # records made before schemes existed are collage generations
+            va, vb = va or LEGACY_SCHEME, vb or LEGACY_SCHEME
+        if va != vb:
+            return False
+    return _same_model(a, b)
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    ay0, ay1, ax0, ax1 = a["region"]
+    by0, by1, bx0, bx1 = b["region"]
+    meet = ay0 < by1 and by0 < ay1 and ax0 < bx1 and bx0 < ax1
+    return meet and bool(set(a["slices"]) & set(b["slices"]))
+
+
+def _describe(rec: dict[str, Any]) -> str:
+    y0, y1, x0, x1 = rec["region"]
+    sl = rec["slices"]
+    slices = f"{sl[0]}-{sl[-1]}" if list(sl) == list(range(sl[0], sl[-1] + 1)) else str(sl)
+    blind = ", gene-blind" if rec.get("gene_blind") else ""
+    return (f"slices {slices}, region y {y0}:{y1}, x {x0}:{x1}, seed {rec.get('seed')} "
+            f"({rec.get('sampler')}, {rec.get('scheme') or LEGACY_SCHEME}, {rec.get('steps')} steps"
+            f"{blind})")  # fmt: skip
+
+
+def check_region_free(out: BrainStore, record: dict[str, Any]) -> None:
+    """Refuse to write ``record``'s region where ``out`` holds another generation.
+
+    A generated store keeps a true record of what it holds: ``generated_regions`` (finished)
+    and ``generating`` (being written, or interrupted). Writing a region that overlaps one of
+    them with other settings (another seed, model, region, ...) would overwrite its pixels and
+    leave a false record, so it is refused. The same generation again (e.g. a re-run) is
+    allowed and replaces its record. A writer's own pending entry (``record["writer"]``, a
+    resumed job) is skipped.
+
+    Raises
+    ------
+    BrainStoreError
+        Naming the generation already there and what to do.
+    """
+    from napari_teramind.store import BrainStoreError
+
+    meta = out.metadata
+    own = record.get("writer")
+    entries = [(e, False) for e in meta.get("generated_regions", [])]
+    entries += [(e, True) for e in meta.get("generating", [])]
+    for entry, pending in entries:
+        if (pending and own and entry.get("writer") == own) or not _overlap(entry, record):
+            continue
+        if same_generation(entry, record):
+            continue
+        if pending and entry.get("job"):
+            what = (f"the unfinished generation job {entry['job']} is writing {_describe(entry)}; "
+                    f"finish it first (teramind generate --resume {entry['job']}), or")  # fmt: skip
+        elif pending:
+            what = f"an interrupted generation partly wrote {_describe(entry)}; "
+        else:
+            what = f"it already holds {_describe(entry)}; "
+        raise BrainStoreError(
+            f"cannot generate {_describe(record)} into {out.path}: {what} writing there would "
+            "overwrite those images and leave a false record. Write to another output store "
+            "(--out), or replace this one whole (overwrite=True, --overwrite)."
+        )
+
+
+def begin_region(out: BrainStore, record: dict[str, Any]) -> None:
+    """Check the region is free (:func:`check_region_free`) and record it as being written."""
+    check_region_free(out, record)
+    own = record["writer"]
+    pending = [e for e in out.metadata.get("generating", []) if e.get("writer") != own]
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    out.update_metadata({"generating": [*pending, {**record, "started": started}]})
+
+
+def abandon_region(out: BrainStore, writer: str, wrote_images: bool) -> None:
+    """A writer stopped early: forget its pending entry, or mark it interrupted if it wrote."""
+    pending = []
+    for e in out.metadata.get("generating", []):
+        if e.get("writer") == writer:
+            if not wrote_images:
+                continue
+            e = {**e, "interrupted": True}
+        pending.append(e)
+    out.update_metadata({"generating": pending})
 
 
 def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan) -> None:
@@ -264,11 +379,17 @@ def generate_roi(
         "checkpoint": None if model_info is None else _checkpoint_record(model_info),
         "missing_genes": list(genes.missing),
         "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
+        "writer": f"roi-{uuid.uuid4().hex[:12]}",
     }
     if output is None:
         output = Path(tempfile.mkdtemp(prefix="teramind-roi-")) / "generated.zarr"
     out = open_output_store(source, output, provenance={"generated_from": record})
-    _copy_genes(source, out, plan)
+    begin_region(out, record)
+    try:
+        _copy_genes(source, out, plan)
+    except BaseException:
+        abandon_region(out, record["writer"], wrote_images=False)
+        raise
     return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir)
 
 
@@ -300,6 +421,7 @@ def _run(
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="teramind-state-", dir=workdir))
+    finished = wrote = False
     try:
         states = create_state_arrays(plan, tmp)
         done = 0
@@ -328,6 +450,7 @@ def _run(
                         if z in slice_pos:
                             view[:, slice_pos[z], uy0:uy1, ux0:ux1] = to_uint8(x0[[d, 2 + d]])
                 if step == last:
+                    wrote = True
                     sy, sx = plan.to_store(blk.y0, blk.x0)
                     ey, ex = plan.to_store(blk.y1, blk.x1)
                     out.build_pyramids(names=["images"], region=(sy, ey, sx, ex), workers=1)
@@ -347,10 +470,20 @@ def _run(
                 )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not finished:  # closed or failed: the store's record says what is there
+            abandon_region(out, record["writer"], wrote)
 
 
 def _record_done(out: BrainStore, record: dict[str, Any]) -> None:
-    """Append the finished region to the store's list of generated regions."""
-    regions = list(out.metadata.get("generated_regions", []))
+    """Record the finished region: it replaces its pending entry and any record it rewrote.
+
+    :func:`check_region_free` let this write start only over nothing or the same generation,
+    so a finished record it overlaps describes pixels just rewritten: it is replaced, never
+    listed twice.
+    """
+    meta = out.metadata
+    writer = record.get("writer")
+    regions = [r for r in meta.get("generated_regions", []) if not _overlap(r, record)]
     regions.append({**record, "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
-    out.update_metadata({"generated_regions": regions})
+    pending = [e for e in meta.get("generating", []) if writer is None or e.get("writer") != writer]
+    out.update_metadata({"generated_regions": regions, "generating": pending})

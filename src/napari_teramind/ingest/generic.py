@@ -11,7 +11,14 @@ import numpy as np
 from napari_teramind.store import GenePanel
 
 from . import registration as reg
-from .pipeline import IngestOptions, SliceInput, make_progress, plan_panel, run_ingest
+from .pipeline import (
+    IngestOptions,
+    SliceInput,
+    check_output,
+    make_progress,
+    plan_panel,
+    run_ingest,
+)
 from .report import IngestReport
 from .resume import file_identity
 from .tables import TableColumns, check_columns, natural_order, scan
@@ -74,13 +81,17 @@ def ingest_table(
     options
         Shared options.
     overwrite
-        Replace an existing store.
+        Replace an existing ingested store (never an input, a file or a directory this
+        project did not write).
     """
     options = options or IngestOptions()
     options.columns = columns
     paths = [Path(t) for t in tables]
     if not paths:
         raise ValueError("give at least one transcript table")
+    read = [("transcript table", p) for p in paths]
+    read += [(f"{k} image", v) for m in (images or {}).values() for k, v in m.items()]
+    check_output(out, overwrite, read)  # before reading anything
     for p in paths:
         check_columns(p, columns)
     if units not in UNITS:

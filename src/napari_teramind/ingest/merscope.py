@@ -18,7 +18,14 @@ import numpy as np
 from napari_teramind.store import GenePanel
 
 from . import registration as reg
-from .pipeline import IngestOptions, SliceInput, make_progress, plan_panel, run_ingest
+from .pipeline import (
+    IngestOptions,
+    SliceInput,
+    check_output,
+    make_progress,
+    plan_panel,
+    run_ingest,
+)
 from .report import IngestReport
 from .resume import file_identity
 from .tables import TableColumns, scan
@@ -114,7 +121,8 @@ def ingest_merscope(
     options
         Shared options (chunk size, memory budget, progress, intensity ranges).
     overwrite
-        Replace an existing store.
+        Replace an existing ingested store (never an input, a file or a directory this
+        project did not write).
 
     Returns
     -------
@@ -126,6 +134,8 @@ def ingest_merscope(
     dirs = [Path(d) for d in directories]
     if not dirs:
         raise ValueError("give at least one MERSCOPE directory")
+    read = [("MERSCOPE directory", d) for d in dirs]
+    check_output(out, overwrite, read)  # before reading anything
     registration = dict(registration or {})
     unknown = sorted(set(registration) - set(range(len(dirs))))
     if unknown:
@@ -222,4 +232,5 @@ def ingest_merscope(
         options=options,
         config=config,
         overwrite=overwrite,
+        inputs=read,
     )

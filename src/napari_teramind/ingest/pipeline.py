@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_teramind.store import BrainStore, BrainStoreError, GenePanel
+from napari_teramind.store import BrainStore, BrainStoreError, GenePanel, check_replaceable
+from napari_teramind.store.errors import OverwriteRefused
+from napari_teramind.store.overwrite import Found, Input
 
 from .images import ImageSource, IntensityMapping, resample_window
 from .report import IngestReport, SliceReport
@@ -250,20 +252,51 @@ def read_orthologs(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- driver
-def _open_or_create(out: Path, config_hash: str, overwrite: bool, create: Callable[[], BrainStore]):
+def check_output(out: str | os.PathLike[str], overwrite: bool, inputs: Sequence[Input]) -> Found:
+    """Check that an ingest may write ``out`` (before reading anything, and again on create).
+
+    ``out`` may not be an input (a table, an image, an input directory) nor a parent or a child
+    of one; an existing ``out`` is resumed, or replaced with ``overwrite``, only when it is an
+    ingested brain store (see :func:`~napari_teramind.store.check_replaceable`).
+    """
+    return check_replaceable(
+        out, replaces=("real",), overwrite=overwrite, inputs=inputs, role="output store",
+        reuse=True,
+    )  # fmt: skip
+
+
+def slice_inputs(slices: Sequence[SliceInput]) -> list[Input]:
+    """The files an ingest of ``slices`` reads: tables and images."""
+    out: list[Input] = []
+    for s in slices:
+        out.extend(("transcript table", t) for t in s.tables)
+        out.extend((f"{stain} image", p) for stain, p in s.images.items())
+    return out
+
+
+def _open_or_create(
+    out: Path,
+    config_hash: str,
+    overwrite: bool,
+    create: Callable[[], BrainStore],
+    inputs: Sequence[Input] = (),
+):
     """Create the store, or reopen it to resume an interrupted ingest of the same inputs."""
-    if out.exists() and not overwrite:
+    found = check_output(out, overwrite, inputs)
+    if found.exists and not overwrite:
         state = ResumeState.load(out)
         if state is None or state.config_hash != config_hash:
             why = "was written by a different ingest" if state else "is not a resumable ingest"
-            raise FileExistsError(
-                f"{out} already exists and {why}; pass overwrite=True (--overwrite) to replace it"
+            raise OverwriteRefused(
+                f"{out} already exists and {why}; pass overwrite=True (--overwrite) to replace "
+                "it, or choose another output store"
             )
         try:
             store = BrainStore.open(out, mode="r+", allow_incomplete=True)
         except BrainStoreError as exc:
-            raise FileExistsError(
-                f"{out} cannot be resumed ({exc}); pass overwrite=True (--overwrite)"
+            raise OverwriteRefused(
+                f"{out} cannot be resumed ({exc}); pass overwrite=True (--overwrite) to replace "
+                "it, or choose another output store"
             ) from None
         return store, state
     store = create()
@@ -313,6 +346,7 @@ def run_ingest(
     overwrite: bool = False,
     n_slices: int | None = None,
     notes: Sequence[str] = (),
+    inputs: Sequence[Input] = (),
 ) -> IngestReport:
     """Bin, write, record and finalise; resumes an interrupted run of the same configuration.
 
@@ -337,13 +371,17 @@ def run_ingest(
     config
         JSON-able description of the inputs and options; a resume requires the same.
     overwrite
-        Replace an existing store.
+        Replace an existing ingested store (never anything else, see :func:`check_output`).
     n_slices
         Number of slices of the store (default: one more than the largest ``z``).
     notes
         Remarks copied into the report.
+    inputs
+        ``(what, path)`` of input directories, beside the slices' tables and images, that
+        ``out`` may not overlap.
     """
     out = Path(out)
+    inputs = [*inputs, *slice_inputs(slices)]
     zs = [s.z for s in slices]
     if len(set(zs)) != len(zs):
         raise ValueError(f"slice indices must be distinct, got {zs}")
@@ -365,9 +403,10 @@ def run_ingest(
             kind="real",
             provenance=dict(provenance),
             overwrite=overwrite,
+            inputs=inputs,
         )
 
-    store, state = _open_or_create(out, config_hash, overwrite, create)
+    store, state = _open_or_create(out, config_hash, overwrite, create, inputs)
     if store.complete:
         return IngestReport.load(out)
     report = IngestReport(kind=kind, panel=list(plan.panel.names), notes=list(notes))

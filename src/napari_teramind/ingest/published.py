@@ -189,11 +189,16 @@ def ingest_published(
     progress
         Show progress bars.
     overwrite
-        Replace an existing store.
+        Replace an existing ingested store (never an input, a file or a directory this
+        project did not write).
     """
     out = Path(out)
     gdir = Path(gene_dir) if gene_dir else None
     idir = Path(image_dir) if image_dir else None
+    from .pipeline import _open_or_create, check_output
+
+    read = [("published gene directory", gdir), ("published image directory", idir)]
+    check_output(out, overwrite, read)  # before reading anything
     tiles = find_tiles(gdir, idir)
     panel_all = GenePanel.published(mouse)
     if len(panel_all) != SLOTS:
@@ -234,7 +239,6 @@ def ingest_published(
         "published_slices": sel,
         "canvas_origin_px": [oh, ow],
     }
-    from .pipeline import _open_or_create
 
     def create() -> BrainStore:
         return BrainStore.create(
@@ -249,9 +253,10 @@ def ingest_published(
             provenance=provenance,
             overwrite=overwrite,
             image_chunk=TILE,
+            inputs=read,
         )
 
-    store, state = _open_or_create(out, config_hash, overwrite, create)
+    store, state = _open_or_create(out, config_hash, overwrite, create, read)
     if store.complete:
         return IngestReport.load(out)
     bars = make_progress(progress)

@@ -4,7 +4,8 @@ This package imports neither torch nor napari.
 """
 
 from .brainstore import CHANNELS, FORMAT_VERSION, BrainStore
-from .errors import BrainStoreError
+from .errors import BrainStoreError, NotEnoughSpace, OverwriteRefused
+from .overwrite import check_replaceable, discard, identify, prepare_target
 from .panel import PATHWAYS, GenePanel, PanelAlignment
 
 __all__ = [
@@ -14,5 +15,11 @@ __all__ = [
     "BrainStore",
     "BrainStoreError",
     "GenePanel",
+    "NotEnoughSpace",
+    "OverwriteRefused",
     "PanelAlignment",
+    "check_replaceable",
+    "discard",
+    "identify",
+    "prepare_target",
 ]

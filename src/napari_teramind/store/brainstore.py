@@ -37,6 +37,7 @@ from .ngff import (
     pyramid_levels,
     read_multiscales,
 )
+from .overwrite import Input, prepare_target
 from .panel import GenePanel
 from .pyramid import build_pyramid, n_level_chunks
 
@@ -151,6 +152,7 @@ class BrainStore:
         region_names: Mapping[int, str] | None = None,
         overwrite: bool = False,
         image_chunk: int = 512,
+        inputs: Sequence[Input] = (),
     ) -> BrainStore:
         """Create an empty brain store and return it open for writing.
 
@@ -174,9 +176,19 @@ class BrainStore:
         region_names
             Region id to name; when given, a ``labels/regions`` label image is created.
         overwrite
-            Replace an existing store at ``path``.
+            Replace an existing store at ``path``; only a brain store of the same ``kind`` is
+            replaced, never a file, another kind of store or a directory this project did not
+            write (see :func:`~napari_teramind.store.overwrite.check_replaceable`).
         image_chunk
             Chunk edge of the image arrays in pixels (a multiple of ``gene_block_px``).
+        inputs
+            ``(what, path)`` pairs the writer reads; ``path`` may be none of them, nor a parent
+            or a child of one.
+
+        Raises
+        ------
+        OverwriteRefused
+            When ``path`` holds something that may not be replaced, or is an input.
         """
         import zarr
 
@@ -194,15 +206,9 @@ class BrainStore:
             raise ValueError(f"image_chunk {image_chunk} must be a multiple of {gene_block_px}")
         if pixel_size_um <= 0 or slice_spacing_um <= 0:
             raise ValueError("pixel_size_um and slice_spacing_um must be positive")
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; pass overwrite=True (--overwrite) to replace it"
-            )
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-
+        prepare_target(
+            path, replaces=(kind,), overwrite=overwrite, inputs=inputs, role="output store"
+        )
         root = zarr.open_group(store=str(path), mode="w-", zarr_format=3)
         meta: dict[str, Any] = {
             "format": FORMAT_NAME,
