@@ -4,7 +4,8 @@ This package imports neither torch nor napari.
 """
 
 from .brainstore import CHANNELS, FORMAT_VERSION, BrainStore
-from .errors import BrainStoreError
+from .chunks import CoveredRegion
+from .errors import BrainStoreError, DamagedStoreError, MissingChunkError
 from .panel import PATHWAYS, GenePanel, PanelAlignment
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "PATHWAYS",
     "BrainStore",
     "BrainStoreError",
+    "CoveredRegion",
+    "DamagedStoreError",
     "GenePanel",
+    "MissingChunkError",
     "PanelAlignment",
 ]
