@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "SAMPLERS",
     "RoiProgress",
+    "finish_generated_store",
     "generate_roi",
     "model_fingerprint",
     "open_output_store",
@@ -120,6 +121,8 @@ def open_output_store(
     """Open a generated store matching ``source`` for writing, creating it if needed.
 
     An existing store must be a generated store with the same canvas, gene block and panel.
+    It is marked incomplete until the region written into it is finished
+    (:func:`finish_generated_store`): while it is written it is not complete.
     """
     from napari_teramind.store import BrainStore, BrainStoreError
 
@@ -140,6 +143,8 @@ def open_output_store(
                 f"cannot write generated images into {output}: {'; '.join(problems)}. "
                 "Choose a new output path."
             )
+        if out.complete:
+            out.update_metadata({"complete": False})
         return out
     return BrainStore.create(
         output,
@@ -160,7 +165,7 @@ def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan) -> No
     """Copy the conditioning gene counts of the region (requested slices) into ``out``."""
     gb = plan.gene_block_px
     y0, y1, x0, x1 = plan.region
-    src = source.zarr_array("genes", 0)
+    src = source.array("genes", 0)
     for z in plan.slices:
         counts = np.asarray(src[:, z, y0 // gb : y1 // gb, x0 // gb : x1 // gb])
         out.write_genes(z, y0 // gb, x0 // gb, counts)
@@ -326,7 +331,7 @@ def _run(
                     out.build_pyramids(names=["images"], region=(sy, ey, sx, ex), workers=1)
                 finished = done == plan.n_units
                 if finished:
-                    _record_done(out, record)
+                    finish_generated_store(out, record)
                 yield RoiProgress(
                     step=step,
                     n_steps=plan.steps,
@@ -342,8 +347,20 @@ def _run(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _record_done(out: BrainStore, record: dict[str, Any]) -> None:
-    """Append the finished region to the store's list of generated regions."""
+def finish_generated_store(out: BrainStore, record: dict[str, Any]) -> None:
+    """Finish a generated region: pyramids, provenance, coverage, then mark complete.
+
+    Call after the last unit of the region was written. The pyramids of every multiscale
+    (images and the copied genes) are rebuilt over the region, then one metadata update
+    appends ``record`` to ``generated_regions``, adds the region and its slices to the
+    store's ``coverage`` and marks the store complete. A crash before that update leaves the
+    store incomplete, so it is never read as finished when it is not.
+    """
+    from napari_teramind.store.chunks import CoveredRegion
+
+    y0, y1, x0, x1 = (int(v) for v in record["region"])
+    out.build_pyramids(region=(y0, y1, x0, x1), workers=1)
     regions = list(out.metadata.get("generated_regions", []))
     regions.append({**record, "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
-    out.update_metadata({"generated_regions": regions})
+    covered = CoveredRegion.from_dict(record)
+    out.mark_complete(covered, extra={"generated_regions": regions})
