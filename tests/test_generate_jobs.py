@@ -124,6 +124,9 @@ def test_job_equals_the_roi_api(inputs, reference, tmp_path):
                               block_px=256, preview=False))  # fmt: skip
     assert items[-1].output is not None
     assert np.array_equal(_images(tmp_path / "roi.zarr", job=False), reference[0])
+    roi = BrainStore.open(tmp_path / "roi.zarr")  # finished: complete, covering the region
+    assert roi.complete and [c.region for c in roi.coverage] == [REGION]
+    assert roi.validate(deep=True) == []
 
 
 # ---------------------------------------------------------------------- (a) resume
@@ -393,3 +396,68 @@ def test_bad_specs_are_refused_with_clear_errors(inputs, tmp_path):
         JobDir(tmp_path / "j1")
     spec = json.loads((job.path / "spec.json").read_text())
     assert spec["source"] == str(inputs[0].resolve()) and spec["plan"]["n_blocks"] == 4
+
+
+# ---------------------------------------------------------------------- (h) the finished output
+def test_finished_job_output_is_complete_and_records_its_region(inputs, reference, tmp_path,
+                                                                capsys):  # fmt: skip
+    """A finished job's region store is complete, says what it covers and validates (#13 item 4).
+
+    Chunks outside the region were never written and read as 0; inside it every chunk must
+    exist. ``info``, ``validate --deep``, ``export`` (without ``--allow-incomplete``) and
+    ``evaluate`` (without ``--region``) all use the recorded region.
+    """
+    import shutil
+
+    import tifffile
+
+    from napari_teramind.cli import main
+    from napari_teramind.evaluate import evaluate_stores
+    from napari_teramind.store import CoveredRegion, MissingChunkError
+
+    ref, job = reference
+    assert job_status(job.path).state == "complete"
+    out = Path(job.spec.output)
+    store = BrainStore.open(out, allow_incomplete=False)  # complete: opens like a real store
+    assert store.complete
+    assert store.coverage == (CoveredRegion(REGION, SLICES),)
+    assert store.validate(deep=True) == []
+    assert main(["validate", "--deep", str(out)]) == 0
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "complete     True" in text and "y 0:256, x 128:384 px of slices [0, 1]" in text
+    # outside the region: fill, never an error; genes (and their pyramid) copied in the region
+    y0, y1, x0, x1 = REGION
+    assert not np.asarray(store.images(0)[:, :, :, :x0]).any()
+    assert not np.asarray(store.images(0)[:, 2:]).any()
+    src = BrainStore.open(inputs[0])
+    for k in range(store.n_levels("genes")):
+        f = 16 * 2**k
+        win = (slice(None), list(SLICES), slice(y0 // f, -(-y1 // f)), slice(x0 // f, -(-x1 // f)))
+        if k == 0:
+            np.testing.assert_array_equal(store.genes(k)[win], src.genes(k)[win])
+        assert np.asarray(store.genes(k)[win]).any()
+    # export without --allow-incomplete writes the covered region only
+    tif = tmp_path / "gen.ome.tif"
+    assert main(["export", "ome-tiff", str(out), "-o", str(tif), "--slice", "1", "--quiet"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tif), ref[:, 1])
+    assert main(["export", "ome-tiff", str(out), "-o", str(tmp_path / "x.tif"), "--slice", "3",
+                 "--quiet"]) == 2  # fmt: skip
+    assert "holds generated data for slices [0, 1] only, not slice 3" in capsys.readouterr().err
+    # evaluate without --region scores the recorded region on the recorded slices
+    report = evaluate_stores(src, out, metrics=["psnr"], trivial=())
+    assert report.settings["regions"] == [f"z{z}:y0-256:x128-384" for z in SLICES]
+    # a chunk lost inside the region is an error, and validate finds it by listing
+    lost = tmp_path / "lost.zarr"
+    shutil.copytree(out, lost)
+    (lost / "images" / "s0" / "c" / "0" / "1" / "1" / "2").unlink()
+    broken = BrainStore.open(lost)
+    with pytest.raises(MissingChunkError, match="chunk 0/1/1/2 of array images/s0 is missing"):
+        np.asarray(broken.images(0)[0, 1])
+    (problem,) = broken.validate()
+    assert problem.startswith("images/s0: 1 of 16 chunks inside the covered region missing")
+    # writing into a finished store again: incomplete until that region is finished too
+    from napari_teramind.generate.roi import open_output_store
+
+    assert not open_output_store(src, lost).complete
+    assert not BrainStore.open(lost).complete

@@ -7,13 +7,20 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_teramind.store import BrainStore, BrainStoreError, GenePanel
+from napari_teramind.store import (
+    BrainStore,
+    BrainStoreError,
+    DamagedStoreError,
+    GenePanel,
+    MissingChunkError,
+)
 from napari_teramind.store.pyramid import downsample2
 
 Z, H, W = 2, 320, 480
 
 
-def _make(path, complete=True, regions=True, seed=0):
+def _make(path, complete=True, regions=True, seed=0, n_slices=Z):
+    Z = n_slices
     panel = GenePanel.published("638850", 12)
     store = BrainStore.create(
         path,
@@ -281,3 +288,94 @@ def test_compute_leaves_napari_dask_cache_alone(tmp_path):
     finally:
         Callback.active.discard(cache._callback)
     np.testing.assert_array_equal(compute(np.arange(3)), np.arange(3))
+
+
+# ---------------------------------------------------------------------- missing and damaged chunks
+def _validate_cli(path, *extra):
+    from napari_teramind.cli import main
+
+    return main(["validate", str(path), *extra])
+
+
+def test_missing_middle_chunk_is_an_error_on_every_read_path(tmp_path, capsys):
+    """A chunk lost from a complete store raises wherever it is read (#13 item 2)."""
+    from napari_teramind.generate.engine import GeneSource
+    from napari_teramind.generate.plan import GenerationPlan
+    from napari_teramind.layers import brain_layers
+    from napari_teramind.train.patches import read_gene_window, read_image_pair
+
+    path = tmp_path / "b.zarr"
+    _, img, genes, _ = _make(path, regions=False, n_slices=3)
+    # middle chunks: neither the first nor the last of their arrays, so open() cannot see them
+    (path / "images" / "s0" / "c" / "0" / "1" / "1" / "1").unlink()
+    (path / "genes" / "s0" / "c" / "0" / "1" / "0" / "0").unlink()
+    store = BrainStore.open(path)
+    assert _validate_cli(path) == 1  # listed without reading: not "ok"
+    out = capsys.readouterr().out
+    assert "images/s0: 1 of 72 chunks missing (first: chunk 0/1/1/1" in out
+    assert "genes/s0: 1 of 3 chunks missing" in out
+
+    def raises_naming(array, chunk):
+        return pytest.raises(MissingChunkError, match=rf"chunk {chunk} of array {array} is missing")
+
+    # raw reads, generation's gene source, training patches, lazy and napari layer data
+    with raises_naming("genes/s0", "0/1/0/0"):
+        store.array("genes")[:, 1, :4, :4]
+    plan = GenerationPlan(canvas=store.shape, region=(0, 64, 0, 64), slices=[0, 1],
+                          block_px=64, seed=0, steps=1, gene_block_px=16)  # fmt: skip
+    with raises_naming("genes/s0", "0/1/0/0"):
+        GeneSource(store, list(store.panel.names)).window(plan, 0, 0, 64, 0, 64)
+    with raises_naming("genes/s0", "0/1/0/0"):
+        read_gene_window(store, 0, 0, 0, 4, np.arange(12))
+    with raises_naming("images/s0", "0/1/1/1"):
+        read_image_pair(store, 0, 128, 128, 64)
+    with raises_naming("images/s0", "0/1/1/1"):
+        store.images(0)[:, 1, 130:140, 130:140].compute()
+    (dapi, *_), *_ = brain_layers(store)
+    with raises_naming("images/s0", "0/1/1/1"):
+        np.asarray(dapi[0][1, 128:256, 128:256])
+    # what is there still reads; an incomplete store being written shows the gap as empty
+    np.testing.assert_array_equal(store.array("images")[:, 0], img[:, 0])
+    np.testing.assert_array_equal(store.array("genes")[:, 2], genes[:, 2])
+    live = BrainStore.open(path, mode="r+")
+    live.update_metadata({"complete": False})
+    growing = BrainStore.open(path, allow_incomplete=True)
+    assert not growing.array("images")[0, 1, 128:256, 128:256].any()
+
+
+def test_truncated_chunk_is_named_and_found_by_deep_validate(tmp_path, capsys):
+    """A truncated chunk names its file; only ``validate --deep`` decodes (#13 items 2, 3)."""
+    path = tmp_path / "b.zarr"
+    _make(path, regions=False, n_slices=3)
+    chunk = path / "images" / "s0" / "c" / "1" / "1" / "1" / "2"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    store = BrainStore.open(path)
+    with pytest.raises(DamagedStoreError) as info:
+        store.images(0)[1, 1, 100:300, 200:300].compute()
+    msg = str(info.value)
+    assert f"chunk 1/1/1/2 of array images/s0 cannot be decoded ({chunk}" in msg
+    assert "Zstd" in msg and "validate --deep" in msg and "re-run the command" in msg
+    assert info.value.file == chunk and info.value.array == "images/s0"
+    assert store.validate() == []  # the file exists: only decoding finds the damage
+    assert _validate_cli(path, "--deep") == 1
+    out = capsys.readouterr().out
+    assert "images/s0: 1 damaged chunks (first:" in out and str(chunk) in out
+
+
+def test_garbage_array_metadata_names_the_file(tmp_path, capsys):
+    """A garbage ``zarr.json`` of an array or group names the store, array and file (#13 item 3)."""
+    from napari_teramind._reader import read_brain_stores
+
+    for node in ("images/s1", "genes"):
+        path = tmp_path / f"{node.replace('/', '-')}.zarr"
+        _make(path, regions=False)
+        meta = path / node / "zarr.json"
+        meta.write_bytes(bytes(range(128, 256)) * 2)
+        for opener in (BrainStore.open, read_brain_stores):
+            with pytest.raises(DamagedStoreError) as info:
+                opener(path)
+            msg = str(info.value)
+            assert msg.startswith(f"{path}: the metadata of array or group {node} ({meta})")
+            assert "UnicodeDecodeError" in msg and "validate --deep" in msg
+        assert _validate_cli(path) == 1
+        assert f"problem: {path}: the metadata of array or group {node}" in capsys.readouterr().out

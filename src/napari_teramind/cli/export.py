@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from napari_teramind.cli.evaluate import _region
+
 
 def _ome_tiff(args) -> int:
     from tqdm.auto import tqdm
@@ -28,6 +30,8 @@ def _ome_tiff(args) -> int:
             quality=args.quality,
             overwrite=args.overwrite,
             progress=progress,
+            region=args.region,
+            whole=args.whole,
         )
     finally:
         bar.close()
@@ -74,6 +78,15 @@ def register(subparsers) -> None:
         action="store_true",
         help="export from a store whose writer has not finished",
     )
+    o.add_argument(
+        "--region", type=_region, default=None, metavar="Y0,Y1,X0,X1",
+        help="export this region (image px); default: what the store holds on the slice (the "
+        "whole canvas, or the region a generated store covers)",
+    )  # fmt: skip
+    o.add_argument(
+        "--whole", action="store_true",
+        help="export the whole canvas even from a generated store that covers a region only",
+    )  # fmt: skip
     o.add_argument("--overwrite", action="store_true", help="replace an existing file")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.set_defaults(func=_ome_tiff)

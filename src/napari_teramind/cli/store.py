@@ -43,16 +43,27 @@ def _info(args: argparse.Namespace) -> int:
     if store.attention_names():
         print(f"  attention    {', '.join(store.attention_names())}")
     print(f"  complete     {store.complete}")
+    if store.coverage is None:
+        print("  covers       the whole canvas")
+    elif not store.coverage:
+        print("  covers       nothing yet (no generated region finished)")
+    for c in store.coverage or ():
+        y0, y1, x0, x1 = c.region
+        print(f"  covers       y {y0}:{y1}, x {x0}:{x1} px of slices {list(c.slices)}")
     for k, v in store.provenance.items():
         print(f"  {k:<12} {v}")
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from napari_teramind.store import BrainStore
+    from napari_teramind.store import BrainStore, BrainStoreError
 
-    store = BrainStore.open(args.store, allow_incomplete=True)
-    problems = store.validate(deep=args.deep)
+    try:
+        store = BrainStore.open(args.store, allow_incomplete=True)
+    except BrainStoreError as exc:  # damaged metadata, a lost edge chunk: a finding, not a crash
+        problems = [str(exc)]
+    else:
+        problems = store.validate(deep=args.deep)
     for p in problems:
         print(f"problem: {p}")
     if not problems:

@@ -95,6 +95,37 @@ def _open(store, name: str):
     return BrainStore.open(store, allow_incomplete=None if name == "real" else True)
 
 
+def _recorded_regions(real, stores: Mapping[str, Any], slices) -> list[Region] | None:
+    """The regions and slices the generated store records covering, if it covers regions.
+
+    None when it covers the whole canvas (regions are then sampled). Every other scored store
+    must cover them too.
+    """
+    cov = stores["generated"].coverage if stores["generated"].complete else None
+    if cov is None:
+        return None
+    regs = []
+    for c in cov:
+        zs = [z for z in c.slices if slices is None or z in slices]
+        regs += user_regions(real, [c.region], zs)
+    if not regs:
+        raise ValueError(
+            f"{stores['generated'].path} covers slices {stores['generated'].covered_slices()} "
+            f"only, none of the slices asked for ({list(slices or [])}); choose covered slices"
+        )
+    gb = real.gene_block_px
+    for name, st in stores.items():
+        for r in regs:
+            win = (slice(r.y0 // gb, -(-r.y1 // gb)), slice(r.x0 // gb, -(-r.x1 // gb)))
+            if not chunk_coverage(st, r.z)[win].all():
+                raise ValueError(
+                    f"{name} store {st.path} holds no data for region {r} that the generated "
+                    f"store {stores['generated'].path} covers; generate it there too or give "
+                    "--region and --slices"
+                )
+    return regs
+
+
 def _read(store, region: Region) -> np.ndarray:
     y0, y1, x0, x1 = region.box
     return compute(store.images()[:, region.z, y0:y1, x0:x1])
@@ -296,6 +327,9 @@ def iter_evaluation(
         feature_extractor = inception_features(inception_weights)
     method = resolve_method(nuclei, cellpose_models) if "nuclei" in metrics else None
 
+    recorded = None
+    if regions is None:  # a store that covers regions is scored on them, not on samples
+        recorded = _recorded_regions(real, stores, slices)
     if slices is None:
         slices = range(real.n_slices)
     slices = [int(z) for z in slices]
@@ -310,7 +344,9 @@ def iter_evaluation(
             m = c if m is None else m & c
         return m
 
-    if regions is None:
+    if recorded is not None:
+        regs = recorded
+    elif regions is None:
         regs = sample_regions(real, slices, n_regions, region_size, seed, min_tissue, covered)
     elif isinstance(regions, str):
         if regions != "all":
@@ -460,7 +496,9 @@ def evaluate_stores(
     baselines
         Other generated stores to score the same way, by name (e.g. ``{"gene-blind": path}``).
     regions
-        None: ``n_regions`` regions per slice sampled inside tissue from ``seed``; ``"all"``:
+        None: the regions and slices a generated store that covers regions records (its
+        ``coverage``), or, for a store covering the whole canvas, ``n_regions`` regions per
+        slice sampled inside tissue from ``seed``; ``"all"``:
         the whole brain tiled into ``region_size`` squares (every tile with tissue); or a list
         of ``(y0, y1, x0, x1)`` boxes, each evaluated on every slice.
     region_size

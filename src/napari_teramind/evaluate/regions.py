@@ -151,13 +151,21 @@ def _window_mean(blocks: np.ndarray, s: int) -> np.ndarray:
 def chunk_coverage(store, z: int) -> np.ndarray:
     """Block mask of where ``store`` has written image chunks on slice ``z``.
 
-    A complete store is covered everywhere; an incomplete generated store (a region generated
-    so far) only where its level-0 image chunks exist on disk.
+    A complete store is covered where its metadata says (everywhere, or the regions and
+    slices a generated store records in ``coverage``); an incomplete generated store (a
+    region generated so far) only where its level-0 image chunks exist on disk.
     """
     gb = store.gene_block_px
     hb, wb = store.height // gb, store.width // gb
     if store.complete:
-        return np.ones((hb, wb), bool)
+        if store.coverage is None:
+            return np.ones((hb, wb), bool)
+        out = np.zeros((hb, wb), bool)
+        for c in store.coverage:
+            if z in c.slices:
+                y0, y1, x0, x1 = c.region
+                out[y0 // gb : -(-y1 // gb), x0 // gb : -(-x1 // gb)] = True
+        return out
     arr = store.zarr_array("images", 0)
     cc, _, cy, cx = arr.chunks
     root = store.path / arr.path / "c"

@@ -35,6 +35,32 @@ def _tiles(arr, tile: int, progress: Callable[[], None] | None) -> Iterator[np.n
                 yield np.ascontiguousarray(t)
 
 
+def _export_box(
+    store: BrainStore, z: int, region: Sequence[int] | None, whole: bool
+) -> tuple[int, int, int, int]:
+    """The ``(y0, y1, x0, x1)`` px exported: given, covered, or the whole canvas."""
+    if region is not None:
+        if whole:
+            raise ValueError("give either a region or whole=True (--whole), not both")
+        if len(region) != 4:
+            raise ValueError(f"region is (y0, y1, x0, x1) in px, got {tuple(region)}")
+        y0, y1, x0, x1 = (int(v) for v in region)
+        if not (0 <= y0 < y1 <= store.height and 0 <= x0 < x1 <= store.width):
+            raise ValueError(
+                f"region {(y0, y1, x0, x1)} is empty or outside the {store.height} x "
+                f"{store.width} px canvas"
+            )
+        return (y0, y1, x0, x1)
+    box = None if whole else store.covered_box(z)
+    return box if box is not None else (0, store.height, 0, store.width)
+
+
+def _crop(arr, box: tuple[int, int, int, int], f: int):
+    """``arr[..., y, x]`` over ``box`` (image px) at ``f`` px per element."""
+    y0, y1, x0, x1 = box
+    return arr[..., y0 // f : -(-y1 // f), x0 // f : -(-x1 // f)]
+
+
 def export_ome_tiff(
     store: BrainStore | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -48,6 +74,8 @@ def export_ome_tiff(
     min_size: int = 256,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    region: Sequence[int] | None = None,
+    whole: bool = False,
 ) -> Path:
     """Write one slice of a brain store (real or generated) as a pyramidal OME-TIFF.
 
@@ -76,6 +104,12 @@ def export_ome_tiff(
         Replace an existing file.
     progress
         Called as ``progress(rows_done, rows_total)`` after each row of tiles written.
+    region
+        ``(y0, y1, x0, x1)`` in image pixels to export. By default the region the store holds
+        data for on this slice: the whole canvas, or the bounding box of the regions a
+        generated store covers (its ``coverage``).
+    whole
+        Export the whole canvas even from a store that covers only regions (the rest is 0).
 
     Returns
     -------
@@ -95,11 +129,16 @@ def export_ome_tiff(
         raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
     if tile % 16 or tile <= 0:
         raise ValueError(f"tile must be a positive multiple of 16, got {tile}")
+    box = _export_box(store, slice_index, region, whole)
     if gene is not None:
         if compression == "jpeg":
             raise ValueError("gene counts are uint16: use a lossless compression, not jpeg")
         g = store.panel.index(gene)
-        levels = [store.genes(k)[g : g + 1, slice_index] for k in range(store.n_levels("genes"))]
+        unit = store.gene_block_px
+        levels = [
+            _crop(store.genes(k)[g : g + 1, slice_index], box, unit * 2**k)
+            for k in range(store.n_levels("genes"))
+        ]
         px = store.pixel_size_um * store.gene_block_px
         names = [gene]
     else:
@@ -108,7 +147,10 @@ def export_ome_tiff(
         if bad or not stains:
             raise ValueError(f"stains must be among {list(CHANNELS)}, got {stains}")
         idx = [CHANNELS.index(s) for s in stains]
-        levels = [store.images(k)[idx, slice_index] for k in range(store.n_levels("images"))]
+        levels = [
+            _crop(store.images(k)[idx, slice_index], box, 2**k)
+            for k in range(store.n_levels("images"))
+        ]
         px = store.pixel_size_um
         names = stains
     # Keep levels down to min_size; the store's own pyramid (2x per level) provides them.
@@ -128,7 +170,8 @@ def export_ome_tiff(
         "PhysicalSizeYUnit": "µm",
         "Channel": {"Name": list(names)},
         "Name": f"{store.path.name} slice {slice_index}",
-        "Description": f"napari-teramind export of {store.path} ({store.kind})",
+        "Description": f"napari-teramind export of {store.path} ({store.kind}), "
+        f"region y {box[0]}:{box[1]}, x {box[2]}:{box[3]} px of slice {slice_index}",
     }
     total = sum(lv.shape[0] * -(-lv.shape[1] // tile) for lv in keep)
     done = [0]

@@ -221,27 +221,23 @@ def update_pyramids(job: JobDir, blocks: list[int]) -> None:
 def finalize_job(job: JobDir) -> None:
     """Finish the output store and delete the state arrays (idempotent).
 
-    Pyramids of the region are rebuilt once more (by this process alone), the region is
-    appended to the store's ``generated_regions`` provenance, and a store whose every slice
-    and pixel was generated is marked complete.
+    Called once every unit is done. Pyramids of the region are rebuilt once more (by this
+    process alone), the region is appended to the store's ``generated_regions`` provenance
+    and ``coverage``, and the store is marked complete (see
+    :func:`~napari_teramind.generate.roi.finish_generated_store`). A finalize that already
+    recorded this job does nothing more.
     """
     from napari_teramind.generate.engine import GeneSource
-    from napari_teramind.generate.roi import _record_done
+    from napari_teramind.generate.roi import finish_generated_store
     from napari_teramind.store import BrainStore
 
     source = BrainStore.open(job.spec.source)
-    plan = make_plan(job.spec, source)
     out = BrainStore.open(job.spec.output, mode="r+")
-    out.build_pyramids(region=plan.region, workers=1)
     recorded = [r.get("job") for r in out.metadata.get("generated_regions", [])]
     if str(job.path) not in recorded:
         model, info = load_model(job.spec.model, "cpu")
         missing = GeneSource(source, info.gene_names, job.spec.gene_blind).missing
-        _record_done(out, _record(job, model, info, missing))
-    whole = plan.region == (0, out.height, 0, out.width) and len(plan.slices) == out.n_slices
-    if whole and not out.complete:
-        out.build_pyramids(workers=1)
-        out.update_metadata({"complete": True})
+        finish_generated_store(out, _record(job, model, info, missing))
     shutil.rmtree(job.state_dir, ignore_errors=True)
 
 

@@ -95,7 +95,7 @@ class GeneSource:
                 f"({len(self.store.panel)} genes): wrong model or store? Pass gene_blind=True "
                 "to generate without genes on purpose."
             )
-        self._array = self.store.zarr_array("genes", 0)
+        self._array = self.store.array("genes", 0)
         self._present = np.flatnonzero(self.alignment.present)
         self._source_index = self.alignment.target_index[self._present]
 

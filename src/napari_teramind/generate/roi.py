@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "SAMPLERS",
     "RoiProgress",
+    "finish_generated_store",
     "generate_roi",
     "model_fingerprint",
     "open_output_store",
@@ -124,6 +125,8 @@ def open_output_store(
     An existing store must be a generated store with the same canvas, gene block and panel;
     ``output`` may not be the source (nor a parent or child of it), a file, or a directory this
     project did not write (see :func:`~napari_teramind.store.check_replaceable`).
+    It is marked incomplete until the region written into it is finished
+    (:func:`finish_generated_store`): while it is written it is not complete.
     """
     from napari_teramind.store import BrainStore, BrainStoreError, check_replaceable
 
@@ -147,6 +150,8 @@ def open_output_store(
                 f"cannot write generated images into {output}: {'; '.join(problems)}. "
                 "Choose a new output path."
             )
+        if out.complete:
+            out.update_metadata({"complete": False})
         return out
     return BrainStore.create(
         output,
@@ -276,7 +281,7 @@ def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan) -> No
     """Copy the conditioning gene counts of the region (requested slices) into ``out``."""
     gb = plan.gene_block_px
     y0, y1, x0, x1 = plan.region
-    src = source.zarr_array("genes", 0)
+    src = source.array("genes", 0)
     for z in plan.slices:
         counts = np.asarray(src[:, z, y0 // gb : y1 // gb, x0 // gb : x1 // gb])
         out.write_genes(z, y0 // gb, x0 // gb, counts)
@@ -456,7 +461,7 @@ def _run(
                     out.build_pyramids(names=["images"], region=(sy, ey, sx, ex), workers=1)
                 finished = done == plan.n_units
                 if finished:
-                    _record_done(out, record)
+                    finish_generated_store(out, record)
                 yield RoiProgress(
                     step=step,
                     n_steps=plan.steps,
@@ -474,16 +479,26 @@ def _run(
             abandon_region(out, record["writer"], wrote)
 
 
-def _record_done(out: BrainStore, record: dict[str, Any]) -> None:
-    """Record the finished region: it replaces its pending entry and any record it rewrote.
+def finish_generated_store(out: BrainStore, record: dict[str, Any]) -> None:
+    """Finish a generated region: pyramids, provenance, coverage, then mark complete.
 
-    :func:`check_region_free` let this write start only over nothing or the same generation,
-    so a finished record it overlaps describes pixels just rewritten: it is replaced, never
-    listed twice.
+    Call after the last unit of the region was written. The pyramids of every multiscale
+    (images and the copied genes) are rebuilt over the region, then one metadata update
+    records the region in ``generated_regions`` (replacing its pending ``generating`` entry
+    and any finished record it rewrote: :func:`check_region_free` let this write start only
+    over nothing or the same generation, so an overlapped record describes pixels just
+    rewritten and is never listed twice), adds the region and its slices to the store's
+    ``coverage`` and marks the store complete. A crash before that update leaves the store
+    incomplete, so it is never read as finished when it is not.
     """
+    from napari_teramind.store.chunks import CoveredRegion
+
+    y0, y1, x0, x1 = (int(v) for v in record["region"])
+    out.build_pyramids(region=(y0, y1, x0, x1), workers=1)
     meta = out.metadata
     writer = record.get("writer")
     regions = [r for r in meta.get("generated_regions", []) if not _overlap(r, record)]
     regions.append({**record, "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
     pending = [e for e in meta.get("generating", []) if writer is None or e.get("writer") != writer]
-    out.update_metadata({"generated_regions": regions, "generating": pending})
+    covered = CoveredRegion.from_dict(record)
+    out.mark_complete(covered, extra={"generated_regions": regions, "generating": pending})

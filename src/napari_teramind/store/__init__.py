@@ -4,7 +4,14 @@ This package imports neither torch nor napari.
 """
 
 from .brainstore import CHANNELS, FORMAT_VERSION, BrainStore
-from .errors import BrainStoreError, NotEnoughSpace, OverwriteRefused
+from .chunks import CoveredRegion
+from .errors import (
+    BrainStoreError,
+    DamagedStoreError,
+    MissingChunkError,
+    NotEnoughSpace,
+    OverwriteRefused,
+)
 from .overwrite import check_replaceable, discard, identify, prepare_target
 from .panel import PATHWAYS, GenePanel, PanelAlignment
 
@@ -14,7 +21,10 @@ __all__ = [
     "PATHWAYS",
     "BrainStore",
     "BrainStoreError",
+    "CoveredRegion",
+    "DamagedStoreError",
     "GenePanel",
+    "MissingChunkError",
     "NotEnoughSpace",
     "OverwriteRefused",
     "PanelAlignment",

@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BrainStoreError
+from .chunks import (
+    RECOVER,
+    CheckedArray,
+    ChunkRule,
+    CoveredRegion,
+    existing_chunk_keys,
+    merge_coverage,
+)
+from .errors import BrainStoreError, DamagedStoreError
 from .ngff import (
     Level,
     image_attrs,
@@ -76,43 +84,17 @@ def _region_colors(ids: Sequence[int]) -> dict[int, list[int]]:
     return out
 
 
-class _CheckedChunks:
-    """Array-like that reads a zarr array and refuses chunks that were never written.
-
-    zarr returns the fill value for a missing chunk file; for a complete store that would
-    silently show zeros where data was lost, so a missing chunk raises instead.
-    """
-
-    def __init__(self, array, root: Path | None, strict: bool):
-        self.array = array
-        self.shape = array.shape
-        self.dtype = array.dtype
-        self.ndim = array.ndim
-        self.chunks = array.chunks
-        self._dir = (root / array.path) if root is not None else None
-        self._strict = strict and root is not None
-
-    def chunk_exists(self, coords: Sequence[int]) -> bool:
-        """True when the chunk file at chunk-grid ``coords`` exists."""
-        assert self._dir is not None
-        return self._dir.joinpath("c", *map(str, coords)).exists()
-
-    def __getitem__(self, key):
-        data = self.array[key]
-        if self._strict:
-            ranges = []
-            for sl, c, n in zip(key, self.chunks, self.shape, strict=False):
-                start, stop, _ = sl.indices(n)
-                ranges.append(range(start // c, max(start // c + 1, -(-stop // c))))
-            for coords in itertools.product(*ranges):
-                if not self.chunk_exists(coords):
-                    raise BrainStoreError(
-                        f"chunk {'/'.join(map(str, coords))} of {self._dir} is missing: "
-                        "the store is truncated or was copied incompletely. Re-copy or "
-                        "re-create it; "
-                        "`teramind validate --deep` lists every missing chunk."
-                    )
-        return data
+def _damaged_metadata(root: Path, node: str, exc: BaseException) -> DamagedStoreError:
+    """The error for a ``zarr.json`` that exists but cannot be parsed."""
+    file = root / node / "zarr.json" if node else root / "zarr.json"
+    what = f"array or group {node}" if node else "the root group"
+    return DamagedStoreError(
+        f"{root}: the metadata of {what} ({file}) cannot be read ({type(exc).__name__}: "
+        f"{exc}); the file is damaged (truncated or overwritten). {RECOVER.format(store=root)}",
+        store=root,
+        array=node,
+        file=file,
+    )
 
 
 class BrainStore:
@@ -133,6 +115,28 @@ class BrainStore:
         self._meta = meta
         self.writable = writable
         self._token = uuid.uuid4().hex[:8]
+
+    def _node(self, name: str):
+        """The zarr group or array ``name``.
+
+        KeyError when absent; :class:`DamagedStoreError` naming the file when its
+        ``zarr.json`` does not parse.
+        """
+        try:
+            return self._group[name]
+        except KeyError:
+            if (self.path / name / "zarr.json").is_file():  # there, but not valid metadata
+                raise _damaged_metadata(self.path, name, KeyError(name)) from None
+            raise
+        except Exception as exc:
+            raise _damaged_metadata(self.path, name, exc) from exc
+
+    def _has(self, name: str) -> bool:
+        try:
+            self._node(name)
+        except KeyError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -223,6 +227,8 @@ class BrainStore:
             "panel": list(panel.names),
             "region_names": {str(k): v for k, v in (region_names or {}).items()},
             "complete": False,
+            # generated stores start covering nothing; each finished region is added
+            "coverage": [] if kind == "generated" else None,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "software": _software(),
             "provenance": dict(provenance or {}),
@@ -416,7 +422,8 @@ class BrainStore:
         try:
             root = zarr.open_group(store=str(path), mode=mode, zarr_format=3)
         except Exception as exc:  # corrupt zarr.json and the like
-            raise BrainStoreError(f"{path} cannot be opened as a zarr v3 group: {exc}") from exc
+            err = _damaged_metadata(path, "", exc)
+            raise BrainStoreError(f"{path} cannot be opened as a zarr v3 group: {err}") from exc
         meta = dict(root.attrs.get("teramind") or {})
         if meta.get("format") != FORMAT_NAME:
             raise BrainStoreError(
@@ -454,16 +461,16 @@ class BrainStore:
         if self.has_regions:
             expected["images/labels/regions"] = (z, h, w)
         for name, base in expected.items():
-            if name not in self._group:
+            if not self._has(name):
                 raise BrainStoreError(
                     f"{self.path} lacks the '{name}' array group: the store is truncated or was "
                     "not written by napari-teramind. Re-create or re-copy it."
                 )
-            read_multiscales(self._group[name].attrs.asdict(), f"{self.path}/{name}")
+            read_multiscales(self._node(name).attrs.asdict(), f"{self.path}/{name}")
             for k, lv in enumerate(self.levels(name)):
                 want = _level_shape(base, k)
                 try:
-                    arr = self._group[f"{name}/{lv.path}"]
+                    arr = self._node(f"{name}/{lv.path}")
                 except KeyError:
                     raise BrainStoreError(
                         f"{self.path}/{name}/{lv.path} is missing: the store is truncated. "
@@ -478,42 +485,78 @@ class BrainStore:
                     )
 
     def _check_edge_chunks(self) -> None:
-        """Cheap truncation check: the first and last chunk of every level-0 array exist."""
+        """Cheap truncation check: the first and last required chunks of the level-0 arrays.
+
+        Every read checks the chunks it touches, and ``validate`` checks them all.
+        """
         for name in ("images", "genes"):
-            arr = self._group[f"{name}/s0"]
-            checked = _CheckedChunks(arr, self.path, strict=True)
-            last = tuple(-(-n // c) - 1 for n, c in zip(arr.shape, arr.chunks, strict=True))
-            for coords in ((0,) * arr.ndim, last):
+            checked = self.array(name, 0, strict=True)
+            for coords in checked.rule.edges():
                 if not checked.chunk_exists(coords):
-                    raise BrainStoreError(
-                        f"{self.path}/{name}/s0 is marked complete but chunk "
-                        f"{'/'.join(map(str, coords))} is missing: the store is truncated. "
-                        "Re-copy or re-create it."
-                    )
+                    raise checked.missing_error(coords)
 
     def validate(self, deep: bool = False) -> list[str]:
         """Check the store and return a list of problems (empty when it is sound).
 
+        Every array's metadata must parse and agree with the store's geometry, and every chunk
+        the store must hold (all of them, or those meeting the covered region of a generated
+        store that covers a region) must exist. Chunk files are listed, not read.
+
         Parameters
         ----------
         deep
-            Also list every missing chunk of every array (reads the directory tree).
+            Also read and decode every chunk file, which finds truncated or overwritten
+            chunks (reads the whole store).
         """
         problems: list[str] = []
         try:
             self._validate_structure()
+            multiscales = self._all_multiscales()
         except BrainStoreError as exc:
             return [str(exc)]
         if not self.complete:
-            problems.append("the store is not marked complete")
-        if deep:
-            for name, arrays in self._all_multiscales().items():
-                for arr in arrays:
-                    n = n_level_chunks(arr.shape, arr.chunks)
-                    have = arr.nchunks_initialized
-                    if have < n:
-                        problems.append(f"{name}/{arr.basename}: {n - have} of {n} chunks missing")
+            problems.append(
+                "the store is not marked complete: its writer has not finished (resume or "
+                "re-run the command that writes it)"
+            )
+        for name, arrays in multiscales.items():
+            if name.startswith("attention/") and not self._completeness(name)[0]:
+                meta = self.attention_metadata(name.split("/", 1)[1])
+                problems.append(
+                    f"{name}: the map is not complete ({meta.get('units_done', '?')} of "
+                    f"{meta.get('units_total', '?')} units); resume it with `teramind attention`"
+                )
+                continue
+            for level, arr in enumerate(arrays):
+                problems += self._chunk_problems(name, level, arr, deep)
         return problems
+
+    def _chunk_problems(self, name: str, level: int, arr, deep: bool) -> list[str]:
+        """Missing (and with ``deep``, undecodable) chunks of one array, as problem lines."""
+        checked = self.array(name, level, strict=True)
+        rule = checked.rule
+        keys = existing_chunk_keys(self.path / arr.path)
+        where = "" if self._completeness(name)[1] is None else " inside the covered region"
+        out = []
+        missing = [c for c in rule.iter_required() if checked.chunk_key(c) not in keys]
+        if missing:
+            c = missing[0]
+            out.append(
+                f"{arr.path}: {len(missing)} of {rule.n_required()} chunks{where} missing "
+                f"(first: chunk {'/'.join(map(str, c))}, {checked.chunk_file(c)})"
+            )
+        if deep:
+            damaged = []
+            for coords in itertools.product(*(range(g) for g in rule.grid)):
+                if checked.chunk_key(coords) not in keys:
+                    continue
+                try:
+                    checked.read_chunk(coords)
+                except BrainStoreError as exc:
+                    damaged.append(exc)
+            if damaged:
+                out.append(f"{arr.path}: {len(damaged)} damaged chunks (first: {damaged[0]})")
+        return out
 
     def _all_multiscales(self) -> dict[str, list]:
         out = {"images": self._arrays("images"), "genes": self._arrays("genes")}
@@ -572,7 +615,7 @@ class BrainStore:
     @property
     def image_chunk(self) -> int:
         """Chunk edge of the level-0 image arrays, pixels."""
-        return int(self._meta.get("image_chunk", self._group["images/s0"].chunks[-1]))
+        return int(self._meta.get("image_chunk", self._node("images/s0").chunks[-1]))
 
     @property
     def panel(self) -> GenePanel:
@@ -591,8 +634,78 @@ class BrainStore:
 
     @property
     def complete(self) -> bool:
-        """Whether the writer finished."""
+        """Whether the writer finished (a generated store: every region it covers)."""
         return bool(self._meta.get("complete"))
+
+    @property
+    def coverage(self) -> tuple[CoveredRegion, ...] | None:
+        """The regions a generated store holds data for; None when it covers the canvas.
+
+        Chunks outside them were never written and read as the fill value (0); a complete
+        store holds every chunk meeting them.
+        """
+        if "coverage" in self._meta:
+            cov = self._meta["coverage"]
+        elif self.kind == "generated":  # written before coverage was recorded
+            cov = self._meta.get("generated_regions", [])
+        else:
+            cov = None
+        if cov is None:
+            return None
+        return tuple(CoveredRegion.from_dict(c) for c in cov)
+
+    def covered_box(self, z: int | None = None) -> tuple[int, int, int, int] | None:
+        """Bounding box ``(y0, y1, x0, x1)`` px of the covered regions (of slice ``z``).
+
+        None when the store covers the whole canvas. A slice no region covers raises
+        ValueError.
+        """
+        cov = self.coverage
+        if cov is None:
+            return None
+        regs = [c.region for c in cov if z is None or z in c.slices]
+        if not regs:
+            covered = sorted({s for c in cov for s in c.slices})
+            raise ValueError(
+                f"{self.path} holds generated data for slices {covered} only"
+                + ("" if z is None else f", not slice {z}")
+                + "; choose a covered slice"
+            )
+        return (
+            min(r[0] for r in regs),
+            max(r[1] for r in regs),
+            min(r[2] for r in regs),
+            max(r[3] for r in regs),
+        )
+
+    def covered_slices(self) -> list[int]:
+        """Slices holding data: all, or those of the covered regions."""
+        cov = self.coverage
+        if cov is None:
+            return list(range(self.n_slices))
+        return sorted({z for c in cov for z in c.slices})
+
+    def mark_complete(
+        self, covered: CoveredRegion | None = None, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Mark the store complete, after its last write (and pyramid) finished.
+
+        Parameters
+        ----------
+        covered
+            The region just written into a generated store that covers regions; it joins the
+            store's ``coverage``. None: the writer wrote the whole canvas.
+        extra
+            More metadata written in the same update (e.g. provenance of the region).
+        """
+        values: dict[str, Any] = dict(extra or {})
+        if covered is not None:
+            merged = merge_coverage(self.coverage, covered, self.shape)
+            values["coverage"] = None if merged is None else [c.to_dict() for c in merged]
+        else:
+            values["coverage"] = None
+        values["complete"] = True
+        self.update_metadata(values)
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -611,14 +724,18 @@ class BrainStore:
     # ------------------------------------------------------------------ levels and arrays
     def levels(self, name: str = "images") -> list[Level]:
         """Scale and translation (micrometres) of each level of multiscale ``name``."""
-        _, ms = read_multiscales(self._group[name].attrs.asdict(), f"{self.path}/{name}")
+        _, ms = read_multiscales(self._node(name).attrs.asdict(), f"{self.path}/{name}")
         return levels_from_multiscales(ms)
 
     def _arrays(self, name: str) -> list:
-        return [self._group[f"{name}/{lv.path}"] for lv in self.levels(name)]
+        return [self._node(f"{name}/{lv.path}") for lv in self.levels(name)]
 
     def zarr_array(self, name: str, level: int = 0):
-        """The zarr array of level ``level`` of multiscale ``name`` (for writers)."""
+        """The raw zarr array of level ``level`` of multiscale ``name``, for writers.
+
+        Reads through it are not checked (a missing chunk reads as zeros): readers use
+        :meth:`array` or :meth:`lazy`.
+        """
         return self._arrays(name)[level]
 
     def n_levels(self, name: str = "images") -> int:
@@ -641,18 +758,57 @@ class BrainStore:
         """
         import dask.array as da
 
-        arr = self.zarr_array(name, level)
-        if strict is None:
-            strict = self.complete
-        reader = _CheckedChunks(arr, self.path, strict)
+        reader = self.array(name, level, strict)
         return da.from_array(
             reader,
-            chunks=arr.chunks,
+            chunks=reader.chunks,
             asarray=True,
             fancy=False,
-            name=f"teramind-{self._token}-{name}-{level}-{int(strict)}",
-            meta=np.empty((0,) * arr.ndim, dtype=arr.dtype),
+            name=f"teramind-{self._token}-{name}-{level}-{int(reader.strict)}",
+            meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
         )
+
+    def array(self, name: str, level: int = 0, strict: bool | None = None) -> CheckedArray:
+        """Level ``level`` of multiscale ``name`` for reading with numpy-style indexing.
+
+        Every reader goes through this (or :meth:`lazy`, built on it): reading a chunk the
+        store must hold but lacks raises
+        :class:`~napari_teramind.store.errors.MissingChunkError`, and a chunk file that does
+        not decode raises :class:`~napari_teramind.store.errors.DamagedStoreError`, both
+        naming the store, the array, the chunk and the file.
+
+        Parameters
+        ----------
+        name, level
+            As for :meth:`lazy`.
+        strict
+            Raise on missing chunks. By default strict when the store (for an attention map:
+            the map) is marked complete. Chunks outside the region a generated store covers
+            are never required and read as the fill value (0).
+        """
+        arr = self.zarr_array(name, level)
+        if strict is None:
+            strict = self._completeness(name)[0]
+        return CheckedArray(arr, self.path, self.chunk_rule(name, level) if strict else None)
+
+    def chunk_rule(self, name: str, level: int = 0) -> ChunkRule:
+        """Which chunks of level ``level`` of multiscale ``name`` a finished store holds."""
+        arr = self.zarr_array(name, level)
+        unit = max(1, round(self.levels(name)[0].scale[-1] / self.pixel_size_um))
+        return ChunkRule(arr.shape, arr.chunks, unit, level, self._completeness(name)[1])
+
+    def _completeness(self, name: str) -> tuple[bool, tuple[CoveredRegion, ...] | None]:
+        """Whether multiscale ``name`` is finished, and the region it covers (None: all)."""
+        if not name.startswith("attention/"):
+            return self.complete, self.coverage
+        meta = self.attention_metadata(name.split("/", 1)[1])
+        region, slices = meta.get("region"), meta.get("slices")
+        every = slices is None or set(slices) >= set(range(self.n_slices))
+        if region is None and every:
+            return bool(meta.get("complete")), None
+        box = tuple(region) if region is not None else (0, self.height, 0, self.width)
+        zs = tuple(slices) if slices is not None else tuple(range(self.n_slices))
+        return bool(meta.get("complete")), (CoveredRegion(box, zs),)
 
     def images(self, level: int = 0):
         """Images as a lazy dask array ``(c, z, y, x)`` uint8, c = DAPI, PolyT."""
@@ -674,9 +830,9 @@ class BrainStore:
 
     def attention_names(self) -> list[str]:
         """Names of the derived attention maps in the store."""
-        if "attention" not in self._group:
+        if not self._has("attention"):
             return []
-        return sorted(k for k, _ in self._group["attention"].groups())
+        return sorted(k for k, _ in self._node("attention").groups())
 
     def attention(self, name: str, level: int = 0):
         """Derived attention map ``name`` as a lazy dask array ``(channel, z, y, x)``."""
@@ -685,11 +841,11 @@ class BrainStore:
                 f"{self.path} has no attention map {name!r} (has: {self.attention_names()}); "
                 "compute it with `teramind attention`"
             )
-        return self.lazy(f"attention/{name}", level, strict=False)
+        return self.lazy(f"attention/{name}", level)
 
     def attention_metadata(self, name: str) -> dict[str, Any]:
         """Metadata of derived map ``name`` (channel names, genes, checkpoint, ...)."""
-        return dict(self._group[f"attention/{name}"].attrs.get("teramind", {}))
+        return dict(self._node(f"attention/{name}").attrs.get("teramind", {}))
 
     def update_derived_metadata(self, name: str, values: Mapping[str, Any]) -> None:
         """Update entries of the metadata of derived map ``name`` (e.g. job progress)."""
@@ -806,7 +962,7 @@ class BrainStore:
     def finalize(self, progress: Callable[[int], None] | None = None, workers: int = 2) -> None:
         """Build all pyramids and mark the store complete (the last step of every writer)."""
         self.build_pyramids(progress=progress, workers=workers)
-        self.update_metadata({"complete": True})
+        self.mark_complete()
 
     def __repr__(self) -> str:
         z, h, w = self.shape

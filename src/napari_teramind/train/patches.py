@@ -50,7 +50,7 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 
 def read_image_pair(store: BrainStore, s: int, y0: int, x0: int, size: int) -> np.ndarray:
     """Images of slices ``s, s+1`` in ``[-1, 1]``, channels (stain, slice), ``(4, size, size)``."""
-    arr = store.zarr_array("images", 0)
+    arr = store.array("images", 0)
     img = np.asarray(arr[:, s : s + IMAGE_DEPTH, y0 : y0 + size, x0 : x0 + size])
     return img.reshape(2 * IMAGE_DEPTH, size, size).astype(np.float32) / 127.5 - 1.0
 
@@ -73,7 +73,7 @@ def read_gene_window(
     numpy.ndarray
         ``(G_target, 4, n_blocks, n_blocks)`` float32.
     """
-    arr = store.zarr_array("genes", 0)
+    arr = store.array("genes", 0)
     _, nz, nby, nbx = arr.shape
     out = np.zeros((len(target_index), GENE_SLICES, n_blocks, n_blocks), np.float32)
     z0, z1 = s - 1, s - 1 + GENE_SLICES
