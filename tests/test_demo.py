@@ -36,6 +36,14 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     real = BrainStore.open(result.real_store)
     assert result.overview_png.stat().st_size > 10_000
     assert result.comparison_png is not None and result.comparison_png.stat().st_size > 10_000
+    # 1:1 crops: 3 columns (real, generated, gene-blind) x 2 rows of the region's 128 px
+    import matplotlib.image as mpimg
+
+    from napari_teramind.overview import crop_panel_origin
+
+    crops = mpimg.imread(result.crops_png)
+    top, left = crop_panel_origin(1, 2, 128)
+    assert crops.shape[0] >= top + 128 and crops.shape[1] >= left + 128
     # the region lies on the patch grid and inside the canvas
     y0, y1, x0, x1 = result.region
     assert result.region == demo_region(real, 128, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
@@ -113,3 +114,24 @@ def test_report_legends_sit_outside_the_axes_and_summary_says_n(store, tmp_path)
         fig.canvas.draw()
         box = fig.legends[0].get_window_extent()
         assert all(box.y1 <= ax.get_window_extent().y0 + 1 for ax in fig.axes)
+
+
+def test_crops_png_holds_the_store_pixels_at_one_to_one(store, tmp_path):
+    """The 1:1 crops PNG shows every image pixel as one PNG pixel, values unchanged."""
+    import matplotlib.image as mpimg
+
+    from napari_teramind.overview import crop_panel_origin, crop_window, save_crops
+
+    region = (0, 256, 64, 384)
+    path = save_crops(store, {"again": store}, region, 1, tmp_path / "crops.png", size=128)
+    png = np.round(mpimg.imread(path)[..., :3] * 255).astype(int)
+    y0, y1, x0, x1 = crop_window(region, 128)
+    assert (y1 - y0, x1 - x0) == (128, 128) and (y0 - 0) % 64 == 0 and (x0 - 64) % 64 == 0
+    for row in range(2):
+        want = np.asarray(store.images(0)[row, 1, y0:y1, x0:x1]).astype(int)
+        for col in range(2):
+            top, left = crop_panel_origin(row, col, 128)
+            got = png[top : top + 128, left : left + 128]
+            # away from the scale bar (lower right), the panel is the store's grey values
+            assert np.abs(got[:90, :, 0] - want[:90]).max() <= 1
+            assert (got[:90, :, 0] == got[:90, :, 1]).all()

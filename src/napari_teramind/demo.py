@@ -9,7 +9,8 @@
 4. compute the GLUT (Slc17a6-Slc17a7) and DOPA (Nr4a2-Th) gene-gene attention maps of the
    whole phantom and score the DOPA map against the planted SN/VTA and olfactory programs;
 5. evaluate the generated region against the real one (PSNR, SSIM, nuclei) next to the
-   gene-blind baseline, and save a comparison PNG;
+   gene-blind baseline, and save a comparison PNG and 1:1 crops (real | generated |
+   gene-blind, DAPI and PolyT, with scale bars);
 6. open napari on the stores with ``--napari``.
 
 Every stage is one library call; the demo only picks sizes and paths.
@@ -58,6 +59,7 @@ class DemoResult:
     evaluation: dict[str, Path] = field(default_factory=dict)
     evaluation_summary: str = ""
     comparison_png: Path | None = None
+    crops_png: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -262,7 +264,7 @@ def _model_stages(
     from napari_teramind.attention.validate import planted_auc
     from napari_teramind.evaluate import evaluate_stores
     from napari_teramind.model import resolve_model
-    from napari_teramind.overview import save_comparison
+    from napari_teramind.overview import save_comparison, save_crops
 
     out, seconds = result.out_dir, result.seconds
     model, info = resolve_model(model_spec)
@@ -339,5 +341,13 @@ def _model_stages(
         out / "comparison.png",
         attention="DOPA",
     )
+    result.crops_png = save_crops(
+        reread,
+        {k: BrainStore.open(v) for k, v in paths.items()},
+        region,
+        slices[0],
+        out / "crops-1to1.png",
+    )
     seconds["evaluate"] = time.perf_counter() - t0
     log(f"      comparison: {result.comparison_png}")
+    log(f"      1:1 crops (real | generated | gene-blind): {result.crops_png}")

@@ -183,13 +183,13 @@ def save_overview(
     return _save(overview_figure(store, slice_index, **kwargs), path)
 
 
-def _save(fig, path: str | os.PathLike[str]) -> Path:
+def _save(fig, path: str | os.PathLike[str], dpi: float = 110) -> Path:
     """Write a figure to a PNG file atomically and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, format="png")
+    fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     os.replace(tmp, path)
     return path
@@ -276,3 +276,114 @@ def save_comparison(
 ) -> Path:
     """Write :func:`comparison_figure` to a PNG file and return its path."""
     return _save(comparison_figure(real, generated, region, slice_index, **kwargs), path)
+
+
+#: Layout of :func:`crops_figure`, in output pixels.
+CROP_TITLE_PX = 22
+CROP_LABEL_PX = 64
+CROP_GAP_PX = 6
+CROP_DPI = 100
+
+
+def crop_window(region: Sequence[int], size: int, period: int = 64) -> tuple[int, int, int, int]:
+    """A ``size`` x ``size`` px window at the middle of ``region``, on the region's 64 px grid.
+
+    The window's origin is a multiple of ``period`` px from the region's origin, so the patch
+    lattice of a tiled generation (if any) falls on the same columns and rows of every crop.
+    """
+    y0, y1, x0, x1 = (int(v) for v in region)
+    size = int(min(size, y1 - y0, x1 - x0))
+    if size <= 0:
+        raise ValueError(f"region {tuple(region)} is empty")
+
+    def start(a: int, b: int) -> int:
+        mid = a + ((b - a - size) // 2 // period) * period
+        return max(a, min(mid, b - size))
+
+    cy, cx = start(y0, y1), start(x0, x1)
+    return cy, cy + size, cx, cx + size
+
+
+def crop_panel_origin(row: int, col: int, size: int) -> tuple[int, int]:
+    """Pixel ``(top, left)`` of panel ``(row, col)`` in a :func:`crops_figure` PNG."""
+    return (CROP_TITLE_PX + row * (size + CROP_GAP_PX),
+            CROP_LABEL_PX + col * (size + CROP_GAP_PX))  # fmt: skip
+
+
+def crops_figure(
+    real: BrainStore,
+    generated: Mapping[str, BrainStore],
+    region: Sequence[int],
+    slice_index: int,
+    size: int = 256,
+):
+    """Crops shown at 1:1: one screen pixel per image pixel, DAPI and PolyT rows.
+
+    Columns are ``real`` and each generated store (e.g. generated, gene-blind); rows are DAPI
+    and PolyT, each in grey on the stores' full 0-255 range (no per-panel contrast stretch, so
+    brightness compares across panels). The window (:func:`crop_window`) sits on the region's
+    64 px grid, so a patch lattice would show at the same place in every generated panel.
+    Saved at :data:`CROP_DPI` with no resampling, the PNG holds the stores' pixel values
+    exactly (panel ``(row, col)`` starts at :func:`crop_panel_origin`). Each panel carries a
+    micrometre scale bar.
+
+    Parameters
+    ----------
+    real
+        The real (or phantom) brain store.
+    generated
+        Generated stores by label.
+    region
+        ``(y0, y1, x0, x1)`` in image px: the generated region the window is taken from.
+    slice_index
+        The slice shown.
+    size
+        Side of the window in px (at most the region's smaller side).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cy0, cy1, cx0, cx1 = crop_window(region, size)
+    size = cy1 - cy0
+    z = int(slice_index)
+    stores = {"real": real, **dict(generated)}
+    crops = {k: compute(s.images(0)[:, z, cy0:cy1, cx0:cx1]) for k, s in stores.items()}
+    cols, rows = len(crops), 2
+    width = CROP_LABEL_PX + cols * size + (cols - 1) * CROP_GAP_PX + CROP_GAP_PX
+    height = CROP_TITLE_PX + rows * size + (rows - 1) * CROP_GAP_PX + CROP_TITLE_PX
+    fig = plt.figure(figsize=(width / CROP_DPI, height / CROP_DPI), dpi=CROP_DPI)
+    fig.patch.set_facecolor("white")
+    for r, stain in enumerate(("DAPI", "PolyT")):
+        for c, (label, img) in enumerate(crops.items()):
+            top, left = crop_panel_origin(r, c, size)
+            ax = fig.add_axes((left / width, 1 - (top + size) / height, size / width,
+                               size / height))  # fmt: skip
+            ax.imshow(img[r], cmap="gray", vmin=0, vmax=255, interpolation="nearest",
+                      resample=False)  # fmt: skip
+            ax.set_axis_off()
+            add_scale_bar(ax, real.pixel_size_um, size)
+            if r == 0:
+                fig.text((left + size / 2) / width, 1 - (CROP_TITLE_PX - 6) / height, label,
+                         ha="center", va="bottom", fontsize=9)  # fmt: skip
+        fig.text(4 / width, 1 - (top + size / 2) / height, stain, ha="left", va="center",
+                 fontsize=9)  # fmt: skip
+    fig.text(width / 2 / width, 4 / height,
+             f"1:1 crops, slice {z}, y {cy0}:{cy1}, x {cx0}:{cx1} px "
+             f"({real.pixel_size_um:g} \u00b5m/px)", ha="center", va="bottom",
+             fontsize=8)  # fmt: skip
+    return fig
+
+
+def save_crops(
+    real: BrainStore,
+    generated: Mapping[str, BrainStore],
+    region: Sequence[int],
+    slice_index: int,
+    path: str | os.PathLike[str],
+    size: int = 256,
+) -> Path:
+    """Write :func:`crops_figure` to a PNG at 1:1 (no resampling) and return its path."""
+    fig = crops_figure(real, generated, region, slice_index, size=size)
+    return _save(fig, path, dpi=CROP_DPI)
