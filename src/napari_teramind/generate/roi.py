@@ -31,6 +31,7 @@ from napari_teramind.generate.engine import (
     state_index,
     to_uint8,
 )
+from napari_teramind.generate.numerics import Numerics
 from napari_teramind.generate.plan import GenerationPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -185,6 +186,7 @@ def generate_roi(
     preview: bool = True,
     model_info: CheckpointInfo | None = None,
     workdir: str | os.PathLike[str] | None = None,
+    numerics: Numerics | None = None,
 ) -> Iterator[RoiProgress]:
     """Generate a region of a brain store in-process, yielding progress after every unit.
 
@@ -222,6 +224,10 @@ def generate_roi(
         Checkpoint metadata, recorded in the provenance when given.
     workdir
         Where the temporary state lives (the system temp directory by default).
+    numerics
+        Thread count and precision of every unit (default
+        :class:`~napari_teramind.generate.numerics.Numerics`, as a job's); recorded. The
+        bytes equal a job's with the same numerics, whatever the caller's thread count.
 
     Yields
     ------
@@ -230,6 +236,7 @@ def generate_roi(
     """
     from napari_teramind.store import BrainStore
 
+    numerics = numerics or Numerics()
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r} is not supported; choose one of {SAMPLERS}")
     source = store if isinstance(store, BrainStore) else BrainStore.open(store)
@@ -256,12 +263,14 @@ def generate_roi(
         "checkpoint": None if model_info is None else _checkpoint_record(model_info),
         "missing_genes": list(genes.missing),
         "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
+        "numerics": numerics.to_dict(),
     }
     if output is None:
         output = Path(tempfile.mkdtemp(prefix="teramind-roi-")) / "generated.zarr"
     out = open_output_store(source, output, provenance={"generated_from": record})
     _copy_genes(source, out, plan)
-    return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir)
+    return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir,
+                numerics)  # fmt: skip
 
 
 def _checkpoint_record(info: CheckpointInfo) -> dict[str, Any]:
@@ -283,6 +292,7 @@ def _run(
     bf16: bool,
     preview: bool,
     workdir,
+    numerics: Numerics,
 ) -> Iterator[RoiProgress]:
     from napari_teramind.diffusion import DDIMSchedule
 
@@ -312,6 +322,7 @@ def _run(
                     bf16=bf16,
                     output=out,
                     schedule=schedule,
+                    numerics=numerics,
                 )
                 done += 1
                 if view is not None:
