@@ -143,6 +143,7 @@ def bench_throughput(model, n_genes, tiles, batch_size, repeats, block_px=512):
 
 def bench_roi(model, gene_names, preset, px, n_slices, steps, block_px, batch_size):
     from napari_teramind.generate import generate_roi
+    from napari_teramind.generate.numerics import Numerics
     from napari_teramind.phantom import PhantomSpec, write_phantom
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +155,7 @@ def bench_roi(model, gene_names, preset, px, n_slices, steps, block_px, batch_si
             store, model, (0, px, 0, px), range(n_slices), steps=steps, gene_names=names,
             output=Path(tmp) / "g.zarr", block_px=block_px, batch_size=batch_size,
             workdir=Path(tmp) / "work", preview=False,
+            numerics=Numerics(threads=torch.get_num_threads()),  # units fix their threads
         )  # fmt: skip
         last = None
         for last in items:  # noqa: B007 (the last item carries the totals)

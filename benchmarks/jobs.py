@@ -36,6 +36,7 @@ def main() -> None:
     from napari_teramind.generate import generate_roi
     from napari_teramind.generate.executors import run_job
     from napari_teramind.generate.job import JobSpec, create_job
+    from napari_teramind.generate.numerics import Numerics
     from napari_teramind.model import ModelConfig, TeraMindUNet, load_checkpoint, save_checkpoint
     from napari_teramind.phantom import PhantomSpec, write_phantom
     from napari_teramind.store import BrainStore
@@ -55,7 +56,8 @@ def main() -> None:
     t = time.perf_counter()
     for _ in generate_roi(d / "ph.zarr", model, region, (0, 1), seed=3, steps=args.steps,
                           gene_names=info.gene_names, output=d / "roi.zarr",
-                          block_px=args.block_px, preview=False):  # fmt: skip
+                          block_px=args.block_px, preview=False,
+                          numerics=Numerics(threads=1)):  # fmt: skip
         pass
     t_roi = time.perf_counter() - t
 
@@ -63,7 +65,8 @@ def main() -> None:
     for name, kw in (("inprocess", {}), ("local", {"workers": args.workers})):
         spec = JobSpec(source=str(d / "ph.zarr"), model=str(d / "model"), region=region,
                        slices=(0, 1), output=str(d / f"{name}.zarr"), seed=3,
-                       steps=args.steps, block_px=args.block_px, executor=name, **kw)  # fmt: skip
+                       steps=args.steps, block_px=args.block_px, executor=name,
+                       numerics=Numerics(threads=1), **kw)  # fmt: skip
         job = create_job(d / f"{name}.job", spec)
         t = time.perf_counter()
         run_job(job.path)

@@ -242,3 +242,53 @@ def test_one_ddim_step_with_the_imported_model() -> None:
     x_prev, x0 = ddim_step(state, eps_mosaic, 0, schedule)
     assert x_prev.shape == state.shape and torch.isfinite(x_prev).all()
     assert x0.abs().max() <= 1.0
+
+
+# ---------------------------------------------------------------------- bad inputs (#13 item 8)
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path: Path, capsys) -> None:
+    """NaN or inf weights: convert-checkpoint and every load refuse, naming the tensors."""
+    from napari_teramind.cli import main
+
+    ckpt = torch.load(CKPT, weights_only=True)
+    ckpt["state_dict"]["model.out.2.bias"][1] = float("nan")
+    ckpt["state_dict"]["model.out.2.weight"].view(-1)[:3] = float("inf")
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    assert main(["convert-checkpoint", str(tmp_path / "nan.ckpt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite weights" in err and "in 2 tensors" in err and "nan.ckpt" in err
+    assert "out.2.bias (2,): 1 NaN of 2 values" in err
+    assert "out.2.weight" in err and "3 infinite" in err and "earlier checkpoint" in err
+    assert not (tmp_path / "out").exists()
+    # a native checkpoint whose weights went bad (a diverged run) is refused on load too
+    model = TeraMindUNet(MICRO)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("-inf")
+    save_checkpoint(tmp_path / "native", model, None, [f"g{i}" for i in range(MICRO.n_genes)])
+    with pytest.raises(CheckpointError, match=r"(?s)non-finite weights .* 1 infinite"):
+        load_checkpoint(tmp_path / "native")
+
+
+def test_empty_ckpt_error_names_the_file_and_the_reason(tmp_path: Path, capsys) -> None:
+    from napari_teramind.cli import main
+
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    assert main(["convert-checkpoint", str(tmp_path / "empty.ckpt"), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'empty.ckpt'} is empty (0 bytes)" in err and "copy it again" in err
+    # a file cut after its first bytes: torch raises EOFError() with no message
+    (tmp_path / "cut.ckpt").write_bytes(b"\x80\x02")
+    with pytest.raises(CheckpointError, match=r"cut\.ckpt \(2 bytes\).*ends too early"):
+        read_torch_checkpoint(tmp_path / "cut.ckpt")
+
+
+def test_checkpoint_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m", TeraMindUNet(MICRO), None,
+                        [f"g{i}" for i in range(MICRO.n_genes)])  # fmt: skip
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "model.json"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o644, name

@@ -493,3 +493,22 @@ def test_cli_end_to_end(stores, tmp_path, capsys, monkeypatch):
     assert rc == 2 and WEIGHTS_FILE in capsys.readouterr().err
     rc = main(["evaluate", str(real.path), str(gen.path), "--out", str(out), "--metrics", "lpips"])
     assert rc == 2 and "unknown metrics" in capsys.readouterr().err
+
+
+def test_report_tables_and_figures_follow_the_umask(stores, tmp_path):
+    """#13 item 8: tables, summary, settings and figures get mode 0666 less the umask (they
+    were 0600, unreadable to the group, unlike every other output)."""
+    import os
+
+    real, gen, _ = stores
+    rep = evaluate_stores(real, gen, region_size=128, n_regions=1, trivial=(),
+                          metrics=("psnr",), nuclei="classical")  # fmt: skip
+    old = os.umask(0o027)
+    try:
+        paths = rep.write(tmp_path / "out", figures=True)
+    finally:
+        os.umask(old)
+    assert "image_metrics.png" in paths and "table.csv" in paths and "settings.json" in paths
+    modes = {name: p.stat().st_mode & 0o777 for name, p in paths.items()}
+    assert set(modes.values()) == {0o640}, modes
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]

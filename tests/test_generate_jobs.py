@@ -2,6 +2,8 @@
 
 Everything runs on CPU with a tiny seeded random model saved as a native checkpoint, on a tiny
 phantom brain (slices 0-1 of 4, a 256 x 256 px region, 3 DDIM steps, 128 px blocks: 12 units).
+Jobs run with 1 torch thread per unit (``Numerics(threads=1)``: fast on a busy 2-core machine)
+unless a test is about the thread count.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from napari_teramind.generate.job import (
     job_status,
     list_jobs,
 )
+from napari_teramind.generate.numerics import Numerics
 from napari_teramind.model import ModelConfig, TeraMindUNet, save_checkpoint
 from napari_teramind.phantom import PhantomSpec, write_phantom
 from napari_teramind.store import BrainStore, GenePanel
@@ -59,7 +62,8 @@ def inputs(tmp_path_factory):
 def _spec(inputs, out: Path, **kw) -> JobSpec:
     store, model = inputs
     base = dict(source=str(store), model=str(model), region=REGION, slices=SLICES,
-                output=str(out), seed=7, steps=STEPS, block_px=BLOCK)  # fmt: skip
+                output=str(out), seed=7, steps=STEPS, block_px=BLOCK,
+                numerics=Numerics(threads=1))  # fmt: skip
     base.update(kw)
     return JobSpec(**base)
 
@@ -121,7 +125,8 @@ def test_job_equals_the_roi_api(inputs, reference, tmp_path):
     model, info = load_checkpoint(ckpt)
     items = list(generate_roi(store, model, REGION, SLICES, seed=7, steps=STEPS,
                               gene_names=info.gene_names, output=tmp_path / "roi.zarr",
-                              block_px=256, preview=False))  # fmt: skip
+                              block_px=256, preview=False,
+                              numerics=Numerics(threads=1)))  # fmt: skip
     assert items[-1].output is not None
     assert np.array_equal(_images(tmp_path / "roi.zarr", job=False), reference[0])
     roi = BrainStore.open(tmp_path / "roi.zarr")  # finished: complete, covering the region
@@ -166,7 +171,7 @@ def test_resume_after_kills_equals_uninterrupted(inputs, reference, tmp_path):
     y0, y1, x0, x1 = REGION
     first = _cli("generate", str(store), "--region", str(y0), str(y1), str(x0), str(x1),
                  "--slices", "0-1", "--model", str(model), "--seed", "7", "--steps", str(STEPS),
-                 "--block-px", str(BLOCK), "--out", str(out),
+                 "--block-px", str(BLOCK), "--out", str(out), "--threads", "1",
                  "--job-dir", str(job_dir), "--quiet")  # fmt: skip
     resume = _cli("generate", "--resume", str(job_dir), "--quiet")
     done = []
@@ -331,6 +336,123 @@ def test_disk_space_check_names_the_numbers(tmp_path):
     with pytest.raises(OSError, match=r"only .* are free"):
         check_disk_space([(tmp_path / "x", 10**18)])
     check_disk_space([(tmp_path / "x", 10**6)])  # a small need passes
+
+
+# ---------------------------------------------------------------------- numerics (#13 item 5)
+@pytest.fixture(scope="module")
+def reference_2threads(inputs, tmp_path_factory):
+    """An in-process job whose spec fixes 2 threads, run with 2 ambient threads in the parent."""
+    d = tmp_path_factory.mktemp("jobs-ref2")
+    job = create_job(d / "job", _spec(inputs, d / "out.zarr", numerics=Numerics(threads=2)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_job(job.path)
+    finally:
+        torch.set_num_threads(before)
+    return _images(d / "out.zarr")
+
+
+def _ambient(threads: int):
+    """Context: the calling process's torch thread count set to ``threads``, then restored."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return ctx()
+
+
+def test_bytes_do_not_depend_on_executor_or_ambient_threads(inputs, reference_2threads,
+                                                             tmp_path):  # fmt: skip
+    """A dask nanny worker (1 ambient thread) and a resume under 1 then 3 ambient threads give
+    the bytes of an in-process run with 2: every unit computes with the spec's 2 threads.
+
+    (Before the numerics record, each unit used its worker's ambient thread count, and 1- and
+    3-thread results differ from 2-thread ones in a few output pixels of this very job.)
+    """
+    from distributed import LocalCluster
+
+    ref = reference_2threads
+    numerics = Numerics(threads=2)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        spec = _spec(inputs, tmp_path / "dask.zarr", executor="dask", numerics=numerics,
+                     scheduler=cluster.scheduler_address)  # fmt: skip
+        job = create_job(tmp_path / "dask.job", spec)
+        run_job(job.path)
+    assert np.array_equal(_images(tmp_path / "dask.zarr"), ref)
+
+    job = create_job(tmp_path / "resumed.job",
+                     _spec(inputs, tmp_path / "resumed.zarr", numerics=numerics))  # fmt: skip
+    with _ambient(1):
+        it = iter_job(job.path)
+        for p in it:
+            if p.units_done >= 5:
+                break
+        it.close()
+        assert torch.get_num_threads() == 1  # the units' setting does not leak out
+    assert 0 < job.units_done() < job.units_total
+    with _ambient(3):
+        run_job(job.path)
+        assert torch.get_num_threads() == 3
+    assert np.array_equal(_images(tmp_path / "resumed.zarr"), ref)
+    record = BrainStore.open(tmp_path / "resumed.zarr").metadata["generated_regions"][0]
+    assert record["numerics"] == numerics.to_dict()
+
+
+def test_old_job_without_numerics_is_pinned_on_resume(inputs, reference_2threads, tmp_path):
+    """A spec.json written before the numerics record resumes with the thread count it ran
+    with (in-process: the driver's), pinned in numerics.json, so later resumes under another
+    ambient count continue it with the same numerics."""
+    job = create_job(tmp_path / "old.job", _spec(inputs, tmp_path / "old.zarr"))
+    raw = json.loads((job.path / "spec.json").read_text())
+    del raw["numerics"]  # as an older napari-teramind wrote it
+    (job.path / "spec.json").write_text(json.dumps(raw))
+    old = JobDir(job.path)
+    assert old.spec.numerics is None
+    with pytest.raises(RuntimeError, match=r"before jobs recorded their numerics.*--resume"):
+        _ = old.numerics  # a worker cannot guess them
+    with _ambient(2):
+        it = iter_job(job.path)
+        for p in it:
+            if p.units_done >= 4:
+                break
+        it.close()
+    pinned = json.loads((job.path / "numerics.json").read_text())
+    assert pinned["threads"] == 2 and JobDir(job.path).numerics.threads == 2
+    with _ambient(1):
+        run_job(job.path)
+    assert np.array_equal(_images(tmp_path / "old.zarr"), reference_2threads)
+
+
+def test_numerics_are_recorded_validated_and_restored(inputs, tmp_path):
+    job = create_job(tmp_path / "j", _spec(inputs, tmp_path / "o.zarr", numerics=None))
+    assert json.loads((job.path / "spec.json").read_text())["numerics"] == {
+        "threads": 4, "deterministic": True, "matmul_precision": "highest",
+        "cuda_autocast": "bf16"}  # fmt: skip
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        Numerics(threads=0)
+    with pytest.raises(ValueError, match="matmul precision must be one of"):
+        Numerics(matmul_precision="low")
+    with pytest.raises(ValueError, match="unknown numerics fields"):
+        Numerics.from_dict({"threads": 2, "dtype": "fp8"})
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.get_float32_matmul_precision())  # fmt: skip
+    with Numerics(threads=3, matmul_precision="high").applied():
+        assert torch.get_num_threads() == 3 and torch.are_deterministic_algorithms_enabled()
+        assert torch.get_float32_matmul_precision() == "high"
+        with Numerics(threads=2, matmul_precision="high").applied():  # nested: inner wins
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 3 and torch.are_deterministic_algorithms_enabled()
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+            torch.get_float32_matmul_precision()) == before  # fmt: skip
 
 
 # ---------------------------------------------------------------------- (f) status

@@ -524,3 +524,49 @@ def test_csv_read_in_blocks_gives_every_row_once(tmp_path, name):
     assert genes == df["gene"].tolist()
     np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), df["global_x"])
     np.testing.assert_array_equal(np.concatenate([c.y for c in chunks]), df["global_y"])
+
+
+def test_empty_and_unusable_tables_are_errors(tmp_path, capsys):
+    """#13 item 8: an empty table, an all-NaN table and a table whose every row is dropped are
+    errors naming the table and the reason, with exit status 2; no complete store is made."""
+    from napari_teramind.cli import main
+
+    panel = tmp_path / "panel.csv"
+    pd.DataFrame({"gene": ["Th", "Aqp4"]}).to_csv(panel, index=False)
+    nan = [np.nan] * 3
+    tables = {
+        "empty": pd.DataFrame({"gene": [], "x": [], "y": []}),
+        "allnan": pd.DataFrame({"gene": nan, "x": nan, "y": nan}),
+        "nancoords": pd.DataFrame({"gene": ["Th", "Aqp4", "Th"], "x": nan, "y": nan}),
+        "outside": pd.DataFrame({"gene": ["Th", "Aqp4"], "x": [100.0, 5.0], "y": [5.0, -3.0]}),
+    }
+    expected = {  # (without a panel, with --panel): what the message says
+        "empty": ("the table has no rows", "has no transcript rows: the table is empty"),
+        "allnan": ("its 3 rows have an empty 'gene'",
+                   "none of its 3 transcript rows is usable (empty gene name: 3)"),
+        "nancoords": ("none of its 3 transcript rows is usable (NaN or infinite coordinate: 3)",)
+        * 2,
+        "outside": ("none of its 2 transcript rows is usable (outside the canvas after "
+                    "registration: 2)",) * 2,
+    }  # fmt: skip
+    for name, df in tables.items():
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+        for k, extra in enumerate(([], ["--panel", str(panel)])):
+            out = tmp_path / f"{name}-{k}.zarr"
+            argv = ["ingest", "table", str(tmp_path / f"{name}.csv"), "--pixel-size", "1",
+                    "--canvas", "32", "32", "-o", str(out), "--quiet", *extra]  # fmt: skip
+            assert main(argv) == 2, (name, extra)
+            err = capsys.readouterr().err
+            assert f"{name}.csv" in err and expected[name][k] in err, (name, extra, err)
+            if out.exists():  # created before binning found nothing: left incomplete, said so
+                assert not BrainStore.open(out, allow_incomplete=True).complete
+                assert "left incomplete" in err and "--overwrite" in err
+    # the library says the same (a slice column selecting no row is an error too)
+    pd.DataFrame({"gene": ["Th"], "x": [1.0], "y": [1.0], "s": ["a"]}).to_csv(
+        tmp_path / "sliced.csv", index=False
+    )
+    with pytest.raises(ValueError, match=r"rows with s = 'b'\) has no transcript rows"):
+        ingest_table([tmp_path / "sliced.csv"], tmp_path / "s.zarr",
+                     columns=TableColumns("gene", "x", "y", "s"), slice_values=["a", "b"],
+                     panel=GenePanel(["Th"]), pixel_size_um=1, canvas=(32, 32),
+                     options=_opts())  # fmt: skip

@@ -379,3 +379,23 @@ def test_garbage_array_metadata_names_the_file(tmp_path, capsys):
             assert "UnicodeDecodeError" in msg and "validate --deep" in msg
         assert _validate_cli(path) == 1
         assert f"problem: {path}: the metadata of array or group {node}" in capsys.readouterr().out
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    """#13 item 8: an atomically written file gets mode 0666 less the umask, as ``open()``
+    gives, also when it replaces a file (``mkstemp`` made every such output 0600)."""
+    import os
+
+    from napari_teramind.store.atomic import read_json, write_bytes_atomic, write_json_atomic
+
+    for umask, mode in ((0o022, 0o644), (0o002, 0o664), (0o077, 0o600)):
+        old = os.umask(umask)
+        try:
+            write_bytes_atomic(tmp_path / "a.bin", b"x")
+            write_json_atomic(tmp_path / "b.json", {"k": umask})
+        finally:
+            os.umask(old)
+        for name in ("a.bin", "b.json"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == mode, (name, oct(umask))
+    assert read_json(tmp_path / "b.json") == {"k": 0o077}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.json"]  # no temporaries

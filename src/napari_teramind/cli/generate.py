@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="local: CPU processes; dask: LocalCluster size")
     p.add_argument("--scheduler", help="dask executor: scheduler address (default: LocalCluster)")
     p.add_argument("--device", default="cpu", help="in-process executor device (cpu, cuda)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of every unit (default 4); fixed in the job, so the output bytes do "
+        "not depend on the executor or machine",
+    )
     p.add_argument("--gene-blind", action="store_true", help="zero gene counts (baseline)")
     p.add_argument(
         "--lease", type=float, default=None, help="s without heartbeat before takeover (300)"
@@ -117,6 +124,10 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
     extra = {}
     if args.lease is not None:
         extra["lease_s"] = args.lease
+    if args.threads is not None:
+        from napari_teramind.generate.numerics import Numerics
+
+        extra["numerics"] = Numerics(threads=args.threads)
     spec = JobSpec(
         source=str(args.store),
         model=args.model,

@@ -139,6 +139,7 @@ def _record(job: JobDir, model: Any, info: Any, missing: Any) -> dict[str, Any]:
         "checkpoint": _checkpoint_record(info),
         "missing_genes": list(missing),
         "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
+        "numerics": job.numerics.to_dict(),
     }
 
 
@@ -286,8 +287,10 @@ class UnitRunner:
 
         self.job = job
         self.device = device
-        self.model, self.info = load_model(job.spec.model, device)
-        self.batch_size = job.spec.batch_size or choose_batch_size(self.model, device)
+        self.numerics = job.numerics  # before any CUDA work: it may set the cuBLAS workspace
+        with self.numerics.applied():
+            self.model, self.info = load_model(job.spec.model, device)
+            self.batch_size = job.spec.batch_size or choose_batch_size(self.model, device)
         source = BrainStore.open(job.spec.source)
         self.plan = make_plan(job.spec, source)
         self.genes = GeneSource(source, self.info.gene_names, job.spec.gene_blind)
@@ -312,7 +315,8 @@ class UnitRunner:
                 device=self.device,
                 batch_size=self.batch_size,
                 output=_Guarded(self.output, still_held) if last else None,
-                bf16=str(self.device).startswith("cuda"),
+                bf16=self.numerics.bf16(self.device),
+                numerics=self.numerics,
             )
         except _ClaimLost:
             return False

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from napari_teramind.store.atomic import create_temporary_sibling
 
 #: Default lease: a claim whose heartbeat is older than this (seconds) may be taken over.
 DEFAULT_LEASE_S = 300.0
@@ -116,7 +117,7 @@ def _max_generation(directory: Path, key: str) -> int | None:
 
 def _link_exclusive(path: Path, content: bytes) -> bool:
     """Create ``path`` with ``content`` if it does not exist; True when this call created it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temporary_sibling(path)  # readable by other users' workers (umask)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)

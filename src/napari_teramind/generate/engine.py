@@ -13,7 +13,11 @@ block. At the last step it can also write uint8 images into an output brain stor
 
 Determinism: every model call has exactly ``batch_size`` patches (the last micro-batch is
 padded with zeros), so on CPU a patch's result does not depend on the block size or order:
-tiled results are bitwise identical for every block size. :func:`generate_global` is the
+tiled results are bitwise identical for every block size. Every unit runs under a
+:class:`~napari_teramind.generate.numerics.Numerics` (fixed intra-op thread count, deterministic
+algorithms, float32 matmul precision; the default unless one is given), because CPU kernels
+split their reductions by thread count: the same unit under 1 and 2 ambient threads would
+differ in the last bits. :func:`generate_global` is the
 reference: one pass over the whole region in memory, with one encoder call over all offset
 patches and one collage-decoder call over the whole grid.
 """
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_teramind.generate.noise import initial_state
+from napari_teramind.generate.numerics import Numerics
 from napari_teramind.generate.plan import HALO_PX, PATCH_PX, Block, GenerationPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -380,6 +385,7 @@ def run_unit(
     output: BrainStore | None = None,
     bf16: bool = False,
     schedule: DDIMSchedule | None = None,
+    numerics: Numerics | None = None,
 ) -> np.ndarray:
     """Run one ``(step, block)`` unit of a generation.
 
@@ -410,6 +416,9 @@ def run_unit(
         A writable brain store: at the last step the block's images are written to it.
     schedule
         The DDIM schedule (built from ``plan.steps`` by default).
+    numerics
+        Thread count and precision settings the unit computes under (restored afterwards);
+        :class:`~napari_teramind.generate.numerics.Numerics` defaults when None.
 
     Returns
     -------
@@ -440,7 +449,7 @@ def run_unit(
     t = int(sched.timesteps[step])
     x_t = None
     eps_passes = []
-    with torch.inference_mode():
+    with (numerics or Numerics()).applied(), torch.inference_mode():
         for q in grids.passes:  # the first pass is the frame's: its window is the extent's
             a0, a1, b0, b1 = _pass_window(extent, q)
             wy0, wy1, wx0, wx1 = a0 - HALO_PX, a1 + HALO_PX, b0 - HALO_PX, b1 + HALO_PX
@@ -496,12 +505,14 @@ def generate_global(
     device: str | torch.device = "cpu",
     gene_blind: bool = False,
     bf16: bool = False,
+    numerics: Numerics | None = None,
 ) -> np.ndarray:
     """Reference: the whole region in one pass per step, in memory, no blocks.
 
     Each step encodes all offset patches of the region (plus halo) in one call and decodes the
     whole aligned grid with one :meth:`~TeraMindUNet.decode_collage` call. Same noise, same halo
-    rule and same genes as the tiled engine; only the tiling differs.
+    rule and same genes as the tiled engine; only the tiling differs. ``numerics`` as for
+    :func:`run_unit`.
 
     Returns
     -------
@@ -540,7 +551,8 @@ def generate_global(
                 p1, p2 = (a1 - a0) // PATCH_PX + 1, (b1 - b0) // PATCH_PX + 1
                 pad = (HALO_PX - b0, b1 + HALO_PX - w, HALO_PX - a0, a1 + HALO_PX - h)
                 padded = torch.nn.functional.pad(x, pad)
-                with torch.inference_mode(), _autocast(device, bf16):
+                with (numerics or Numerics()).applied(), torch.inference_mode(), \
+                        _autocast(device, bf16):  # fmt: skip
                     feats = model.encode(_cut_patches(padded, PATCH_PX).to(device), genes[q], t)
                     out = model.decode_collage(feats, (1, p1, p2), t).float().cpu()
                 aligned = padded[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX]

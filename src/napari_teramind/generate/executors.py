@@ -5,6 +5,9 @@ claim the unit, run it (the engine reads step k, writes step k+1 for the block),
 release the claim. Steps are synchronous: no unit of step k+1 starts before every block of step
 k is recorded. Units are deterministic and idempotent, so the output does not depend on the
 executor, the number of workers, the order, or on how often the job was killed and resumed.
+Every unit computes under the job's numerics (:attr:`JobDir.numerics`: a fixed torch thread
+count and precision), never under the worker's ambient thread count, which differs between
+executors (all cores in-process, one thread in a dask nanny worker) and would change the bytes.
 """
 
 from __future__ import annotations
@@ -192,12 +195,11 @@ def _iter_inprocess(job: JobDir, clock: _Clock, device: str) -> Iterator[JobProg
 
 
 # ---------------------------------------------------------------------- local processes
-def _local_worker(job_path: str, name: str, index: int, n_workers: int, device: str,
-                  threads: int) -> None:  # fmt: skip
-    """Entry point of one local worker process: work on every step until the job is done."""
-    import torch
+def _local_worker(job_path: str, name: str, index: int, n_workers: int, device: str) -> None:
+    """Entry point of one local worker process: work on every step until the job is done.
 
-    torch.set_num_threads(max(1, threads))
+    Units set their own thread count (the job's numerics), so none is set here.
+    """
     job = JobDir(job_path)
     try:
         runner = _bridge.UnitRunner(job, device=device)
@@ -214,8 +216,13 @@ def _local_worker(job_path: str, name: str, index: int, n_workers: int, device: 
         raise
 
 
-def local_devices(devices: tuple[str, ...] | None, workers: int | None) -> list[str]:
-    """One device per local worker: the given devices, every visible GPU, or ``workers`` CPUs."""
+def local_devices(devices: tuple[str, ...] | None, workers: int | None,
+                  threads: int = 1) -> list[str]:  # fmt: skip
+    """One device per local worker: the given devices, every visible GPU, or ``workers`` CPUs.
+
+    Without either, CPU workers get ``threads`` cores each: up to 4 workers, as many as the
+    cores hold (at least one), so the units' fixed thread counts do not oversubscribe them.
+    """
     if devices:
         return list(devices)
     if workers:
@@ -224,21 +231,19 @@ def local_devices(devices: tuple[str, ...] | None, workers: int | None) -> list[
 
     if torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return ["cpu"] * max(1, min(4, (os.cpu_count() or 1)))
+    return ["cpu"] * max(1, min(4, (os.cpu_count() or 1) // max(1, threads)))
 
 
 def _iter_local(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
-    devices = local_devices(job.spec.devices, job.spec.workers)
+    devices = local_devices(job.spec.devices, job.spec.workers, job.numerics.threads)
     n = len(devices)
-    n_cpu = sum(d == "cpu" for d in devices)
-    threads = max(1, (os.cpu_count() or 1) // max(1, n_cpu))
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i, dev in enumerate(devices):
         name = f"local-{i}-{dev.replace(':', '')}"
         p = ctx.Process(
             target=_local_worker,
-            args=(str(job.path), name, i, n, dev, threads),
+            args=(str(job.path), name, i, n, dev),
             name=f"teramind-{name}",
         )
         p.start()
@@ -334,8 +339,10 @@ def _iter_dask(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
     if spec.scheduler:
         client = Client(spec.scheduler, set_as_default=False)  # leave the user's default
     else:
+        # one task per worker, each computing with the job's thread count: no oversubscription
+        cores_per_unit = max(1, job.numerics.threads)
         cluster = LocalCluster(
-            n_workers=spec.workers or 2,
+            n_workers=spec.workers or max(1, min(2, (os.cpu_count() or 1) // cores_per_unit)),
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
@@ -402,6 +409,7 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
     kind = executor or job.spec.executor
     if kind not in EXECUTORS:
         raise ValueError(f"unknown executor {kind!r}; use one of {', '.join(EXECUTORS)}")
+    job.pin_numerics(kind)  # a job from before the numerics record: fix them, once
     job.clear_cancel()
     for old in (job.path / "workers").glob("*.error"):
         old.unlink()  # failures of an earlier run

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_teramind.generate.claims import DEFAULT_LEASE_S, ClaimBoard
+from napari_teramind.generate.numerics import Numerics, legacy_numerics
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
 from napari_teramind.store.atomic import read_json, write_json_atomic
 from napari_teramind.store.errors import NotEnoughSpace, OverwriteRefused
@@ -44,6 +45,8 @@ from napari_teramind.store.overwrite import JOB_SPEC_FILE, Input, check_replacea
 SPEC_FILE = JOB_SPEC_FILE
 COMPLETE_FILE = "complete.json"
 CANCEL_FILE = "cancel"
+#: Where the numerics of a job written before the ``numerics`` record are pinned on resume.
+NUMERICS_FILE = "numerics.json"
 EXECUTORS = ("inprocess", "local", "dask")
 JOB_FORMAT = 1
 
@@ -86,6 +89,11 @@ class JobSpec:
         Feed zero gene counts (evaluation baseline).
     lease_s
         Seconds without heartbeat after which another worker takes over a unit.
+    numerics
+        Thread count, deterministic algorithms, matmul precision and CUDA autocast every unit
+        runs with (:class:`~napari_teramind.generate.numerics.Numerics`), so a job's bytes do
+        not depend on the executor, the machine or the ambient thread count. None only for
+        jobs written before the record existed (see :attr:`JobDir.numerics`).
     """
 
     source: str
@@ -106,6 +114,7 @@ class JobSpec:
     gene_blind: bool = False
     lease_s: float = DEFAULT_LEASE_S
     extra: dict[str, Any] = field(default_factory=dict)
+    numerics: Numerics | None = field(default_factory=Numerics)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``spec.json`` holds)."""
@@ -113,6 +122,7 @@ class JobSpec:
         d["region"] = list(self.region)
         d["slices"] = list(self.slices)
         d["devices"] = list(self.devices) if self.devices else None
+        d["numerics"] = None if self.numerics is None else self.numerics.to_dict()
         return d
 
     @classmethod
@@ -128,6 +138,9 @@ class JobSpec:
         kw["slices"] = tuple(int(v) for v in kw["slices"])
         if kw.get("devices"):
             kw["devices"] = tuple(kw["devices"])
+        # a spec without the record predates it: None, never silently today's default
+        numerics = kw.pop("numerics", None)
+        kw["numerics"] = None if numerics is None else Numerics.from_dict(numerics)
         return cls(**kw)
 
     def generation_record(self, job: str) -> dict[str, Any]:
@@ -216,6 +229,45 @@ class JobDir:
     def units_total(self) -> int:
         """Number of (step, block) units."""
         return self.n_steps * self.n_blocks
+
+    # ------------------------------------------------------------------ numerics
+    @property
+    def numerics(self) -> Numerics:
+        """The settings every unit of this job runs with.
+
+        The spec's record; for a job written before it existed, the settings pinned in
+        ``numerics.json`` by the first resume (:meth:`pin_numerics`).
+
+        Raises
+        ------
+        RuntimeError
+            For an old job that no resume has pinned yet (a worker started on it directly).
+        """
+        if self.spec.numerics is not None:
+            return self.spec.numerics
+        path = self.path / NUMERICS_FILE
+        if path.is_file():
+            return Numerics.from_dict(read_json(path))
+        raise RuntimeError(
+            f"job {self.path} was created before jobs recorded their numerics (thread count, "
+            "precision), so its workers cannot know them; resume it with `teramind generate "
+            "--resume` (or iter_job/run_job), which pins them, then start workers"
+        )
+
+    def pin_numerics(self, executor: str) -> Numerics:
+        """Fix the numerics of a job written without them (idempotent); returns them.
+
+        The first resume records the settings the job effectively ran with so far
+        (:func:`~napari_teramind.generate.numerics.legacy_numerics`) in ``numerics.json``;
+        every later worker and resume uses that record, wherever it runs.
+        """
+        if self.spec.numerics is not None:
+            return self.spec.numerics
+        path = self.path / NUMERICS_FILE
+        if not path.is_file():
+            legacy = legacy_numerics(executor, self.spec.devices, self.spec.workers)
+            write_json_atomic(path, legacy.to_dict())
+        return self.numerics
 
     # ------------------------------------------------------------------ manifest
     def _marker(self, step: int, block: int) -> Path:
@@ -476,6 +528,7 @@ def create_job(job_dir: str | os.PathLike[str], spec: JobSpec, *, overwrite: boo
         model=spec.model if spec.model == "bundled" else str(Path(spec.model).resolve()),
         region=tuple(int(v) for v in spec.region),
         slices=tuple(int(s) for s in spec.slices),
+        numerics=spec.numerics or Numerics(),
     )
     _validate_spec(spec)
     output = Path(spec.output)

@@ -32,6 +32,7 @@ from napari_teramind.generate.engine import (
     state_index,
     to_uint8,
 )
+from napari_teramind.generate.numerics import Numerics
 from napari_teramind.generate.plan import GenerationPlan
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
 
@@ -307,6 +308,7 @@ def generate_roi(
     model_info: CheckpointInfo | None = None,
     workdir: str | os.PathLike[str] | None = None,
     scheme: str = DEFAULT_SCHEME,
+    numerics: Numerics | None = None,
 ) -> Iterator[RoiProgress]:
     """Generate a region of a brain store in-process, yielding progress after every unit.
 
@@ -347,6 +349,10 @@ def generate_roi(
     scheme
         Sampling scheme (:data:`~napari_teramind.generate.schemes.SCHEMES`): where the patch
         grids sit at each step; ``"collage"`` is the published one. See docs/generation.md.
+    numerics
+        Thread count and precision of every unit (default
+        :class:`~napari_teramind.generate.numerics.Numerics`, as a job's); recorded. The
+        bytes equal a job's with the same numerics, whatever the caller's thread count.
 
     Yields
     ------
@@ -355,6 +361,7 @@ def generate_roi(
     """
     from napari_teramind.store import BrainStore
 
+    numerics = numerics or Numerics()
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r} is not supported; choose one of {SAMPLERS}")
     check_scheme(scheme)
@@ -385,6 +392,7 @@ def generate_roi(
         "missing_genes": list(genes.missing),
         "engine": "napari-teramind step-synchronous tiled DDIM (collage decoder only)",
         "writer": f"roi-{uuid.uuid4().hex[:12]}",
+        "numerics": numerics.to_dict(),
     }
     if output is None:
         output = Path(tempfile.mkdtemp(prefix="teramind-roi-")) / "generated.zarr"
@@ -395,7 +403,8 @@ def generate_roi(
     except BaseException:
         abandon_region(out, record["writer"], wrote_images=False)
         raise
-    return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir)
+    return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir,
+                numerics)  # fmt: skip
 
 
 def _checkpoint_record(info: CheckpointInfo) -> dict[str, Any]:
@@ -417,6 +426,7 @@ def _run(
     bf16: bool,
     preview: bool,
     workdir,
+    numerics: Numerics,
 ) -> Iterator[RoiProgress]:
     from napari_teramind.diffusion import DDIMSchedule
 
@@ -447,6 +457,7 @@ def _run(
                     bf16=bf16,
                     output=out,
                     schedule=schedule,
+                    numerics=numerics,
                 )
                 done += 1
                 if view is not None:

@@ -171,6 +171,18 @@ def ingest_table(
             key = v if columns.slice else str(z)
             names = counts.get(key, {})
             slice_genes[z] = [g for g in names if g and ctl.code(g) != -2]
+        for s in slices:
+            if not slice_genes[s.z]:
+                rows = sum(counts.get(s.slice_value if columns.slice else str(s.z), {}).values())
+                raise ValueError(
+                    f"slice {s.z} ({s.source}) has no transcript of any gene: "
+                    + (
+                        f"its {rows} rows have an empty {columns.gene!r} or a control probe"
+                        if rows
+                        else "the table has no rows (a header at most)"
+                    )
+                    + "; check the table and --gene-column"
+                )
     plan = plan_panel(slice_genes, panel_mode, panel, orthologs, case_sensitive)
     config = {
         "layout": "table",

@@ -22,7 +22,7 @@ from napari_teramind.store.errors import OverwriteRefused
 from napari_teramind.store.overwrite import Found, Input
 
 from .images import ImageSource, IntensityMapping, resample_window
-from .report import IngestReport, SliceReport
+from .report import DROP_REASONS, IngestReport, SliceReport
 from .resume import ResumeState, fingerprint
 from .tables import DEFAULT_CHUNK_ROWS, TableColumns, iter_chunks
 from .transcripts import CONTROL_PATTERN, DEFAULT_BUDGET, GeneCoder, bin_chunks
@@ -492,6 +492,8 @@ def _bin_group(store, group, reports, coder, plan, options, bars) -> None:
     finally:
         bar.close()
     for s, rep in zip(group, reports, strict=True):
+        check_usable(s, rep, cols, store.path)
+    for s, rep in zip(group, reports, strict=True):
         if plan.target_mode:
             seen = getattr(rep, "_seen", set())
             rep.missing_genes = [g for g in names if g not in seen]
@@ -499,6 +501,46 @@ def _bin_group(store, group, reports, coder, plan, options, bars) -> None:
             rep.missing_genes = list(plan.missing.get(s.z, []))
         if hasattr(rep, "_seen"):
             del rep._seen
+
+
+def check_usable(s: SliceInput, rep: SliceReport, columns: TableColumns, out) -> None:
+    """Refuse a slice whose tables gave no transcript to bin: an empty or unusable table.
+
+    A table with no rows, or whose every row is dropped (NaN coordinates, outside the canvas,
+    no gene of the panel), would otherwise become a store of zero counts, accepted without a
+    word. The message says what was read, why each row was dropped and what to check.
+
+    Raises
+    ------
+    ValueError
+        When ``rep`` (the slice's binning report) counts no binned transcript.
+    """
+    if rep.binned > 0:
+        return
+    tables = ", ".join(str(t) for t in s.tables)
+    where = f"slice {s.z} ({tables}" + (
+        f", rows with {columns.slice} = {s.slice_value!r})" if s.slice_value is not None else ")"
+    )
+    left = f"; {out} is left incomplete: fix the input, then run the ingest again with --overwrite"
+    if rep.read == 0:
+        raise ValueError(
+            f"{where} has no transcript rows: "
+            + (
+                f"no row has that {columns.slice} value (check --slice-values)"
+                if s.slice_value is not None
+                else "the table is empty (a header at most)"
+            )
+            + left
+        )
+    why = ", ".join(
+        f"{DROP_REASONS.get(r, r)}: {n}"
+        for r, n in sorted(rep.dropped.items(), key=lambda i: -i[1])
+    )
+    raise ValueError(
+        f"{where}: none of its {rep.read} transcript rows is usable ({why}); check the columns "
+        f"(--x-column {columns.x}, --y-column {columns.y}, --gene-column {columns.gene}), the "
+        "units and pixel size, the registration and the canvas size" + left
+    )
 
 
 def _write_images(store: BrainStore, s: SliceInput, rep: SliceReport, options, bars) -> None:

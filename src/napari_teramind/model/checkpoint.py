@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,9 +99,12 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def _temporary_sibling(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # lazily: this package does not load the store package (zarr) unless it writes
+    from napari_teramind.store.atomic import create_temporary_sibling
+
+    fd, name = create_temporary_sibling(path)  # mode 0666 less the umask, like other outputs
     os.close(fd)
-    return Path(name)
+    return name
 
 
 def _fsync(path: Path) -> None:
@@ -158,7 +160,9 @@ def save_checkpoint(
 
     tmp_weights = _temporary_sibling(weights_path)
     try:
+        mode = tmp_weights.stat().st_mode & 0o777  # 0666 less the umask
         save_file(tensors, str(tmp_weights), metadata={"format": "pt", "producer": FORMAT_NAME})
+        os.chmod(tmp_weights, mode)  # safetensors recreates the file 0600
         _fsync(tmp_weights)
         sha = file_sha256(tmp_weights)
         os.replace(tmp_weights, weights_path)

@@ -12,7 +12,7 @@ from torch import nn
 
 from napari_teramind.model.config import ModelConfig
 
-__all__ = ["CheckpointError", "CheckpointInfo", "load_state_dict_strict"]
+__all__ = ["CheckpointError", "CheckpointInfo", "load_state_dict_strict", "non_finite_tensors"]
 
 
 class CheckpointError(RuntimeError):
@@ -55,15 +55,42 @@ def _shape_mismatches(
     ]
 
 
+def non_finite_tensors(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Describe every floating-point tensor of ``state_dict`` holding NaN or infinity.
+
+    Returns
+    -------
+    list of str
+        One line per bad tensor: its name, shape and how many NaN / infinite values it has.
+    """
+    bad = []
+    for name, t in state_dict.items():
+        if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.is_complex()):
+            continue
+        finite = torch.isfinite(t)
+        if bool(finite.all()):
+            continue
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        what = ", ".join(f"{n} {kind}" for n, kind in ((n_nan, "NaN"), (n_inf, "infinite")) if n)
+        bad.append(f"{name} {tuple(t.shape)}: {what} of {t.numel()} values")
+    return bad
+
+
 def load_state_dict_strict(
     model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> None:
     """Load ``state_dict`` into ``model`` requiring exactly the same names and shapes.
 
+    Every checkpoint loaded for use goes through here (native, published, bundled, training
+    resume), so weights holding NaN or infinity are refused here, naming the tensors: such a
+    model generates black or garbage images without a word.
+
     Raises
     ------
     CheckpointError
-        Listing every missing key, unexpected key and shape mismatch.
+        Listing every missing key, unexpected key and shape mismatch, or every tensor that
+        holds NaN or infinite values.
     """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
@@ -80,4 +107,14 @@ def load_state_dict_strict(
                 lines.append(f"  {title} ({len(items)}):")
                 lines.extend(f"    {item}" for item in items)
         raise CheckpointError("\n".join(lines))
+    bad = non_finite_tensors(state_dict)
+    if bad:
+        more = f"\n    ... and {len(bad) - 8} more" if len(bad) > 8 else ""
+        raise CheckpointError(
+            f"{source} holds non-finite weights (NaN or infinity) in {len(bad)} tensor"
+            f"{'s' if len(bad) > 1 else ''}:\n"
+            + "\n".join(f"    {b}" for b in bad[:8])
+            + more
+            + "\n  the training diverged or the file is damaged; use an earlier checkpoint"
+        )
     model.load_state_dict(dict(state_dict), strict=True)

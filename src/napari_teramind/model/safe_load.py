@@ -109,19 +109,35 @@ def read_torch_checkpoint(path: str | Path) -> tuple[Any, bool]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint file {path} is empty (0 bytes): a download or copy was interrupted, "
+            "or the disk was full when it was saved; fetch or copy it again"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError:
         pass  # refused by the weights-only loader: retry with the restricted unpickler
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     try:
         obj = torch.load(
             path, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED_PICKLE
         )
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     return obj, True
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    """The error for a file torch cannot read; never a blank reason (``EOFError()`` has none)."""
+    reason = str(exc).strip().rstrip(".") or {
+        "EOFError": "the file ends too early (truncated)",
+    }.get(type(exc).__name__, type(exc).__name__)
+    return CheckpointError(
+        f"cannot read {path} ({path.stat().st_size} bytes) as a torch checkpoint: {reason}; "
+        "is it a complete .ckpt written by torch.save? Fetch or copy it again"
+    )
 
 
 def to_plain_data(obj: Any, _depth: int = 0) -> Any:

@@ -1,16 +1,37 @@
 """Atomic writes of small files (JSON metadata, manifests).
 
 A reader never sees a half-written file: content goes to a temporary file in the same
-directory, is flushed to disk, and replaces the target with :func:`os.replace`.
+directory, is flushed to disk, and replaces the target with :func:`os.replace`. The temporary
+file is created with mode ``0o666`` less the umask, like any file ``open()`` creates, so the
+result is as readable as every other output (``tempfile.mkstemp`` would make it ``0600``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
+
+
+def create_temporary_sibling(path: str | os.PathLike[str]) -> tuple[int, Path]:
+    """Create a new, uniquely named temporary file next to ``path``, honouring the umask.
+
+    Returns
+    -------
+    tuple
+        An open file descriptor (write-only) and the temporary file's path; the caller writes,
+        closes and renames it (or removes it on failure).
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp  # the kernel applies the umask
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -24,7 +45,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         The complete new content.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temporary_sibling(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
