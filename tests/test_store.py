@@ -386,7 +386,7 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     gives, also when it replaces a file (``mkstemp`` made every such output 0600)."""
     import os
 
-    from napari_teramind.store.atomic import read_json, write_bytes_atomic, write_json_atomic
+    from napari_teramind.atomic import read_json, write_bytes_atomic, write_json_atomic
 
     for umask, mode in ((0o022, 0o644), (0o002, 0o664), (0o077, 0o600)):
         old = os.umask(umask)

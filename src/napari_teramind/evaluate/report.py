@@ -149,7 +149,7 @@ class EvaluationReport:
 
         Every file is written atomically. Returns file name -> path.
         """
-        from napari_teramind.store.atomic import write_bytes_atomic, write_json_atomic
+        from napari_teramind.atomic import write_bytes_atomic, write_json_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from napari_teramind.atomic import write_json_atomic
 from napari_teramind.generate.devices import choose_batch_size, load_model
-from napari_teramind.store.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -186,7 +186,7 @@ def _half_made_by(job: JobDir, path: Path) -> bool:
     Such a store holds nothing of value (at most a copy of the source's gene counts and this
     job's own pending entry), and may be too incomplete to open, so preparing again replaces it.
     """
-    from napari_teramind.store.atomic import read_json
+    from napari_teramind.atomic import read_json
 
     try:
         meta = read_json(path / "zarr.json")["attributes"]["teramind"]

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from napari_teramind.store.atomic import create_temporary_sibling
+from napari_teramind.atomic import create_temporary_sibling
 
 #: Default lease: a claim whose heartbeat is older than this (seconds) may be taken over.
 DEFAULT_LEASE_S = 300.0

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_teramind.atomic import write_bytes_atomic, write_json_atomic
 from napari_teramind.generate import _bridge
 from napari_teramind.generate.claims import Claim, Owner, heartbeat
 from napari_teramind.generate.job import (
@@ -30,7 +31,6 @@ from napari_teramind.generate.job import (
     now_iso,
     unit_key,
 )
-from napari_teramind.store.atomic import write_bytes_atomic, write_json_atomic
 
 #: Seconds between polls while waiting for other workers' units.
 POLL_S = 0.05
@@ -409,7 +409,11 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
     kind = executor or job.spec.executor
     if kind not in EXECUTORS:
         raise ValueError(f"unknown executor {kind!r}; use one of {', '.join(EXECUTORS)}")
-    job.pin_numerics(kind)  # a job from before the numerics record: fix them, once
+    # a job from before the numerics record: fix them, once
+    cpu_workers = 1
+    if kind == "local" and job.spec.numerics is None:
+        cpu_workers = sum(d == "cpu" for d in local_devices(job.spec.devices, job.spec.workers))
+    job.pin_numerics(kind, cpu_workers)
     job.clear_cancel()
     for old in (job.path / "workers").glob("*.error"):
         old.unlink()  # failures of an earlier run

@@ -14,7 +14,7 @@ directory (local disk or a shared filesystem) can work on the job::
       workers/<name>.error           traceback of a worker that failed
 
 A unit is recorded only after its data write returned: the marker is written with
-:func:`~napari_teramind.store.atomic.write_json_atomic` (temporary file, fsync, rename) after the
+:func:`~napari_teramind.atomic.write_json_atomic` (temporary file, fsync, rename) after the
 engine wrote the block. A crash before the rename leaves no marker and the unit is redone; units
 are deterministic and idempotent (same input state, same output bytes), so redoing one is
 harmless. One marker file per unit (rather than an append-only log) because a rename is atomic
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_teramind.atomic import read_json, write_json_atomic
 from napari_teramind.generate.claims import DEFAULT_LEASE_S, ClaimBoard
 from napari_teramind.generate.numerics import Numerics, legacy_numerics
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
-from napari_teramind.store.atomic import read_json, write_json_atomic
 from napari_teramind.store.errors import NotEnoughSpace, OverwriteRefused
 from napari_teramind.store.overwrite import JOB_SPEC_FILE, Input, check_replaceable, discard
 
@@ -254,7 +254,7 @@ class JobDir:
             "--resume` (or iter_job/run_job), which pins them, then start workers"
         )
 
-    def pin_numerics(self, executor: str) -> Numerics:
+    def pin_numerics(self, executor: str, cpu_workers: int = 1) -> Numerics:
         """Fix the numerics of a job written without them (idempotent); returns them.
 
         The first resume records the settings the job effectively ran with so far
@@ -265,7 +265,7 @@ class JobDir:
             return self.spec.numerics
         path = self.path / NUMERICS_FILE
         if not path.is_file():
-            legacy = legacy_numerics(executor, self.spec.devices, self.spec.workers)
+            legacy = legacy_numerics(executor, cpu_workers)
             write_json_atomic(path, legacy.to_dict())
         return self.numerics
 

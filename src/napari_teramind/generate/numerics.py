@@ -144,24 +144,21 @@ class Numerics:
                     torch.backends.cudnn.allow_tf32 = _saved["cudnn_tf32"]
 
 
-def legacy_numerics(executor: str, devices: tuple[str, ...] | None = None,
-                    workers: int | None = None) -> Numerics:  # fmt: skip
+def legacy_numerics(executor: str, cpu_workers: int = 1) -> Numerics:
     """The settings a job written before the ``numerics`` record effectively ran with.
 
     Such jobs ran with the ambient thread count of their workers: the driver's torch default
     in-process, one thread in a dask (nanny) worker, and ``os.cpu_count() // CPU workers`` in a
     local worker process. Resuming with that count (on the same kind of machine) continues the
     job as it was started; it is then pinned, so every later resume uses the same.
+    ``cpu_workers`` is the number of CPU worker processes of a ``local`` run.
     """
     import torch
 
     if executor == "dask":
         threads = 1
     elif executor == "local":
-        from napari_teramind.generate.executors import local_devices
-
-        n_cpu = sum(d == "cpu" for d in local_devices(devices, workers))
-        threads = max(1, (os.cpu_count() or 1) // max(1, n_cpu))
+        threads = max(1, (os.cpu_count() or 1) // max(1, int(cpu_workers)))
     else:
         threads = torch.get_num_threads()
     return Numerics(

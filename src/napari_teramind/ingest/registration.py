@@ -163,7 +163,7 @@ def load_registration(
         raise FileNotFoundError(f"registration file {path} does not exist")
     raw: Mapping[int, object]
     if path.suffix.lower() == ".json":
-        from napari_teramind.store.atomic import read_json
+        from napari_teramind.atomic import read_json
 
         obj = read_json(path)
         if isinstance(obj, dict) and "slices" in obj:
@@ -204,7 +204,7 @@ def load_registration(
 
 def save_registration(path: str | os.PathLike[str], affines: Mapping[int, np.ndarray]) -> None:
     """Write source-to-canvas affines as a registration JSON file."""
-    from napari_teramind.store.atomic import write_json_atomic
+    from napari_teramind.atomic import write_json_atomic
 
     write_json_atomic(
         path,

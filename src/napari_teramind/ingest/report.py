@@ -172,7 +172,7 @@ class IngestReport:
 
     def save(self, store_path: str | Path) -> Path:
         """Write the report atomically into the store directory; returns its path."""
-        from napari_teramind.store.atomic import write_json_atomic
+        from napari_teramind.atomic import write_json_atomic
 
         path = Path(store_path) / REPORT_FILE
         write_json_atomic(path, self.to_json())
@@ -181,7 +181,7 @@ class IngestReport:
     @classmethod
     def load(cls, store_path: str | Path) -> IngestReport:
         """Read the report saved in a store."""
-        from napari_teramind.store.atomic import read_json
+        from napari_teramind.atomic import read_json
 
         path = Path(store_path) / REPORT_FILE
         if not path.is_file():

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from napari_teramind.store.atomic import read_json, write_json_atomic
+from napari_teramind.atomic import read_json, write_json_atomic
 
 STATE_FILE = "ingest_state.json"
 

@@ -99,8 +99,8 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def _temporary_sibling(path: Path) -> Path:
-    # lazily: this package does not load the store package (zarr) unless it writes
-    from napari_teramind.store.atomic import create_temporary_sibling
+    # lazily: only a write needs it
+    from napari_teramind.atomic import create_temporary_sibling
 
     fd, name = create_temporary_sibling(path)  # mode 0666 less the umask, like other outputs
     os.close(fd)

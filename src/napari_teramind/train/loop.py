@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_teramind.atomic import read_json, write_json_atomic
 from napari_teramind.model.checkpoint import RUN_LAST_FILE, latest_checkpoint
 from napari_teramind.store import BrainStore, GenePanel
-from napari_teramind.store.atomic import read_json, write_json_atomic
 from napari_teramind.train.ema import ModelEMA
 from napari_teramind.train.optimizer_state import load_optimizer, save_optimizer
 from napari_teramind.train.patches import PatchSampler

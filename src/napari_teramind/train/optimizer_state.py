@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from napari_teramind.store.atomic import write_bytes_atomic
+from napari_teramind.atomic import write_bytes_atomic
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike[str]) -> None:

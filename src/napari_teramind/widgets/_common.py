@@ -123,7 +123,7 @@ def settings_path() -> Path:
 
 def load_settings() -> dict[str, Any]:
     """All settings: the defaults updated by what was saved (a broken JSON file is ignored)."""
-    from napari_teramind.store.atomic import read_json
+    from napari_teramind.atomic import read_json
 
     values = dict(DEFAULT_SETTINGS)
     section = napari_settings()
@@ -158,7 +158,7 @@ def save_settings(**values: Any) -> None:
         For a key that is not a setting, or (napari settings) a value the manifest's schema
         refuses.
     """
-    from napari_teramind.store.atomic import write_json_atomic
+    from napari_teramind.atomic import write_json_atomic
 
     unknown = sorted(set(values) - set(DEFAULT_SETTINGS))
     if unknown:
