@@ -157,11 +157,16 @@ def open_output_store(
     )
 
 
-def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan) -> None:
-    """Copy the conditioning gene counts of the region (requested slices) into ``out``."""
+def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan,
+                counts: Any = None) -> None:  # fmt: skip
+    """Copy the conditioning gene counts of the region (requested slices) into ``out``.
+
+    ``counts`` is the gene array to copy from (the source's by default; edited genes for a
+    perturbation, see :class:`~napari_teramind.generate.engine.GeneSource`).
+    """
     gb = plan.gene_block_px
     y0, y1, x0, x1 = plan.region
-    src = source.zarr_array("genes", 0)
+    src = source.zarr_array("genes", 0) if counts is None else counts
     for z in plan.slices:
         counts = np.asarray(src[:, z, y0 // gb : y1 // gb, x0 // gb : x1 // gb])
         out.write_genes(z, y0 // gb, x0 // gb, counts)
