@@ -7,7 +7,6 @@ checkpoint; 128 x 128 px regions of one slice pair, 2 DDIM steps, 64 px blocks (
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +122,7 @@ def test_edited_counts_apply_each_edit_where_masked(inputs):
 def test_knockout_changes_the_images_and_the_store_records_it(inputs, unedited, tmp_path):
     store, model = inputs
     gene = _top_gene(store)
-    y0, y1, x0, x1 = REGION
+    y0, y1, x0, _ = REGION
     mask = (y0, y1, x0, x0 + 64)  # the left half of the region
     out = perturb(store, model, REGION, SLICES, [Knockout(gene, mask)],
                   output=tmp_path / "ko.zarr", **KW)  # fmt: skip

@@ -55,32 +55,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_region_argument(p, help="region in image pixels (default: the whole canvas)")
     add_slices_argument(p, help="slices to generate (default: all)")
     p.add_argument("--model", default="bundled", help="'bundled' or a checkpoint path")
-    p.add_argument("--knockout", nargs="+", default=[], metavar="GENE",
-                   help="genes whose counts become 0")  # fmt: skip
-    p.add_argument("--scale", action="append", type=parse_scale, default=[], metavar="GENE=F",
-                   help="multiply a gene's counts by F >= 0 (repeat for several genes)")  # fmt: skip
-    p.add_argument("--transplant", action="append", type=parse_transplant, default=[],
-                   metavar="GENE:DY,DX",
-                   help="copy a gene's counts from DY, DX px away (repeatable)")  # fmt: skip
-    p.add_argument("--mask", metavar="FILE.npy",
-                   help="where the edits apply: a boolean .npy on the 16 px gene-block grid of "
-                   "the region or the canvas (default: the whole region)")  # fmt: skip
-    p.add_argument("--mask-rect", nargs=4, type=int, metavar=("Y0", "Y1", "X0", "X1"),
-                   help="where the edits apply: a rectangle in image px inside the region")  # fmt: skip
+    p.add_argument(
+        "--knockout", nargs="+", default=[], metavar="GENE", help="genes whose counts become 0"
+    )
+    p.add_argument(
+        "--scale",
+        action="append",
+        type=parse_scale,
+        default=[],
+        metavar="GENE=F",
+        help="multiply a gene's counts by F >= 0 (repeat for several genes)",
+    )
+    p.add_argument(
+        "--transplant",
+        action="append",
+        type=parse_transplant,
+        default=[],
+        metavar="GENE:DY,DX",
+        help="copy a gene's counts from DY, DX px away (repeatable)",
+    )
+    p.add_argument(
+        "--mask",
+        metavar="FILE.npy",
+        help="where the edits apply: a boolean .npy on the 16 px gene-block grid of "
+        "the region or the canvas (default: the whole region)",
+    )
+    p.add_argument(
+        "--mask-rect",
+        nargs=4,
+        type=int,
+        metavar=("Y0", "Y1", "X0", "X1"),
+        help="where the edits apply: a rectangle in image px inside the region",
+    )
     p.add_argument("--out", required=True, help="the edited generated brain store")
     p.add_argument("--unedited", help="the unedited store (default: OUT-unedited.zarr)")
-    p.add_argument("--no-unedited", action="store_true",
-                   help="generate the edited store only (no comparison table)")  # fmt: skip
-    p.add_argument("--difference", metavar="FILE.npy",
-                   help="also save edited - unedited images, int16 (2, slices, h, w)")  # fmt: skip
+    p.add_argument(
+        "--no-unedited",
+        action="store_true",
+        help="generate the edited store only (no comparison table)",
+    )
+    p.add_argument(
+        "--difference",
+        metavar="FILE.npy",
+        help="also save edited - unedited images, int16 (2, slices, h, w)",
+    )
     p.add_argument("--table", metavar="FILE.json", help="also save the table as JSON")
-    p.add_argument("--nuclei", default="classical", choices=("classical", "cellpose", "auto"),
-                   help="nuclei segmentation of the table (default: classical, offline)")  # fmt: skip
+    p.add_argument(
+        "--nuclei",
+        default="classical",
+        choices=("classical", "cellpose", "auto"),
+        help="nuclei segmentation of the table (default: classical, offline)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=15)
-    p.add_argument("--scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
-                   help=f"sampling scheme (default {DEFAULT_SCHEME}, as teramind generate)")  # fmt: skip
+    p.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default=DEFAULT_SCHEME,
+        help=f"sampling scheme (default {DEFAULT_SCHEME}, as teramind generate)",
+    )
     p.add_argument("--block-px", type=int, default=512, help="block edge in px (multiple of 64)")
     p.add_argument("--batch-size", type=int, default=None, help="patches per forward")
     p.add_argument("--device", default="cpu", help="device (cpu, cuda)")
@@ -142,8 +176,14 @@ def _perturb(args: argparse.Namespace) -> int:
         )
     if args.no_unedited and (args.difference or args.table):
         raise ValueError("--difference and --table need the unedited store: drop --no-unedited")
-    kw = dict(seed=args.seed, sampler=args.sampler, steps=args.steps, scheme=args.scheme,
-              block_px=args.block_px, batch_size=args.batch_size)  # fmt: skip
+    kw = dict(
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        scheme=args.scheme,
+        block_px=args.block_px,
+        batch_size=args.batch_size,
+    )
     runs = [("edited", edits, Path(args.out))]
     if not args.no_unedited:
         runs.insert(0, ("unedited", [], _unedited_path(args)))
@@ -155,10 +195,19 @@ def _perturb(args: argparse.Namespace) -> int:
             show, bar = job_bar(args.quiet)
             bar.desc = name
             with bar:
-                stores[name] = perturb(args.store, args.model, args.region, args.slices, e,
-                                       output=out, device=args.device, progress=show,
-                                       overwrite=args.overwrite,
-                                       check_space=not args.no_space_check, **kw)  # fmt: skip
+                stores[name] = perturb(
+                    args.store,
+                    args.model,
+                    args.region,
+                    args.slices,
+                    e,
+                    output=out,
+                    device=args.device,
+                    progress=show,
+                    overwrite=args.overwrite,
+                    check_space=not args.no_space_check,
+                    **kw,
+                )
             print(f"{name:<9} {stores[name].path}", flush=True)
     except JobCancelled as exc:
         print(f"cancelled: {exc}")

@@ -17,6 +17,7 @@ from napari_teramind.perturb.api import (
     difference,
     edited_mask,
     interaction_map,
+    iter_perturb,
     perturb,
 )
 from napari_teramind.perturb.morphometrics import (
@@ -36,6 +37,7 @@ __all__ = [
     "edited_mask",
     "format_table",
     "interaction_map",
+    "iter_perturb",
     "morphometric_change",
     "perturb",
 ]

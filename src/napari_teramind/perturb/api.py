@@ -11,7 +11,7 @@ lists the edits.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from napari_teramind.generate.edits import (
 from napari_teramind.generate.schemes import DEFAULT_SCHEME
 from napari_teramind.store import BrainStore
 
-__all__ = ["InteractionMap", "difference", "edited_mask", "interaction_map", "perturb"]
+__all__ = [
+    "InteractionMap",
+    "difference",
+    "edited_mask",
+    "interaction_map",
+    "iter_perturb",
+    "perturb",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -168,20 +175,50 @@ def perturb(
     BrainStore
         The edited generated store.
     """
-    from napari_teramind.generate.executors import run_job
+    items = iter_perturb(source, model, region, slices, edits, output=output, seed=seed,
+                         sampler=sampler, steps=steps, scheme=scheme, block_px=block_px,
+                         batch_size=batch_size, device=device, job_dir=job_dir,
+                         executor=executor, workers=workers, overwrite=overwrite,
+                         check_space=check_space)  # fmt: skip
+    while True:
+        try:
+            item = next(items)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(item)
+
+
+def iter_perturb(
+    source: BrainStore | PathLike,
+    model: PathLike,
+    region: Sequence[int] | None,
+    slices: int | Iterable[int] | None,
+    edits: Iterable[GeneEdit],
+    *,
+    output: PathLike,
+    device: str = "cpu",
+    job_dir: PathLike | None = None,
+    overwrite: bool = False,
+    check_space: bool = True,
+    **kwargs: Any,
+) -> Iterator[Any]:
+    """:func:`perturb` as a generator: yields every ``JobProgress``, returns the edited store.
+
+    Every input is checked before the job directory is written. Closing the generator stops
+    the job between units (it resumes where it stopped, see :func:`perturb`).
+    """
+    from napari_teramind.generate.executors import iter_job
     from napari_teramind.generate.job import SPEC_FILE, JobDir, create_job
 
-    spec = prepare_perturbation(source, model, region, slices, edits, output=output, seed=seed,
-                                sampler=sampler, steps=steps, scheme=scheme, block_px=block_px,
-                                batch_size=batch_size, executor=executor,
-                                workers=workers)  # fmt: skip
+    spec = prepare_perturbation(source, model, region, slices, edits, output=output, **kwargs)
     job_dir = Path(job_dir) if job_dir is not None else Path(spec.output).with_suffix(".job")
     if not overwrite and (job_dir / SPEC_FILE).is_file() and _same_job(JobDir(job_dir), spec):
         path = job_dir  # the same perturbation, stopped earlier (or done): resume it
     else:
         path = create_job(job_dir, spec, overwrite=overwrite, check_space=check_space).path
-    out = run_job(path, progress=progress, device=device)
-    return BrainStore.open(out)
+    yield from iter_job(path, device=device)
+    return BrainStore.open(spec.output)
 
 
 def _same_job(job: Any, spec: Any) -> bool:
