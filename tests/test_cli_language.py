@@ -91,6 +91,7 @@ def _parse(*argv: str):
     "argv",
     [
         ("generate", "s.zarr", "--out", "o.zarr"),
+        ("perturb", "s.zarr", "--knockout", "Th", "--out", "o.zarr"),
         ("attention", "s.zarr", "--pair", "GLUT"),
         ("evaluate", "r.zarr", "g.zarr", "--out", "ev"),
     ],

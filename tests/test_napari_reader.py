@@ -36,6 +36,7 @@ def test_manifest_validates_and_is_found_by_entry_point():
     assert [w.display_name for w in contrib.widgets] == [
         "Browse brain stores",
         "Generate a region",
+        "Perturb genes",
         "Generation jobs",
         "Attention maps",
         "Evaluate generated vs real",

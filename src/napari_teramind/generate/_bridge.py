@@ -54,6 +54,8 @@ class JobSpec(Protocol):
     @property
     def scheme(self) -> str: ...
     def generation_record(self, job: str) -> dict[str, Any]: ...
+    @property
+    def extra(self) -> dict[str, Any]: ...
 
 
 class JobDir(Protocol):
@@ -127,6 +129,25 @@ def plan_job(spec: JobSpec) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------- gene edits
+def _edits_json(spec: JobSpec) -> list[dict[str, Any]] | None:
+    """The gene edits of a perturbation job (``spec.extra["edits"]``), None for a generation."""
+    from napari_teramind.generate.edits import SPEC_KEY
+
+    return (getattr(spec, "extra", None) or {}).get(SPEC_KEY)
+
+
+def gene_counts(spec: JobSpec, source: BrainStore) -> Any:
+    """The gene array every unit of the job reads: edited for a perturbation, else None.
+
+    None means the store's own genes (a plain generation reads them exactly as before).
+    """
+    from napari_teramind.generate.edits import edited_counts, edits_from_json
+
+    items = _edits_json(spec)
+    return edited_counts(source, edits_from_json(items, source)) if items else None
+
+
 # ---------------------------------------------------------------------- output store
 def _record(job: JobDir, model: Any, info: Any, missing: Any) -> dict[str, Any]:
     """Provenance of the generated region, as :func:`generate_roi` records it."""
@@ -176,7 +197,7 @@ def prepare_job(job: JobDir) -> None:
             "workers; choose a --block-px and --region aligned to its chunks, or a new --out"
         )
     begin_region(out, job.spec.generation_record(str(job.path)))
-    _copy_genes(source, out, plan)
+    _copy_genes(source, out, plan, counts=gene_counts(job.spec, source))
     write_json_atomic(job.path / PREPARED_FILE, {"state": str(job.state_dir)})
 
 
@@ -293,7 +314,8 @@ class UnitRunner:
             self.batch_size = job.spec.batch_size or choose_batch_size(self.model, device)
         source = BrainStore.open(job.spec.source)
         self.plan = make_plan(job.spec, source)
-        self.genes = GeneSource(source, self.info.gene_names, job.spec.gene_blind)
+        self.genes = GeneSource(source, self.info.gene_names, job.spec.gene_blind,
+                                counts=gene_counts(job.spec, source))  # fmt: skip
         self.states = open_state_arrays(job.state_dir)
         self.output = BrainStore.open(job.spec.output, mode="r+")
 

@@ -77,6 +77,10 @@ class GeneSource:
         The model's genes, in model order (``CheckpointInfo.gene_names``).
     gene_blind
         Feed zero counts everywhere (the gene-blind evaluation baseline).
+    counts
+        The level-0 gene array to read, ``(genes, z, hb, wb)`` in the store's panel order and
+        indexed like it (``counts[:, z, ys, xs]``); the store's own by default. A perturbation
+        passes :class:`~napari_teramind.generate.edits.EditedCounts` (edited genes).
 
     Attributes
     ----------
@@ -87,6 +91,7 @@ class GeneSource:
     store: BrainStore
     gene_names: Sequence[str]
     gene_blind: bool = False
+    counts: Any = None
 
     def __post_init__(self) -> None:
         from napari_teramind.store import GenePanel
@@ -100,7 +105,7 @@ class GeneSource:
                 f"({len(self.store.panel)} genes): wrong model or store? Pass gene_blind=True "
                 "to generate without genes on purpose."
             )
-        self._array = self.store.array("genes", 0)
+        self._array = self.store.array("genes", 0) if self.counts is None else self.counts
         self._present = np.flatnonzero(self.alignment.present)
         self._source_index = self.alignment.target_index[self._present]
 

@@ -161,6 +161,7 @@ class JobSpec:
             "model": self.model,
             "job": job,
             "writer": job,
+            **({"edits": self.extra["edits"]} if self.extra.get("edits") else {}),
         }
 
     def replace(self, **changes: Any) -> JobSpec:

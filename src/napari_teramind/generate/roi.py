@@ -174,6 +174,7 @@ def open_output_store(
 #: Record fields that decide a generated region's pixels (with the model).
 GENERATION_FIELDS = (
     "region", "slices", "seed", "sampler", "scheme", "steps", "gene_blind", "source_store",
+    "edits",
 )  # fmt: skip
 
 
@@ -278,11 +279,16 @@ def abandon_region(out: BrainStore, writer: str, wrote_images: bool) -> None:
     out.update_metadata({"generating": pending})
 
 
-def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan) -> None:
-    """Copy the conditioning gene counts of the region (requested slices) into ``out``."""
+def _copy_genes(source: BrainStore, out: BrainStore, plan: GenerationPlan,
+                counts: Any = None) -> None:  # fmt: skip
+    """Copy the conditioning gene counts of the region (requested slices) into ``out``.
+
+    ``counts`` is the gene array to copy from (the source's by default; edited genes for a
+    perturbation, see :class:`~napari_teramind.generate.engine.GeneSource`).
+    """
     gb = plan.gene_block_px
     y0, y1, x0, x1 = plan.region
-    src = source.array("genes", 0)
+    src = source.array("genes", 0) if counts is None else counts
     for z in plan.slices:
         counts = np.asarray(src[:, z, y0 // gb : y1 // gb, x0 // gb : x1 // gb])
         out.write_genes(z, y0 // gb, x0 // gb, counts)
