@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 _MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -25,12 +24,14 @@ def load_model(model: str, device: str = "cpu") -> tuple[Any, Any]:
 
 
 def autocast(device: str):
-    """bf16 autocast on CUDA, nothing elsewhere (CPU results stay float32 and bit-exact)."""
-    import torch
+    """The generation precision of ``device`` (bf16 on CUDA, float32 elsewhere), entered.
 
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    One policy for every generation path (:mod:`napari_teramind.model.precision`).
+    """
+    from napari_teramind.model.precision import autocast as _autocast
+    from napari_teramind.model.precision import default_precision
+
+    return _autocast(device, default_precision(device))
 
 
 def choose_batch_size(model, device: str, fraction: float = 0.5, cap: int = 4096) -> int:
