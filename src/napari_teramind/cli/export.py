@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_teramind.cli.evaluate import _region
+from napari_teramind.cli._args import add_region_argument
 
 
 def _ome_tiff(args) -> int:
@@ -78,11 +78,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="export from a store whose writer has not finished",
     )
-    o.add_argument(
-        "--region", type=_region, default=None, metavar="Y0,Y1,X0,X1",
+    add_region_argument(
+        o,
         help="export this region (image px); default: what the store holds on the slice (the "
         "whole canvas, or the region a generated store covers)",
-    )  # fmt: skip
+    )
     o.add_argument(
         "--whole", action="store_true",
         help="export the whole canvas even from a generated store that covers a region only",
