@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--model", default="micro", help="micro (fast) or a preset (tiny, small)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cases", default="roi,job", help="roi, job or both (comma-separated)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -133,7 +134,11 @@ def main() -> None:
           "CPU; per output patch per step")  # fmt: skip
     print(f"{'case':16} {'engine':28} {'units':>5} {'s/patch/step':>13} "
           f"{'state I/O':>11} {'process I/O':>12}")  # fmt: skip
+    wanted = {"roi": "ROI", "job": "multi-block job"}
+    chosen = {wanted[c] for c in args.cases.split(",")}
     for name, region, slices, block in cases:
+        if name not in chosen:
+            continue
         rows = []
         for label, budget in (("per-block, disk state", 0), ("resident spans (default)", None)):
             key = f"{name.split()[0]}-{'old' if budget == 0 else 'new'}"

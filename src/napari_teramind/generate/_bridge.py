@@ -307,8 +307,9 @@ class _Guarded:
 class UnitRunner:
     """What one worker process keeps between units: the model, opened stores, the plan.
 
-    For a resident job it also keeps the state its last span ended with, so a worker that
-    continues the same pairs reads nothing back from disk (the checkpoint holds the same
+    For a resident job it also keeps the states its spans ended with (as many as the memory
+    budget allows beside one running unit), so a worker that continues the same pairs reads
+    nothing back from disk (the checkpoint holds the same
     bytes, which another worker or a resume reads instead).
 
     Parameters
@@ -333,7 +334,7 @@ class UnitRunner:
         self.states = open_state_arrays(job.state_dir)
         self.output = BrainStore.open(job.spec.output, mode="r+")
         self.layout = layout_of(job)
-        self._held: tuple[tuple[tuple[int, ...], int], Any] | None = None
+        self._held: dict[tuple[tuple[int, ...], int], Any] = {}
 
     def run(self, step: int, block: int, still_held: Callable[[], bool]) -> bool:
         """Run unit (step, block); write nothing unless ``still_held()``; True when written."""
@@ -379,13 +380,9 @@ class UnitRunner:
         from napari_teramind.generate.resident import BackgroundWriter, PairState, run_span
 
         span = self.span(index, group)
-        if span.step0 == 0:
-            state = None
-        elif self._held is not None and self._held[0] == (span.pairs, span.step0):
-            state = self._held[1]
-        else:
+        state = self._held.pop((span.pairs, span.step0), None)
+        if span.step0 > 0 and state is None:
             state = PairState.read(self.states[(index - 1) % 2], span.pairs)
-        self._held = None
         last = span.step1 == self.plan.steps
         writer = BackgroundWriter()
         final = None
@@ -403,6 +400,10 @@ class UnitRunner:
             return False
         finally:
             writer.close()
-        if final is not None:
-            self._held = ((span.pairs, span.step1), final)
+        if final is not None:  # keep it for this worker's next span while the budget allows
+            held = sum(s.nbytes for s in self._held.values()) + final.nbytes
+            if held + int(self.layout.get("resident_nbytes", 0)) <= int(
+                self.layout.get("memory_budget", 0)
+            ):
+                self._held[(span.pairs, span.step1)] = final
         return True
