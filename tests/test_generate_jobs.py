@@ -61,9 +61,11 @@ def inputs(tmp_path_factory):
 
 def _spec(inputs, out: Path, **kw) -> JobSpec:
     store, model = inputs
+    # memory_budget=0: per-block (step, block) units on disk state, the engine before spans;
+    # the resident tests below compare spans with it
     base = dict(source=str(store), model=str(model), region=REGION, slices=SLICES,
                 output=str(out), seed=7, steps=STEPS, block_px=BLOCK,
-                numerics=Numerics(threads=1))  # fmt: skip
+                numerics=Numerics(threads=1), memory_budget=0)  # fmt: skip
     base.update(kw)
     return JobSpec(**base)
 
@@ -172,6 +174,7 @@ def test_resume_after_kills_equals_uninterrupted(inputs, reference, tmp_path):
     first = _cli("generate", str(store), "--region", str(y0), str(y1), str(x0), str(x1),
                  "--slices", "0-1", "--model", str(model), "--seed", "7", "--steps", str(STEPS),
                  "--block-px", str(BLOCK), "--out", str(out), "--threads", "1",
+                 "--memory-budget", "0",
                  "--job-dir", str(job_dir), "--quiet")  # fmt: skip
     resume = _cli("generate", "--resume", str(job_dir), "--quiet")
     done = []
@@ -184,6 +187,62 @@ def test_resume_after_kills_equals_uninterrupted(inputs, reference, tmp_path):
     assert np.array_equal(_images(out), ref)
     st = job_status(job_dir)
     assert st.state == "complete" and st.units_done == STEPS * 4
+
+
+def test_resident_spans_equal_block_units_and_resume_after_kills(inputs, reference, tmp_path):
+    """Spans in memory (the CLI default) == per-block units on disk, also across SIGKILLs.
+
+    One slice pair, a checkpoint after every step: 3 span units. The CLI is killed after the
+    first and after the second checkpoint (plus a random delay into the next span), resumed
+    from the checkpoint each time, and the output is the per-block engine's, bit for bit.
+    """
+    ref, _ = reference
+    store, model = inputs
+    job_dir, out = tmp_path / "job", tmp_path / "out.zarr"
+    rng = random.Random(99)
+    y0, y1, x0, x1 = REGION
+    first = _cli("generate", str(store), "--region", str(y0), str(y1), str(x0), str(x1),
+                 "--slices", "0-1", "--model", str(model), "--seed", "7", "--steps", str(STEPS),
+                 "--block-px", str(BLOCK), "--out", str(out), "--checkpoint-every", "1",
+                 "--job-dir", str(job_dir), "--quiet")  # fmt: skip
+    resume = _cli("generate", "--resume", str(job_dir), "--quiet")
+    done = [_kill_after(first, job_dir, 1, rng.uniform(0, 0.5))]
+    job = JobDir(job_dir)
+    assert job.plan["units"]["kind"] == "pairs" and job.units_total == STEPS
+    assert job_status(job_dir).state == "stopped"
+    done.append(_kill_after(resume, job_dir, 2, rng.uniform(0, 0.5)))
+    assert done == sorted(done) and 0 < done[0] and done[-1] < STEPS, done
+    r = subprocess.run(resume, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert np.array_equal(_images(out), ref)
+    assert job_status(job_dir).state == "complete" and not job.state_dir.exists()
+
+
+def test_resident_local_workers_claim_spans_once(inputs, tmp_path):
+    """Two local workers share span units (pair, steps) through claims: each written once.
+
+    Two slice pairs, two steps per span: 4 units. The result equals the in-memory ROI
+    generator's (one span over both pairs, batched across them) bit for bit.
+    """
+    from napari_teramind.generate import generate_roi
+    from napari_teramind.model import load_checkpoint
+
+    store, ckpt = inputs
+    spec = _spec(inputs, tmp_path / "out.zarr", slices=(0, 1, 2, 3), executor="local",
+                 workers=2, memory_budget=None, checkpoint_every=2)  # fmt: skip
+    job = create_job(tmp_path / "job", spec)
+    assert (job.n_steps, job.n_blocks) == (2, 2)
+    run_job(job.path)
+    units = _written_units(job)
+    assert sorted((s, b) for _, s, b in units) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    model, info = load_checkpoint(ckpt)
+    items = list(generate_roi(store, model, REGION, (0, 1, 2, 3), seed=7, steps=STEPS,
+                              gene_names=info.gene_names, output=tmp_path / "roi.zarr",
+                              block_px=BLOCK, preview=False))  # fmt: skip
+    y0, y1, x0, x1 = REGION
+    a = np.asarray(BrainStore.open(tmp_path / "out.zarr").images()[:, :4, y0:y1, x0:x1])
+    b = np.asarray(BrainStore.open(items[-1].output).images()[:, :4, y0:y1, x0:x1])
+    assert a.std() > 0 and np.array_equal(a, b)
 
 
 # ---------------------------------------------------------------------- (b), (c) executors

@@ -186,13 +186,16 @@ def test_job_resumes_with_its_scheme_and_old_specs_mean_collage(store, model, ge
         return np.asarray(BrainStore.open(path).images()[:, SLICES, y0:y1, x0:x1])
 
     assert JobSpec.from_dict(spec("x").to_dict()).scheme == "shifted-fused"  # the default
-    whole = create_job(tmp_path / "whole", spec(tmp_path / "whole.zarr"))
+    # the per-block engine on disk state, uninterrupted ...
+    whole = create_job(tmp_path / "whole", spec(tmp_path / "whole.zarr", memory_budget=0))
     run_job(whole.path)
-    job = create_job(tmp_path / "job", spec(tmp_path / "out.zarr"))
+    # ... equals resident spans (a checkpoint after every step), stopped and resumed
+    job = create_job(tmp_path / "job", spec(tmp_path / "out.zarr", checkpoint_every=1))
     assert job.plan["generation"]["scheme"] == "shifted-fused"
+    assert job.plan["units"]["kind"] == "pairs" and job.units_total == 2 * STEPS
     it = iter_job(job.path)
     for p in it:
-        if p.units_done == 5:  # inside step 1 (4 blocks per step)
+        if p.units_done == 3:  # inside span 1 (2 pairs per span)
             break
     it.close()
     run_job(job.path)  # resume

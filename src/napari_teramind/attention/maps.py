@@ -204,6 +204,7 @@ def window_maps(
     import torch
 
     from napari_teramind.model import keep_gene_slices
+    from napari_teramind.model.precision import autocast as precision_autocast
 
     g = torch.as_tensor(np.asarray(genes) if not torch.is_tensor(genes) else genes)
     g = g.float()
@@ -228,7 +229,7 @@ def window_maps(
         x = patches.index_select(0, idx).to(dev)
         e = expr.index_select(0, idx).to(dev)
         weights = []
-        with torch.inference_mode(), _autocast(dev, autocast):
+        with torch.inference_mode(), precision_autocast(dev, autocast, off_cuda="refuse"):
             for kept in _VARIANTS:
                 xv = x if len(kept) == 4 else keep_gene_slices(x, kept)
                 a = attention_fn(xv, rows).float()  # (n, L, G)
@@ -249,29 +250,6 @@ def window_maps(
     out = out.reshape(ph, pw, len(KINDS), n_rows, 2, p, p).permute(2, 3, 4, 0, 5, 1, 6)
     maps = out.reshape(len(KINDS) * n_rows, 2, h, w).numpy()
     return np.ascontiguousarray(maps, dtype=np.float32), int(active.numel())
-
-
-class _autocast:
-    """``torch.autocast`` on CUDA when a dtype is given, otherwise nothing."""
-
-    def __init__(self, device: torch.device, dtype: torch.dtype | None):
-        self._ctx = None
-        if dtype is not None:
-            import torch
-
-            if device.type != "cuda":
-                raise ValueError("autocast (fp16/bf16) is for CUDA devices; use device='cuda'")
-            self._ctx = torch.autocast("cuda", dtype=dtype)
-
-    def __enter__(self):
-        if self._ctx is not None:
-            self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._ctx is not None:
-            return self._ctx.__exit__(*exc)
-        return False
 
 
 # ---------------------------------------------------------------------------- streaming

@@ -52,6 +52,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "not depend on the executor or machine",
     )
     p.add_argument("--gene-blind", action="store_true", help="zero gene counts (baseline)")
+    p.add_argument("--memory-budget", type=_size, default=None, metavar="BYTES",
+                   help="host memory per unit, e.g. 8G (default 8G). A slice pair whose state "
+                   "fits advances --checkpoint-every steps in memory; 0: per-block units on "
+                   "disk state")  # fmt: skip
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=5,
+        metavar="K",
+        help="steps between state checkpoints of in-memory units (default 5)",
+    )
+    p.add_argument(
+        "--pairs-per-unit",
+        type=int,
+        default=1,
+        help="slice pairs per in-memory unit, batched together (default 1)",
+    )
     p.add_argument(
         "--lease", type=float, default=None, help="s without heartbeat before takeover (300)"
     )
@@ -76,6 +93,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("job_dir")
     s.set_defaults(func=_cancel)
     j.set_defaults(func=lambda a: j.print_help() or 0)
+
+
+def _size(text: str) -> int:
+    """Bytes from ``123``, ``512M``, ``8G``, ``1.5T`` (binary units)."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; give bytes or a number with K, M, G or T (e.g. 8G)"
+        ) from None
 
 
 def _progress_printer(quiet: bool):
@@ -145,11 +176,19 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         gene_blind=args.gene_blind,
+        memory_budget=args.memory_budget,
+        checkpoint_every=args.checkpoint_every,
+        pairs_per_unit=args.pairs_per_unit,
         **extra,
     )
     job = create_job(job_dir, spec, overwrite=args.overwrite, check_space=not args.no_space_check)
     if not args.quiet:
-        print(f"job {job.path}: {job.n_steps} steps x {job.n_blocks} blocks", flush=True)
+        if job.plan.get("units", {}).get("kind") == "pairs":
+            u = job.plan["units"]
+            print(f"job {job.path}: {job.n_steps} spans of {u['steps_per_unit']} steps x "
+                  f"{job.n_blocks} pair group(s), state in memory", flush=True)  # fmt: skip
+        else:
+            print(f"job {job.path}: {job.n_steps} steps x {job.n_blocks} blocks", flush=True)
     result = _run_explained(job.path, args)
     print(f"generated {result}")
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from napari_teramind.atomic import write_json_atomic
-from napari_teramind.generate.devices import choose_batch_size, load_model
+from napari_teramind.generate.devices import SAMPLERS, check_sampler, load_model, unit_numerics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,7 +72,7 @@ class JobDir(Protocol):
 PREPARED_FILE = "prepared.json"
 #: Largest image chunk of a generated store (the brain-store default).
 MAX_IMAGE_CHUNK = 512
-SAMPLERS = ("ddim",)
+__all__ = ["SAMPLERS", "UnitRunner", "finalize_job", "make_plan", "plan_job", "prepare_job"]
 
 
 def make_plan(spec: JobSpec, store: BrainStore | None = None) -> GenerationPlan:
@@ -80,8 +80,7 @@ def make_plan(spec: JobSpec, store: BrainStore | None = None) -> GenerationPlan:
     from napari_teramind.generate.plan import GenerationPlan
     from napari_teramind.store import BrainStore
 
-    if spec.sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {spec.sampler!r}; available: {', '.join(SAMPLERS)}")
+    check_sampler(spec.sampler)
     store = store or BrainStore.open(spec.source)
     return GenerationPlan(
         canvas=store.shape,
@@ -107,12 +106,44 @@ def output_image_chunk(plan: GenerationPlan) -> int:
     return chunk
 
 
+def unit_layout(spec: JobSpec, plan: GenerationPlan, n_genes: int) -> dict[str, Any]:
+    """How a job is cut into units: resident spans when they fit the memory budget.
+
+    ``{"kind": "pairs", ...}``: a unit is ``pairs_per_unit`` slice pairs advanced
+    ``steps_per_unit`` steps in memory (:func:`~napari_teramind.generate.resident.run_span`),
+    checkpointed to the state arrays at its end; the manifest's "step" is then the span's
+    index and its "block" the pair group. ``{"kind": "blocks"}``: one ``(step, block)`` unit
+    on disk state, as before (a spec with ``memory_budget=0``, a pair too large for the
+    budget, or a job created before spans existed, whose plan has no ``units``).
+    """
+    from napari_teramind.generate.resident import DEFAULT_MEMORY_BUDGET, resident_nbytes
+
+    budget = getattr(spec, "memory_budget", None)
+    budget = DEFAULT_MEMORY_BUDGET if budget is None else int(budget)
+    n_pairs = len(plan.pairs)
+    per = max(1, min(int(getattr(spec, "pairs_per_unit", 1) or 1), n_pairs))
+    every = max(1, min(int(getattr(spec, "checkpoint_every", 5) or 5), plan.steps))
+    need = resident_nbytes(plan, n_genes, per)
+    if budget and need <= budget:
+        return {"kind": "pairs", "steps_per_unit": every, "pairs_per_unit": per,
+                "resident_nbytes": int(need), "memory_budget": budget,
+                "n_steps": -(-plan.steps // every), "n_blocks": -(-n_pairs // per)}  # fmt: skip
+    return {"kind": "blocks", "resident_nbytes": int(need), "memory_budget": budget,
+            "n_steps": plan.steps, "n_blocks": plan.n_blocks}  # fmt: skip
+
+
+def layout_of(job: JobDir) -> dict[str, Any]:
+    """The job's unit layout (a plan without one is a per-block job)."""
+    return dict(job.plan.get("units") or {"kind": "blocks"})
+
+
 def plan_job(spec: JobSpec) -> dict[str, Any]:
-    """The JSON plan of a job: steps, blocks and predicted bytes of state and output."""
+    """The JSON plan of a job: units, steps, blocks and predicted bytes of state and output."""
     from napari_teramind.store import BrainStore
 
     store = BrainStore.open(spec.source)
     plan = make_plan(spec, store)
+    layout = unit_layout(spec, plan, len(store.panel))
     chunk = output_image_chunk(plan)
     state_nbytes = 2 * math.prod(plan.state_shape) * 4  # two float32 ping-pong arrays
     generated = 2 * len(plan.slices) * plan.height * plan.width  # uint8 DAPI + PolyT
@@ -120,8 +151,9 @@ def plan_job(spec: JobSpec) -> dict[str, Any]:
     genes = 2 * len(store.panel) * len(plan.slices) * (plan.height // gb) * (plan.width // gb)
     output_nbytes = (generated + genes) * 4 // 3  # + pyramid levels, uncompressed
     return {
-        "n_steps": plan.steps,
-        "n_blocks": plan.n_blocks,
+        "n_steps": layout["n_steps"],
+        "n_blocks": layout["n_blocks"],
+        "units": layout,
         "state_nbytes": int(state_nbytes),
         "output_nbytes": int(output_nbytes),
         "image_chunk": chunk,
@@ -233,6 +265,9 @@ def update_pyramids(job: JobDir, blocks: list[int]) -> None:
         return
     plan = make_plan(job.spec)
     out = BrainStore.open(job.spec.output, mode="r+")
+    if layout_of(job)["kind"] == "pairs":  # a finished pair group covers the whole region
+        out.build_pyramids(names=["images"], region=plan.region, workers=1)
+        return
     for b in blocks:
         blk = plan.block(b)
         y0, x0 = plan.to_store(blk.y0, blk.x0)
@@ -294,6 +329,11 @@ class _Guarded:
 class UnitRunner:
     """What one worker process keeps between units: the model, opened stores, the plan.
 
+    For a resident job it also keeps the states its spans ended with (as many as the memory
+    budget allows beside one running unit), so a worker that continues the same pairs reads
+    nothing back from disk (the checkpoint holds the same
+    bytes, which another worker or a resume reads instead).
+
     Parameters
     ----------
     job
@@ -311,16 +351,22 @@ class UnitRunner:
         self.numerics = job.numerics  # before any CUDA work: it may set the cuBLAS workspace
         with self.numerics.applied():
             self.model, self.info = load_model(job.spec.model, device)
-            self.batch_size = job.spec.batch_size or choose_batch_size(self.model, device)
+            self.batch_size, self.precision = unit_numerics(
+                self.model, device, job.spec.batch_size, self.numerics.bf16(device)
+            )
         source = BrainStore.open(job.spec.source)
         self.plan = make_plan(job.spec, source)
         self.genes = GeneSource(source, self.info.gene_names, job.spec.gene_blind,
                                 counts=gene_counts(job.spec, source))  # fmt: skip
         self.states = open_state_arrays(job.state_dir)
         self.output = BrainStore.open(job.spec.output, mode="r+")
+        self.layout = layout_of(job)
+        self._held: dict[tuple[tuple[int, ...], int], Any] = {}
 
     def run(self, step: int, block: int, still_held: Callable[[], bool]) -> bool:
         """Run unit (step, block); write nothing unless ``still_held()``; True when written."""
+        if self.layout["kind"] == "pairs":
+            return self._run_span(step, block, still_held)
         from napari_teramind.generate.engine import run_unit, state_index
 
         read, write = state_index(step)
@@ -337,9 +383,55 @@ class UnitRunner:
                 device=self.device,
                 batch_size=self.batch_size,
                 output=_Guarded(self.output, still_held) if last else None,
-                bf16=self.numerics.bf16(self.device),
+                bf16=self.precision,
                 numerics=self.numerics,
             )
         except _ClaimLost:
             return False
+        return True
+
+    def span(self, index: int, group: int):
+        """The :class:`~napari_teramind.generate.resident.Span` of unit (index, group)."""
+        from napari_teramind.generate.resident import Span
+
+        every, per = int(self.layout["steps_per_unit"]), int(self.layout["pairs_per_unit"])
+        pairs = tuple(range(group * per, min(len(self.plan.pairs), (group + 1) * per)))
+        return Span(pairs, index * every, min(self.plan.steps, (index + 1) * every))
+
+    def _run_span(self, index: int, group: int, still_held: Callable[[], bool]) -> bool:
+        """A resident unit: span ``index`` of pair group ``group``.
+
+        Reads the checkpoint of span ``index - 1`` (state array ``(index - 1) % 2``) unless
+        this worker holds it in memory, and writes its own into array ``index % 2`` (the
+        ping-pong of the per-block engine, one level up), or the images at the last step.
+        """
+        from napari_teramind.generate.resident import BackgroundWriter, PairState, run_span
+
+        span = self.span(index, group)
+        state = self._held.pop((span.pairs, span.step0), None)
+        if span.step0 > 0 and state is None:
+            state = PairState.read(self.states[(index - 1) % 2], span.pairs)
+        last = span.step1 == self.plan.steps
+        writer = BackgroundWriter()
+        final = None
+        try:
+            for _, _, _, st in run_span(
+                self.plan, self.model, self.genes, span, state, device=self.device,
+                batch_size=self.batch_size, precision=self.precision,
+                output=_Guarded(self.output, still_held) if last else None,
+                checkpoint=None if last else _Guarded(self.states[index % 2], still_held),
+                writer=writer, numerics=self.numerics,
+            ):  # fmt: skip
+                final = st
+            writer.join()
+        except _ClaimLost:
+            return False
+        finally:
+            writer.close()
+        if final is not None:  # keep it for this worker's next span while the budget allows
+            held = sum(s.nbytes for s in self._held.values()) + final.nbytes
+            if held + int(self.layout.get("resident_nbytes", 0)) <= int(
+                self.layout.get("memory_budget", 0)
+            ):
+                self._held[(span.pairs, span.step1)] = final
         return True

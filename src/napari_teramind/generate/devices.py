@@ -1,11 +1,46 @@
-"""Per-process model loading (cached by checkpoint), device autocast and batch-size choice."""
+"""The numerics of a generation unit: model loading (cached), samplers, precision, batch size.
+
+Every generation path (``generate_roi`` for the widget and the demo, jobs for the CLI and
+the executors) takes its batch size and precision from :func:`unit_numerics`, so the same
+region gives the same numbers whichever path computed it.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 _MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+#: Samplers the engine implements (the one list every entry point checks).
+SAMPLERS = ("ddim",)
+
+
+def check_sampler(sampler: str) -> str:
+    """Return ``sampler`` if the engine implements it, else raise naming the choices."""
+    if sampler not in SAMPLERS:
+        raise ValueError(
+            f"sampler {sampler!r} is not supported; choose one of {', '.join(SAMPLERS)}"
+        )
+    return sampler
+
+
+def unit_numerics(
+    model: Any, device: str, batch_size: int | None = None, bf16: bool | None = None
+) -> tuple[int, str]:
+    """``(batch_size, precision)`` of generation units on ``device``: the one policy.
+
+    ``batch_size`` None: :func:`choose_batch_size` (8 on CPU, what fits on a GPU); ``bf16``
+    None: :func:`~napari_teramind.model.precision.default_precision` (bf16 on CUDA, fp32
+    elsewhere); ``True``/``False`` force bf16 / float32.
+    """
+    from napari_teramind.model.precision import default_precision
+
+    batch = int(batch_size) if batch_size else choose_batch_size(model, device)
+    if bf16 is None:
+        precision = default_precision(device)
+    else:
+        precision = "bf16" if bf16 else "fp32"
+    return batch, precision
 
 
 def load_model(model: str, device: str = "cpu") -> tuple[Any, Any]:
@@ -25,12 +60,14 @@ def load_model(model: str, device: str = "cpu") -> tuple[Any, Any]:
 
 
 def autocast(device: str):
-    """bf16 autocast on CUDA, nothing elsewhere (CPU results stay float32 and bit-exact)."""
-    import torch
+    """The generation precision of ``device`` (bf16 on CUDA, float32 elsewhere), entered.
 
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    One policy for every generation path (:mod:`napari_teramind.model.precision`).
+    """
+    from napari_teramind.model.precision import autocast as _autocast
+    from napari_teramind.model.precision import default_precision
+
+    return _autocast(device, default_precision(device))
 
 
 def choose_batch_size(model, device: str, fraction: float = 0.5, cap: int = 4096) -> int:

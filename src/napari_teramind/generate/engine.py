@@ -11,22 +11,25 @@ that window exactly once, runs the **collage** decoder for the block's aligned p
 tile decoder never runs), applies :func:`~napari_teramind.diffusion.ddim_step` and writes the
 block. At the last step it can also write uint8 images into an output brain store.
 
-Determinism: every model call has exactly ``batch_size`` patches (the last micro-batch is
-padded with zeros), so on CPU a patch's result does not depend on the block size or order:
-tiled results are bitwise identical for every block size. Every unit runs under a
-:class:`~napari_teramind.generate.numerics.Numerics` (fixed intra-op thread count, deterministic
-algorithms, float32 matmul precision; the default unless one is given), because CPU kernels
-split their reductions by thread count: the same unit under 1 and 2 ambient threads would
-differ in the last bits. :func:`generate_global` is the
-reference: one pass over the whole region in memory, with one encoder call over all offset
-patches and one collage-decoder call over the whole grid.
+Batches: :func:`predict_many` streams the offset patches of any number of windows (blocks,
+passes, slice pairs) through fixed micro-batches of ``batch_size`` patches that span window
+boundaries, so only the last call of a whole step is partial. On CPU that call is padded to
+``batch_size`` (a patch's float32 result depends on the batch size there, not on the other
+patches of the batch: measured), so tiled results are bitwise identical for every block size
+and order; on CUDA it is padded only to a multiple of 8 (:func:`pad_multiple`).
+Every unit runs under a :class:`~napari_teramind.generate.numerics.Numerics` (fixed
+intra-op thread count, deterministic algorithms, float32 matmul precision; the default unless
+one is given), because CPU kernels split their reductions by thread count: the same unit
+under 1 and 2 ambient threads would differ in the last bits. :func:`generate_global` is the
+reference: one pass over the whole region in memory, with one
+encoder call over all offset patches and one collage-decoder call over the whole grid.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +49,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "GeneCache",
     "GeneSource",
+    "advance",
     "create_state_arrays",
     "fuse_passes",
     "generate_global",
     "open_state_arrays",
+    "pad_multiple",
+    "predict_many",
     "predict_noise",
     "read_state",
     "run_unit",
@@ -139,6 +146,61 @@ class GeneSource:
                 self._source_index
             ]
         return out
+
+
+class GeneCache:
+    """Gene counts of some slice pairs read once and kept in memory (they never change).
+
+    Windows inside the cached area (the region plus :attr:`MARGIN` px, enough for every halo
+    and grid phase of every scheme) are sliced from memory; any other window is read from
+    the :class:`GeneSource`. The counts are the same bytes either way.
+
+    Parameters
+    ----------
+    source
+        The gene source.
+    plan
+        The generation plan.
+    pairs
+        Pair indices to cache.
+    """
+
+    #: Cached px around the region (a multiple of every gene block): halo 32 + phase < 64 +
+    #: the overhang of a moved grid.
+    MARGIN = 192
+
+    def __init__(self, source: GeneSource, plan: GenerationPlan, pairs: Sequence[int]):
+        self.source = source
+        self.missing = source.missing
+        self.gene_names = source.gene_names
+        m = self.MARGIN
+        self._cache = {
+            p: source.window(plan, p, -m, plan.height + m, -m, plan.width + m) for p in pairs
+        }
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory."""
+        return sum(a.nbytes for a in self._cache.values())
+
+    @staticmethod
+    def estimate_nbytes(plan: GenerationPlan, n_genes: int, n_pairs: int = 1) -> int:
+        """Bytes a cache of ``n_pairs`` pairs holds, before reading any."""
+        m, gb = GeneCache.MARGIN, plan.gene_block_px
+        return (
+            n_pairs * n_genes * 4 * 4 * ((plan.height + 2 * m) // gb) * ((plan.width + 2 * m) // gb)
+        )
+
+    def window(
+        self, plan: GenerationPlan, pair: int, y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
+        """Like :meth:`GeneSource.window`, from memory when the pair and window are cached."""
+        m, gb = self.MARGIN, plan.gene_block_px
+        cached = self._cache.get(pair)
+        inside = -m <= y0 and y1 <= plan.height + m and -m <= x0 and x1 <= plan.width + m
+        if cached is None or not inside or (y0 % gb) or (x0 % gb):
+            return self.source.window(plan, pair, y0, y1, x0, x1)
+        return cached[:, :, (y0 + m) // gb : (y1 + m) // gb, (x0 + m) // gb : (x1 + m) // gb].copy()
 
 
 # ---------------------------------------------------------------------- state arrays
@@ -237,7 +299,8 @@ def fuse_passes(
 
     if len(eps) == 1:
         return eps[0]
-    weights = [torch.from_numpy(fusion_weight(q, *extent)) for q in plan.grids(step).passes]
+    dev = eps[0].device
+    weights = [torch.from_numpy(fusion_weight(q, *extent)).to(dev) for q in plan.grids(step).passes]
     num = sum(w * e for w, e in zip(weights, eps, strict=True))
     return num / sum(weights)
 
@@ -268,12 +331,186 @@ def _padded(t: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros((n - t.shape[0], *t.shape[1:]))])
 
 
-def _autocast(device: torch.device, bf16: bool):
+def pad_multiple(device: str | torch.device, batch_size: int) -> int:
+    """What the last (partial) model call of a stream is padded to a multiple of.
+
+    On CPU the whole ``batch_size``: there a patch's float32 result depends on how many
+    patches the call has (measured: batch sizes 1, 3, 7, 9, 16 differ from 8 in the last bits),
+    never on which other patches it has, so fixed-size calls keep results independent of
+    blocks and order. Elsewhere 8 (tensor-core friendly), never more than the batch: a
+    partial call costs at most 7 patches of padding instead of up to ``batch_size - 1``.
+    """
     import torch
 
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if torch.device(device).type == "cpu":
+        return int(batch_size)
+    return max(1, min(8, int(batch_size)))
+
+
+def _autocast(device: torch.device, bf16: bool | str | None):
+    from napari_teramind.model.precision import autocast
+
+    return autocast(device, bf16)
+
+
+class _Window:
+    """One window of :func:`predict_many` on its way through the encoder and decoder."""
+
+    __slots__ = ("aligned", "c1", "c2", "feats", "g", "key", "n", "n_dec", "n_enc", "outs",
+                 "p1", "p2", "window", "x")  # fmt: skip
+
+    def __init__(self, key: Any, window: torch.Tensor, genes: torch.Tensor):
+        p1, p2 = window.shape[-2] // PATCH_PX, window.shape[-1] // PATCH_PX
+        if (p1 * PATCH_PX, p2 * PATCH_PX) != tuple(window.shape[-2:]) or min(p1, p2) < 2:
+            raise ValueError(
+                f"window {tuple(window.shape)} is not a grid of >= 2 x 2 offset patches"
+            )
+        gb = window.shape[-1] // genes.shape[-1]
+        self.key, self.window, self.p1, self.p2 = key, window, p1, p2
+        self.c1, self.c2 = p1 - 1, p2 - 1
+        self.x = _cut_patches(window, PATCH_PX)  # (N, 4, 64, 64)
+        self.g = _cut_patches(genes, PATCH_PX // gb)  # (N, G, 4, 4, 4)
+        self.n = self.x.shape[0]
+        self.n_enc = self.n_dec = 0
+        self.feats: list = []
+        self.aligned = None
+        self.outs: list = []
+
+
+def predict_many(
+    model: TeraMindUNet,
+    items: Iterable[tuple[Any, np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
+    t: int,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | torch.device = "cpu",
+    precision: bool | str | None = None,
+    pad_to: int | None = None,
+) -> Iterator[tuple[Any, torch.Tensor]]:
+    """Noise predictions of many windows, batched across windows, in input order.
+
+    Every window (a block plus its 32 px halo, of any pass or slice pair) is cut into offset
+    patches; the patches of consecutive windows fill fixed micro-batches of ``batch_size``
+    for the encoder, and the collaged aligned patches fill the decoder's the same way. As
+    soon as a window's patches are decoded its ``eps`` is yielded, so memory holds the
+    features of about one micro-batch plus one window.
+
+    Parameters
+    ----------
+    model
+        The network (``eval()``, on ``device``).
+    items
+        ``(key, window, genes)``: state ``(4, H + 64, W + 64)`` and counts
+        ``(G, 4, (H + 64) / 16, (W + 64) / 16)`` of the same window. Read lazily.
+    t
+        Original DDPM timestep (one per stream).
+    batch_size
+        Patches per model call.
+    device
+        Where the model runs.
+    precision
+        ``"fp32"`` (default), ``"bf16"`` (``True``), see
+        :func:`~napari_teramind.model.precision.autocast`.
+    pad_to
+        The last call of each network is padded to a multiple of this (default
+        :func:`pad_multiple`); never past the next multiple.
+
+    Yields
+    ------
+    tuple
+        ``(key, eps)``: ``eps`` ``(4, H, W)`` float32 on ``device``.
+    """
+    import torch
+
+    from napari_teramind.diffusion import NoiseSchedule, to_eps
+    from napari_teramind.model import EncoderFeatures
+
+    device = torch.device(device)
+    batch_size = int(batch_size)
+    pad_to = pad_multiple(device, batch_size) if pad_to is None else max(1, min(pad_to, batch_size))
+    abar = NoiseSchedule.linear().alphas_cumprod[int(t)]
+    prediction = model.config.prediction
+    enc: deque[_Window] = deque()  # windows with offset patches still to encode
+    dec: deque[_Window] = deque()  # windows with aligned patches still to decode
+    pending = {"enc": 0, "dec": 0}
+
+    def padded_size(n: int) -> int:
+        return n if n == batch_size else min(batch_size, -(-n // pad_to) * pad_to)
+
+    def encode(force: bool) -> None:
+        while pending["enc"] >= batch_size or (force and pending["enc"]):
+            parts, xs, gs, n = [], [], [], 0
+            while n < batch_size and enc:
+                w = enc[0]
+                k = min(batch_size - n, w.n - w.n_enc)
+                xs.append(w.x[w.n_enc : w.n_enc + k])
+                gs.append(w.g[w.n_enc : w.n_enc + k])
+                parts.append((w, k))
+                w.n_enc += k
+                n += k
+                if w.n_enc == w.n:
+                    enc.popleft()
+            pending["enc"] -= n
+            size = padded_size(n)
+            xb = _padded(torch.cat(xs), size).to(device)
+            gbt = _padded(torch.cat(gs), size).to(device)
+            with torch.inference_mode(), _autocast(device, precision):
+                f = model.encode(xb, gbt, t)
+            off = 0
+            for w, k in parts:
+                w.feats.append(f.select(slice(off, off + k)))
+                off += k
+                if w.n_enc == w.n:  # re-cut the window's features once into aligned patches
+                    w.aligned = EncoderFeatures.cat(w.feats).collage((1, w.p1, w.p2))
+                    w.feats = []
+                    dec.append(w)
+                    pending["dec"] += w.c1 * w.c2
+
+    def decode(force: bool) -> Iterator[tuple[Any, torch.Tensor]]:
+        while pending["dec"] >= batch_size or (force and pending["dec"]):
+            parts, sels, n = [], [], 0
+            while n < batch_size and dec:
+                w = dec[0]
+                m = w.c1 * w.c2
+                k = min(batch_size - n, m - w.n_dec)
+                sels.append(w.aligned.select(slice(w.n_dec, w.n_dec + k)))
+                parts.append((w, k))
+                w.n_dec += k
+                n += k
+                if w.n_dec == m:
+                    dec.popleft()
+            pending["dec"] -= n
+            size = padded_size(n)
+            if size > n:  # repeat the batch's first patch
+                sels.append(sels[0].select([0] * (size - n)))
+            with torch.inference_mode(), _autocast(device, precision):
+                out = model.decode_tiles(EncoderFeatures.cat(sels), t).float()
+            off = 0
+            for w, k in parts:
+                w.outs.append(out[off : off + k])
+                off += k
+                if w.n_dec == w.c1 * w.c2:
+                    with torch.inference_mode():
+                        full = _assemble(torch.cat(w.outs), w.c1, w.c2)
+                        win = w.window.to(device)
+                        aligned = win[:, HALO_PX : HALO_PX + full.shape[-2],
+                                      HALO_PX : HALO_PX + full.shape[-1]]  # fmt: skip
+                        eps = to_eps(prediction, full, aligned, abar)
+                    w.aligned, w.outs = None, []
+                    yield w.key, eps
+
+    for key, window, genes in items:
+        w = _Window(
+            key,
+            torch.as_tensor(window, dtype=torch.float32),
+            torch.as_tensor(genes, dtype=torch.float32),
+        )
+        enc.append(w)
+        pending["enc"] += w.n
+        encode(False)
+        yield from decode(False)
+    encode(True)
+    yield from decode(True)
 
 
 def predict_noise(
@@ -284,9 +521,9 @@ def predict_noise(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device = "cpu",
-    bf16: bool = False,
+    bf16: bool | str | None = False,
 ) -> torch.Tensor:
-    """Noise prediction of the aligned patches inside a window of offset patches.
+    """Noise prediction of the aligned patches inside one window of offset patches.
 
     Parameters
     ----------
@@ -299,57 +536,21 @@ def predict_noise(
     t
         Original DDPM timestep.
     batch_size
-        Patches per model call; every call gets exactly this many (zero-padded).
+        Patches per model call; the last call is padded as :func:`pad_multiple` says.
     device
         Where the model runs.
     bf16
-        bf16 autocast (CUDA only).
+        bf16 autocast (``True`` or a precision name, see :func:`predict_many`).
 
     Returns
     -------
     torch.Tensor
         ``eps`` of shape ``(4, H, W)``, float32 on CPU.
     """
-    import torch
-
-    from napari_teramind.diffusion import NoiseSchedule, to_eps
-    from napari_teramind.model import EncoderFeatures
-
-    device = torch.device(device)
-    window = torch.as_tensor(window, dtype=torch.float32)
-    genes = torch.as_tensor(genes, dtype=torch.float32)
-    gb = window.shape[-1] // genes.shape[-1]
-    p1, p2 = window.shape[-2] // PATCH_PX, window.shape[-1] // PATCH_PX
-    if (p1 * PATCH_PX, p2 * PATCH_PX) != tuple(window.shape[-2:]) or min(p1, p2) < 2:
-        raise ValueError(f"window {tuple(window.shape)} is not a grid of >= 2 x 2 offset patches")
-    x = _cut_patches(window, PATCH_PX)  # (N, 4, 64, 64)
-    g = _cut_patches(genes, PATCH_PX // gb)  # (N, G, 4, 4, 4)
-    n = x.shape[0]
-    with _autocast(device, bf16):
-        feats = []
-        for s in range(0, n, batch_size):
-            xb = _padded(x[s : s + batch_size], batch_size).to(device)
-            gbt = _padded(g[s : s + batch_size], batch_size).to(device)
-            f = model.encode(xb, gbt, t)
-            feats.append(f.select(slice(0, min(batch_size, n - s))))
-        # Aligned patch (i, j) is the collage of offset patches (i, j), (i, j+1), (i+1, j),
-        # (i+1, j+1): re-cut the whole block's features once (each value copied once, not
-        # gathered four times per output patch), then decode them in fixed micro-batches.
-        c1, c2 = p1 - 1, p2 - 1
-        aligned_feats = EncoderFeatures.cat(feats).collage((1, p1, p2))
-        del feats
-        m = c1 * c2
-        outs = []
-        for s in range(0, m, batch_size):
-            pad = max(0, s + batch_size - m)  # the last batch repeats its first patch
-            index = [*range(s, m), *[s] * pad] if pad else slice(s, s + batch_size)
-            sel = aligned_feats.select(index)
-            out = model.decode_tiles(sel, t)  # each collaged patch from its own features
-            outs.append(out[: batch_size - pad].float().cpu())
-    out = _assemble(torch.cat(outs), c1, c2)
-    aligned = window[:, HALO_PX : HALO_PX + out.shape[-2], HALO_PX : HALO_PX + out.shape[-1]]
-    abar = NoiseSchedule.linear().alphas_cumprod[int(t)]
-    return to_eps(model.config.prediction, out, aligned, abar)
+    ((_, eps),) = predict_many(
+        model, [(None, window, genes)], t, batch_size=batch_size, device=device, precision=bf16
+    )
+    return eps.cpu()
 
 
 # ---------------------------------------------------------------------- units
@@ -374,6 +575,118 @@ def _schedule(plan: GenerationPlan) -> DDIMSchedule:
     return DDIMSchedule.create(plan.steps)
 
 
+def _gene_source(source: Any, gene_names: Sequence[str] | None, gene_blind: bool) -> Any:
+    """A :class:`GeneSource` (or :class:`GeneCache`) from a store or an existing source."""
+    if hasattr(source, "window") and hasattr(source, "missing"):
+        return source
+    if gene_names is None:
+        raise ValueError("gene_names (the model's genes, CheckpointInfo.gene_names) is required")
+    return GeneSource(source, gene_names, gene_blind)
+
+
+def advance(
+    plan: GenerationPlan,
+    model: TeraMindUNet,
+    genes: GeneSource | GeneCache,
+    state_in: Any,
+    state_out: Any,
+    step: int,
+    blocks: Iterable[int | Block],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: bool | str | None = None,
+    output: BrainStore | None = None,
+    schedule: DDIMSchedule | None = None,
+    pad_to: int | None = None,
+    write_output: Callable[[Block, np.ndarray], None] | None = None,
+    numerics: Numerics | None = None,
+) -> Iterator[tuple[Block, np.ndarray]]:
+    """Run ``step`` for several blocks (of any slice pairs), batched across them.
+
+    Each block computes what :func:`run_unit` computes for it (the same bytes on CPU); the
+    blocks' windows of every pass share one :func:`predict_many` stream, and the fusion and
+    DDIM update run on ``device``. ``state_in``/``state_out`` are anything indexable like
+    the state arrays (zarr arrays, :class:`~napari_teramind.generate.resident.PairState`).
+
+    Yields
+    ------
+    tuple
+        ``(block, x0)`` after each block's state (and, at the last step, images) is written;
+        ``x0`` as :func:`run_unit` returns it.
+
+    The whole step computes under ``numerics`` (:class:`Numerics` defaults when None; the
+    settings hold in the consuming thread until the generator ends, then are restored).
+    """
+    with (numerics or Numerics()).applied():
+        yield from _advance(plan, model, genes, state_in, state_out, step, blocks, device,
+                            batch_size, precision, output, schedule, pad_to,
+                            write_output)  # fmt: skip
+
+
+def _advance(plan, model, genes, state_in, state_out, step, blocks, device, batch_size,
+             precision, output, schedule, pad_to, write_output):  # fmt: skip
+    import torch
+
+    if not 0 <= step < plan.steps:
+        raise IndexError(f"step {step} outside 0..{plan.steps - 1}")
+    if step > 0 and state_in is None:
+        raise ValueError(f"step {step} needs the state array of step {step} (state_in)")
+    blks = [plan.block(b) for b in blocks]
+    sched = schedule or _schedule(plan)
+    model.eval()
+    dev = torch.device(device)
+    grids = plan.grids(step)
+    t = int(sched.timesteps[step])
+    n_pass = len(grids.passes)
+
+    def items():
+        for i, blk in enumerate(blks):
+            extent = plan.extent(step, blk)
+            for j, q in enumerate(grids.passes):
+                a0, a1, b0, b1 = _pass_window(extent, q)
+                wy0, wy1, wx0, wx1 = a0 - HALO_PX, a1 + HALO_PX, b0 - HALO_PX, b1 + HALO_PX
+                window = read_state(plan, state_in, step, blk.pair, wy0, wy1, wx0, wx1)
+                g = genes.window(plan, blk.pair, wy0, wy1, wx0, wx1)
+                if j == 0:  # the frame pass's window is the extent plus the halo
+                    frames[i] = window[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX].copy()
+                yield (i, j, (a0, b0)), window, g
+
+    eps_passes: list[torch.Tensor] = []
+    frames: dict[int, np.ndarray] = {}
+    stream = predict_many(model, items(), t, batch_size=batch_size, device=dev,
+                          precision=precision, pad_to=pad_to)  # fmt: skip
+    for (i, j, (a0, b0)), eps in stream:
+        blk = blks[i]
+        extent = plan.extent(step, blk)
+        ey0, ey1, ex0, ex1 = extent[0] - a0, extent[1] - a0, extent[2] - b0, extent[3] - b0
+        eps_passes.append(eps[:, ey0:ey1, ex0:ex1])
+        if j < n_pass - 1:
+            continue
+        x_t = torch.from_numpy(frames.pop(i)).to(dev)
+        with torch.inference_mode():
+            fused = fuse_passes(plan, step, extent, eps_passes)
+            x_next, x0 = ddim_step_cpu(x_t, fused, step, sched)
+            x_next_np, x0_np = x_next.cpu().numpy(), x0.cpu().numpy()
+        eps_passes = []
+        y0, y1, x0_, x1 = extent
+        inside = (
+            slice(max(0, -y0), min(y1, plan.height) - y0),
+            slice(max(0, -x0_), min(x1, plan.width) - x0_),
+        )
+        if state_out is not None:
+            if (y0, y1, x0_, x1) != (blk.y0, blk.y1, blk.x0, blk.x1):  # a moved frame
+                x_next_np = np.where(_inside_mask(x_next_np.shape, inside), x_next_np, 0.0)
+            fy, fx = grids.frame
+            state_out[blk.pair, :, y0 + fy : y1 + fy, x0_ + fx : x1 + fx] = x_next_np
+        if step == plan.steps - 1:
+            if write_output is not None:
+                write_output(blk, x0_np)
+            elif output is not None:
+                write_output_block(plan, output, blk, x0_np)
+        yield blk, x0_np[:, inside[0], inside[1]]
+
+
 def run_unit(
     plan: GenerationPlan,
     model: TeraMindUNet,
@@ -388,7 +701,7 @@ def run_unit(
     batch_size: int = DEFAULT_BATCH_SIZE,
     gene_blind: bool = False,
     output: BrainStore | None = None,
-    bf16: bool = False,
+    bf16: bool | str | None = False,
     schedule: DDIMSchedule | None = None,
     numerics: Numerics | None = None,
 ) -> np.ndarray:
@@ -432,58 +745,14 @@ def run_unit(
         :meth:`GenerationPlan.unit_window` (the block itself for ``"collage"`` and at the last
         step; the block moved by the step's frame phase otherwise).
     """
-    import torch
-
     blk = plan.block(block)
     if not 0 <= step < plan.steps:
         raise IndexError(f"step {step} outside 0..{plan.steps - 1}")
-    if isinstance(source, GeneSource):
-        genes_src = source
-    else:
-        if gene_names is None:
-            raise ValueError(
-                "gene_names (the model's genes, CheckpointInfo.gene_names) is required"
-            )
-        genes_src = GeneSource(source, gene_names, gene_blind)
-    if step > 0 and state_in is None:
-        raise ValueError(f"step {step} needs the state array of step {step} (state_in)")
-    sched = schedule or _schedule(plan)
-    model.eval()
-    grids = plan.grids(step)
-    extent = plan.extent(step, blk)
-    t = int(sched.timesteps[step])
-    x_t = None
-    eps_passes = []
-    with (numerics or Numerics()).applied(), torch.inference_mode():
-        for q in grids.passes:  # the first pass is the frame's: its window is the extent's
-            a0, a1, b0, b1 = _pass_window(extent, q)
-            wy0, wy1, wx0, wx1 = a0 - HALO_PX, a1 + HALO_PX, b0 - HALO_PX, b1 + HALO_PX
-            window = read_state(plan, state_in, step, blk.pair, wy0, wy1, wx0, wx1)
-            genes = genes_src.window(plan, blk.pair, wy0, wy1, wx0, wx1)
-            eps = predict_noise(
-                model, window, genes, t, batch_size=batch_size, device=device, bf16=bf16
-            )
-            ey0, ey1, ex0, ex1 = extent[0] - a0, extent[1] - a0, extent[2] - b0, extent[3] - b0
-            eps_passes.append(eps[:, ey0:ey1, ex0:ex1])
-            if x_t is None:
-                x_t = torch.from_numpy(window[:, HALO_PX:-HALO_PX, HALO_PX:-HALO_PX].copy())
-        eps = fuse_passes(plan, step, extent, eps_passes)
-        x_next, x0 = ddim_step_cpu(x_t, eps, step, sched)
-    x_next_np = x_next.numpy()
-    x0_np = x0.numpy()
-    y0, y1, x0_, x1 = extent
-    inside = (
-        slice(max(0, -y0), min(y1, plan.height) - y0),
-        slice(max(0, -x0_), min(x1, plan.width) - x0_),
-    )
-    if state_out is not None:
-        if (y0, y1, x0_, x1) != (blk.y0, blk.y1, blk.x0, blk.x1):  # a moved frame
-            x_next_np = np.where(_inside_mask(x_next_np.shape, inside), x_next_np, 0.0)
-        fy, fx = grids.frame
-        state_out[blk.pair, :, y0 + fy : y1 + fy, x0_ + fx : x1 + fx] = x_next_np
-    if output is not None and step == plan.steps - 1:
-        write_output_block(plan, output, blk, x0_np)
-    return x0_np[:, inside[0], inside[1]]
+    genes_src = _gene_source(source, gene_names, gene_blind)
+    ((_, x0),) = advance(plan, model, genes_src, state_in, state_out, step, [blk], device=device,
+                         batch_size=batch_size, precision=bf16, output=output,
+                         schedule=schedule, numerics=numerics)  # fmt: skip
+    return x0
 
 
 def _inside_mask(shape: tuple[int, ...], inside: tuple[slice, slice]) -> np.ndarray:
@@ -494,7 +763,7 @@ def _inside_mask(shape: tuple[int, ...], inside: tuple[slice, slice]) -> np.ndar
 
 
 def ddim_step_cpu(x_t, eps, step: int, schedule):
-    """:func:`~napari_teramind.diffusion.ddim_step` in float32 on CPU tensors."""
+    """:func:`~napari_teramind.diffusion.ddim_step` in float32, on the tensors' device."""
     from napari_teramind.diffusion import ddim_step
 
     return ddim_step(x_t.float(), eps.float(), step, schedule)
@@ -528,9 +797,7 @@ def generate_global(
 
     from napari_teramind.diffusion import to_eps
 
-    genes_src = (
-        source if isinstance(source, GeneSource) else GeneSource(source, gene_names, gene_blind)
-    )
+    genes_src = _gene_source(source, gene_names, gene_blind)
     sched = _schedule(plan)
     device = torch.device(device)
     model.eval()

@@ -94,6 +94,16 @@ class JobSpec:
         runs with (:class:`~napari_teramind.generate.numerics.Numerics`), so a job's bytes do
         not depend on the executor, the machine or the ambient thread count. None only for
         jobs written before the record existed (see :attr:`JobDir.numerics`).
+    memory_budget
+        Bytes of host memory a unit may hold. When a unit of ``pairs_per_unit`` slice pairs
+        fits (state of two steps, cached genes, features in flight), units are resident
+        spans: the pairs advance ``checkpoint_every`` steps in memory and checkpoint their
+        state to disk at the end. ``None``: 8 GiB. ``0``: per-block units on disk state (the
+        step-synchronous engine without spans).
+    checkpoint_every
+        Steps per resident span (state is written to disk every this many steps).
+    pairs_per_unit
+        Slice pairs per resident span (batched together on the device).
     """
 
     source: str
@@ -115,6 +125,9 @@ class JobSpec:
     lease_s: float = DEFAULT_LEASE_S
     extra: dict[str, Any] = field(default_factory=dict)
     numerics: Numerics | None = field(default_factory=Numerics)
+    memory_budget: int | None = None
+    checkpoint_every: int = 5
+    pairs_per_unit: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``spec.json`` holds)."""
@@ -460,6 +473,14 @@ def _validate_spec(spec: JobSpec) -> None:
         )
     if spec.batch_size is not None and spec.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {spec.batch_size}")
+    if spec.memory_budget is not None and spec.memory_budget < 0:
+        raise ValueError(f"memory budget must be >= 0 bytes, got {spec.memory_budget}")
+    if spec.checkpoint_every < 1:
+        raise ValueError(
+            f"checkpoint every {spec.checkpoint_every} steps: give at least 1 (--checkpoint-every)"
+        )
+    if spec.pairs_per_unit < 1:
+        raise ValueError(f"pairs per unit must be at least 1, got {spec.pairs_per_unit}")
     if spec.workers is not None and spec.workers < 1:
         raise ValueError(f"workers must be at least 1, got {spec.workers}")
     if not Path(spec.source).exists():

@@ -1,8 +1,12 @@
 """In-process generation of a region of interest (the napari entry point).
 
-:func:`generate_roi` runs every ``(step, block)`` unit of a :class:`GenerationPlan` in the
-calling thread, with the state in a temporary zarr directory, and yields a
-:class:`RoiProgress` after every unit with a uint8 preview of the current ``x0`` estimate.
+:func:`generate_roi` is an in-process, memory-only job: one resident span
+(:func:`~napari_teramind.generate.resident.run_span`, the unit jobs run) over every slice
+pair and step of a :class:`GenerationPlan`, with the batch size and precision every job uses
+(:func:`~napari_teramind.generate.devices.unit_numerics`), so the widget, the demo, the CLI
+and jobs compute the same numbers. The state lives in memory only; a
+:class:`RoiProgress` with a uint8 preview of the current ``x0`` estimate is yielded after
+every block of every step (the live-preview hook).
 Closing the generator cancels between blocks: the temporary state is removed and the region
 is not recorded as generated. The last step writes uint8 images into a generated brain store
 (same canvas and panel as the source) and rebuilds its pyramids block by block, so a viewer
@@ -14,7 +18,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,16 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_teramind.generate.engine import (
-    DEFAULT_BATCH_SIZE,
-    GeneSource,
-    create_state_arrays,
-    run_unit,
-    state_index,
-    to_uint8,
-)
+from napari_teramind.generate.devices import SAMPLERS, check_sampler, unit_numerics
+from napari_teramind.generate.engine import GeneSource, to_uint8
 from napari_teramind.generate.numerics import Numerics
 from napari_teramind.generate.plan import GenerationPlan
+from napari_teramind.generate.resident import (
+    DEFAULT_MEMORY_BUDGET,
+    Span,
+    resident_nbytes,
+    run_span,
+)
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, LEGACY_SCHEME, check_scheme
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,8 +54,6 @@ __all__ = [
     "open_output_store",
 ]
 
-#: Samplers :func:`generate_roi` accepts.
-SAMPLERS = ("ddim",)
 #: Default block side for in-process ROI generation.
 ROI_BLOCK_PX = 256
 
@@ -308,13 +309,14 @@ def generate_roi(
     block_px: int = ROI_BLOCK_PX,
     device: str | torch.device = "cpu",
     gene_blind: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    bf16: bool = False,
+    batch_size: int | None = None,
+    bf16: bool | None = None,
     preview: bool = True,
     model_info: CheckpointInfo | None = None,
     workdir: str | os.PathLike[str] | None = None,
     scheme: str = DEFAULT_SCHEME,
     numerics: Numerics | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Iterator[RoiProgress]:
     """Generate a region of a brain store in-process, yielding progress after every unit.
 
@@ -343,7 +345,9 @@ def generate_roi(
     block_px
         Block side (a multiple of 64); the result does not depend on it.
     device, batch_size, bf16
-        How the model runs (see :func:`~napari_teramind.generate.run_unit`).
+        How the model runs. ``None`` (default) chooses as every job does
+        (:func:`~napari_teramind.generate.devices.unit_numerics`: 8 patches per call and
+        float32 on CPU; a batch that fits the GPU and bf16 on CUDA).
     gene_blind
         Feed zero gene counts (evaluation baseline).
     preview
@@ -351,7 +355,7 @@ def generate_roi(
     model_info
         Checkpoint metadata, recorded in the provenance when given.
     workdir
-        Where the temporary state lives (the system temp directory by default).
+        Kept for compatibility (created if given): the state lives in memory only.
     scheme
         Sampling scheme (:data:`~napari_teramind.generate.schemes.SCHEMES`): where the patch
         grids sit at each step; ``"collage"`` is the published one. See docs/generation.md.
@@ -359,6 +363,9 @@ def generate_roi(
         Thread count and precision of every unit (default
         :class:`~napari_teramind.generate.numerics.Numerics`, as a job's); recorded. The
         bytes equal a job's with the same numerics, whatever the caller's thread count.
+    memory_budget
+        Bytes the in-memory state may use; a larger region is refused (run it as a job,
+        ``teramind generate``, which checkpoints to disk and bounds memory per slice pair).
 
     Yields
     ------
@@ -368,8 +375,7 @@ def generate_roi(
     from napari_teramind.store import BrainStore
 
     numerics = numerics or Numerics()
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler {sampler!r} is not supported; choose one of {SAMPLERS}")
+    check_sampler(sampler)
     check_scheme(scheme)
     source = store if isinstance(store, BrainStore) else BrainStore.open(store)
     plan = GenerationPlan(
@@ -383,6 +389,18 @@ def generate_roi(
         scheme=scheme,
     )
     genes = GeneSource(source, gene_names, gene_blind)
+    need = resident_nbytes(plan, len(genes.gene_names), len(plan.pairs),
+                           model.config.model_channels)  # fmt: skip
+    if need > memory_budget:
+        raise MemoryError(
+            f"generating region {plan.region} of {len(plan.pairs)} slice pair(s) in memory "
+            f"needs about {need / 2**30:.2f} GiB, more than the budget "
+            f"({memory_budget / 2**30:.2f} GiB): generate it as a job (`teramind generate ... "
+            "--job-dir DIR`), pass a larger memory_budget, or choose a smaller region"
+        )
+    if bf16 is None:  # as a job's units: the numerics record decides (bf16 on CUDA)
+        bf16 = numerics.bf16(device)
+    batch_size, precision = unit_numerics(model, device, batch_size, bf16)
     record = {
         "region": list(plan.region),
         "slices": list(plan.slices),
@@ -409,7 +427,9 @@ def generate_roi(
     except BaseException:
         abandon_region(out, record["writer"], wrote_images=False)
         raise
-    return _run(plan, model, genes, out, record, device, batch_size, bf16, preview, workdir,
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    return _run(plan, model, genes, out, record, device, batch_size, precision, preview,
                 numerics)  # fmt: skip
 
 
@@ -429,9 +449,8 @@ def _run(
     record: dict[str, Any],
     device,
     batch_size: int,
-    bf16: bool,
+    precision: str,
     preview: bool,
-    workdir,
     numerics: Numerics,
 ) -> Iterator[RoiProgress]:
     from napari_teramind.diffusion import DDIMSchedule
@@ -439,59 +458,43 @@ def _run(
     schedule = DDIMSchedule.create(plan.steps)
     slice_pos = {z: i for i, z in enumerate(plan.slices)}
     view = np.zeros((2, len(plan.slices), plan.height, plan.width), np.uint8) if preview else None
-    if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="teramind-state-", dir=workdir))
+    span = Span(tuple(range(len(plan.pairs))), 0, plan.steps)
     finished = wrote = False
+    done = 0
+    last = plan.steps - 1
     try:
-        states = create_state_arrays(plan, tmp)
-        done = 0
-        last = plan.steps - 1
-        for step in range(plan.steps):
-            r, w = state_index(step)
-            for blk in plan.blocks:
-                x0 = run_unit(
-                    plan,
-                    model,
-                    genes,
-                    None if r is None else states[r],
-                    None if step == last else states[w],
-                    step,
-                    blk,
-                    device=device,
-                    batch_size=batch_size,
-                    bf16=bf16,
-                    output=out,
-                    schedule=schedule,
-                    numerics=numerics,
-                )
-                done += 1
-                if view is not None:
-                    uy0, uy1, ux0, ux1 = plan.unit_window(step, blk)
-                    for d, z in enumerate(plan.pair_slices(blk.pair)):
-                        if z in slice_pos:
-                            view[:, slice_pos[z], uy0:uy1, ux0:ux1] = to_uint8(x0[[d, 2 + d]])
-                if step == last:
-                    wrote = True
-                    sy, sx = plan.to_store(blk.y0, blk.x0)
-                    ey, ex = plan.to_store(blk.y1, blk.x1)
-                    out.build_pyramids(names=["images"], region=(sy, ey, sx, ex), workers=1)
-                finished = done == plan.n_units
-                if finished:
-                    finish_generated_store(out, record)
-                yield RoiProgress(
-                    step=step,
-                    n_steps=plan.steps,
-                    block=blk.index,
-                    n_blocks=plan.n_blocks,
-                    units_done=done,
-                    units_total=plan.n_units,
-                    preview=None if view is None else view.copy(),
-                    output=Path(out.path) if finished else None,
-                    missing_genes=tuple(genes.missing),
-                )
+        units = run_span(plan, model, genes, span, None, device=device, batch_size=batch_size,
+                         precision=precision, output=out, schedule=schedule,
+                         numerics=numerics)  # fmt: skip
+        for step, blk, x0, _state in units:
+            if blk is None:  # the span's end
+                continue
+            done += 1
+            if view is not None:
+                uy0, uy1, ux0, ux1 = plan.unit_window(step, blk)
+                for d, z in enumerate(plan.pair_slices(blk.pair)):
+                    if z in slice_pos:
+                        view[:, slice_pos[z], uy0:uy1, ux0:ux1] = to_uint8(x0[[d, 2 + d]])
+            if step == last:
+                wrote = True
+                sy, sx = plan.to_store(blk.y0, blk.x0)
+                ey, ex = plan.to_store(blk.y1, blk.x1)
+                out.build_pyramids(names=["images"], region=(sy, ey, sx, ex), workers=1)
+            finished = done == plan.n_units
+            if finished:
+                finish_generated_store(out, record)
+            yield RoiProgress(
+                step=step,
+                n_steps=plan.steps,
+                block=blk.index,
+                n_blocks=plan.n_blocks,
+                units_done=done,
+                units_total=plan.n_units,
+                preview=None if view is None else view.copy(),
+                output=Path(out.path) if finished else None,
+                missing_genes=tuple(genes.missing),
+            )
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         if not finished:  # closed or failed: the store's record says what is there
             abandon_region(out, record["writer"], wrote)
 

@@ -39,12 +39,12 @@ import torch
 
 from napari_teramind.atomic import read_json, write_json_atomic
 from napari_teramind.model.checkpoint import RUN_LAST_FILE, latest_checkpoint
+from napari_teramind.model.precision import PRECISIONS, autocast
 from napari_teramind.store import BrainStore, GenePanel
 from napari_teramind.train.ema import ModelEMA
 from napari_teramind.train.optimizer_state import load_optimizer, save_optimizer
 from napari_teramind.train.patches import PatchSampler
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 #: The sub-directory of a step checkpoint holding the EMA weights (a checkpoint of its own).
 EMA_DIR = "ema"
 
@@ -278,13 +278,6 @@ def build_model(cfg: TrainConfig, device: str | torch.device = "cpu"):
     return model, panel
 
 
-def _autocast(precision: str, device: torch.device):
-    if device.type != "cuda" or precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def _check_schedule_change(run: Path, saved: TrainConfig, new: TrainConfig) -> None:
     """Refuse to resume past a point where the old and new learning rates already differ."""
     resumed = latest_checkpoint(run)
@@ -478,7 +471,7 @@ def train(
             seed = step_seed(cfg.seed, step, rank * cfg.accumulate + a)
             torch.manual_seed(seed)  # dropout masks
             gen = torch.Generator(device="cpu").manual_seed(seed)
-            with _autocast(cfg.precision, device):
+            with autocast(device, cfg.precision, off_cuda="ignore"):
                 losses = collage_training_losses(
                     net,
                     img,
