@@ -15,8 +15,8 @@ Import from here or from the modules; both keep working.
 from napari_teramind.selection import parse_slices
 from napari_teramind.widgets._compat import batched_layer_update, viewer_camera, viewer_grid
 from napari_teramind.widgets._devices import DeviceInfo, DevicePicker, available_devices
-from napari_teramind.widgets._layout import add_layer_data, set_tooltip
-from napari_teramind.widgets._messages import notify_error, notify_info
+from napari_teramind.widgets._layout import add_layer_data, scroll_body, set_tooltip
+from napari_teramind.widgets._messages import for_people, notify_error, notify_info, notify_warning
 from napari_teramind.widgets._models import MODEL_SOURCES, ModelPicker, load_model
 from napari_teramind.widgets._settings import (
     DEFAULT_SETTINGS,
@@ -38,7 +38,13 @@ from napari_teramind.widgets._slices import (
     slice_origin,
 )
 from napari_teramind.widgets._stores import StorePicker, stores_in_viewer
-from napari_teramind.widgets._workers import OneAtATime, Progress, TaskPanel, default_progress
+from napari_teramind.widgets._workers import (
+    OneAtATime,
+    Progress,
+    TaskCancelled,
+    TaskPanel,
+    default_progress,
+)
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -54,6 +60,7 @@ __all__ = [
     "OneAtATime",
     "Progress",
     "StorePicker",
+    "TaskCancelled",
     "TaskPanel",
     "add_layer_data",
     "available_devices",
@@ -61,14 +68,17 @@ __all__ = [
     "bind_slice_keys",
     "current_slice",
     "default_progress",
+    "for_people",
     "get_setting",
     "load_model",
     "load_settings",
     "napari_settings",
     "notify_error",
     "notify_info",
+    "notify_warning",
     "parse_slices",
     "save_settings",
+    "scroll_body",
     "set_tooltip",
     "settings_path",
     "show_slice",

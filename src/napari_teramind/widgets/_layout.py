@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -26,3 +26,26 @@ def set_tooltip(widget: QWidget, text: str) -> QWidget:
     """``widget`` with tooltip ``text`` (for building rows inline)."""
     widget.setToolTip(text)
     return widget
+
+
+def scroll_body(widget: QWidget) -> QVBoxLayout:
+    """Give ``widget`` a vertically scrolling body and return the body's layout.
+
+    A dock built on it needs little height of its own (napari stacks docks in one column), so
+    several docks fit on a 1080 px screen; what does not fit scrolls. The scroll area is kept
+    as ``widget.scroll_area``.
+    """
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea
+
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    body = QWidget()
+    area.setWidget(body)
+    outer.addWidget(area)
+    widget.scroll_area = area  # type: ignore[attr-defined]
+    return QVBoxLayout(body)

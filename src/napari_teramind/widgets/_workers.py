@@ -16,7 +16,7 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from napari_teramind.widgets._messages import notify_error, notify_info
+from napari_teramind.widgets._messages import for_people, notify_error, notify_info
 
 
 def _closing_worker_class():
@@ -45,6 +45,13 @@ class Progress:
     done: int
     total: int
     text: str = ""
+
+
+class TaskCancelled:
+    """What a worker body returns when the library stopped it on request (a job's cancel).
+
+    :class:`TaskPanel` then reports the task as cancelled, not done.
+    """
 
 
 def default_progress(item: Any) -> Progress:
@@ -131,6 +138,7 @@ class TaskPanel(QWidget):
         self.state = "running"
         self._pbar = napari_progress(total=0, desc=desc)
         self.bar.setRange(0, 0)
+        self.bar.resetFormat()
         self.status.setText(f"{desc}: starting…")
         self.cancel_button.setEnabled(True)
 
@@ -148,6 +156,9 @@ class TaskPanel(QWidget):
                 self._guard(on_yielded, item, desc)
 
         def returned(value: Any) -> None:
+            if isinstance(value, TaskCancelled):
+                aborted()
+                return
             self.state = "done"
             self.status.setText(f"{desc}: done")
             if on_returned is not None:
@@ -156,15 +167,19 @@ class TaskPanel(QWidget):
         def errored(exc: BaseException) -> None:
             self.state = "failed"
             self.last_error = exc
-            self.status.setText(f"{desc} failed: {exc}")
+            self.status.setText(f"{desc} failed: {for_people(exc)}")
             notify_error(f"{desc} failed", exc)
 
         def aborted() -> None:
             self.state = "cancelled"
-            self.status.setText(f"{desc}: cancelled")
+            done, total = self.bar.value(), self.bar.maximum()
+            so_far = f" after {done} of {total} units" if total > 0 and done > 0 else ""
+            self.status.setText(f"{desc}: cancelled{so_far}")
 
         def finished() -> None:
             if self._pbar is not None:
+                if self.state in ("cancelled", "failed"):  # the activity dock says so too
+                    self._pbar.set_description(f"{desc}: {self.state}")
                 self._pbar.close()
                 self._pbar = None
             if self.state == "done":
@@ -172,6 +187,8 @@ class TaskPanel(QWidget):
                 self.bar.setValue(self.bar.maximum())
             elif self.bar.maximum() == 0:
                 self.bar.setRange(0, 1)
+            if self.state == "cancelled":
+                self.bar.setFormat("cancelled")
             self.cancel_button.setEnabled(False)
             self.worker = None
             if on_finished is not None:
@@ -196,6 +213,7 @@ class TaskPanel(QWidget):
         """Ask the running task to stop at its next step (the generator is then closed)."""
         if self.worker is not None:
             self.status.setText(f"{self.status.text().split(':')[0]}: cancelling…")
+            self.bar.setFormat("cancelling…")
             self.cancel_button.setEnabled(False)
             self.worker.quit()
 

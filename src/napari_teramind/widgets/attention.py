@@ -43,6 +43,7 @@ from napari_teramind.widgets._common import (
     parse_slices,
     show_slice,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -181,7 +182,7 @@ class AttentionWidget(QWidget):
     def _build_ui(self) -> None:
         from napari_teramind.attention import PRESETS
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         src = QGroupBox("Brain store")
         sl = QVBoxLayout(src)
         self.store_picker = StorePicker(self.viewer, what="brain store", kind="real")

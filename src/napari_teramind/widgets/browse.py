@@ -42,6 +42,7 @@ from napari_teramind.widgets._common import (
     bind_slice_keys,
     viewer_grid,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -86,7 +87,7 @@ class BrowseWidget(QWidget):
     def _build_ui(self) -> None:
         from napari_teramind.store import CHANNELS
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
 
         stores = QGroupBox("Brain stores")
         grid = QGridLayout(stores)

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -36,6 +35,7 @@ from napari_teramind.widgets._common import (
     notify_error,
     show_slice,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -101,7 +101,7 @@ class EvaluateWidget(QWidget):
         bind_slice_keys(self.viewer, self.step_slice)
 
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         stores = QGroupBox("Brain stores")
         sf = QFormLayout(stores)
         self.real_picker = StorePicker(self.viewer, what="real brain store", kind="real")

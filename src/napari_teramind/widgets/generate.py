@@ -50,6 +50,7 @@ from napari_teramind.widgets._common import (
     show_slice,
     viewer_camera,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -164,7 +165,7 @@ class GenerateWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         src = QGroupBox("Real brain store")
         sl = QVBoxLayout(src)
         self.store_picker = StorePicker(self.viewer)
