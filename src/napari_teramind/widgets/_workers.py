@@ -77,7 +77,7 @@ class TaskPanel(QWidget):
         self.worker: Any = None
         self._pbar: Any = None
         self.last_error: BaseException | None = None
-        self.state = "idle"  # idle, running, done, cancelled, failed
+        self.state = "idle"  # idle, running, cancelling, done, cancelled, failed
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
@@ -143,6 +143,8 @@ class TaskPanel(QWidget):
         self.cancel_button.setEnabled(True)
 
         def yielded(item: Any) -> None:
+            if self.state != "running":  # queued before a cancel: the status says cancelling
+                return
             p = progress(item)
             if p.total > 0:
                 self.bar.setRange(0, p.total)
@@ -177,6 +179,8 @@ class TaskPanel(QWidget):
             self.status.setText(f"{desc}: cancelled{so_far}")
 
         def finished() -> None:
+            if self.state in ("running", "cancelling"):  # stopped without a result
+                aborted()
             if self._pbar is not None:
                 if self.state in ("cancelled", "failed"):  # the activity dock says so too
                     self._pbar.set_description(f"{desc}: {self.state}")
@@ -212,6 +216,7 @@ class TaskPanel(QWidget):
     def cancel(self) -> None:
         """Ask the running task to stop at its next step (the generator is then closed)."""
         if self.worker is not None:
+            self.state = "cancelling"
             self.status.setText(f"{self.status.text().split(':')[0]}: cancelling…")
             self.bar.setFormat("cancelling…")
             self.cancel_button.setEnabled(False)
