@@ -119,7 +119,8 @@ def test_gene_layer_blocks_centre_on_pixel_blocks(store_path):
     lo, hi = kw["contrast_limits"]
     assert lo == 0 and hi >= 1
     assert kw["colormap"]["colors"][-1][:3] == list(gene_color("Slc17a7"))
-    assert gene_color("Slc17a7") == (0.69, 1.0, 0.0)  # GLUT colour of METHOD.md appendix B
+    # GLUT's published yellow-green (METHOD.md appendix B) sat on PolyT's green: orange here
+    assert gene_color("Slc17a7") == (1.0, 0.55, 0.0)  # #17 item 5
     with pytest.raises(KeyError, match="did you mean"):
         gene_layers(store, ["Slc17a8x"])
 

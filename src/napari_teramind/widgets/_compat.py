@@ -29,3 +29,12 @@ def batched_layer_update(viewer: napari.viewer.Viewer) -> Any:
 
     batched = getattr(viewer.layers, "batched_update", None)
     return batched() if batched is not None else nullcontext()
+
+
+def show_colorbar(layer: Any) -> bool:
+    """Show ``layer``'s colour bar (napari >= 0.6 image layers); whether there is one."""
+    bar = getattr(layer, "colorbar", None)
+    if bar is None or not hasattr(bar, "visible"):
+        return False
+    bar.visible = True
+    return True
