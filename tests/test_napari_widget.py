@@ -160,7 +160,7 @@ def _tissue_stats(img: np.ndarray) -> tuple[float, float]:
 def test_screenshot_shows_tissue(make_napari_viewer, qtbot, stores):
     real, generated = stores
     viewer, w = _widget(make_napari_viewer, qtbot, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     w.open_store(real.path, "real")
     w.show_genes(["Slc17a7"])
     _wait_workers(qtbot, w)

@@ -35,7 +35,7 @@ def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
 
 def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, tmp_path):
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     assert w.store is not None and w.gene_combos[0].count() == len(phantom.panel)
     assert [c.currentText() for c in w.gene_combos] == ["Slc17a6", "Slc17a7"]
     assert not w.gene_combos[0].isEnabled()

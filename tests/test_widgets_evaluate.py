@@ -40,7 +40,7 @@ def _widget(make_napari_viewer, stores, **kwargs):
 def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot, stores, tmp_path):
     real, generated = stores
     viewer, w = _widget(make_napari_viewer, stores, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     assert w.real_picker.edit.text() == str(real.path)
     assert w.generated_picker.edit.text() == str(generated.path)
     from napari_teramind.widgets.generate import REGION_LAYER

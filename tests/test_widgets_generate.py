@@ -105,14 +105,14 @@ def _idle_max_gap(qtbot, seconds: float = 2.0) -> float:
     return float(np.diff(ticks).max()) if len(ticks) > 1 else 0.0
 
 
-def _generate_until_done(qtbot, w, timeout=240_000):
+def _generate_until_done(qtbot, w, timeout=420_000):
     qtbot.waitUntil(w.task.wait_idle, timeout=timeout)
 
 
 def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path):
     needs_generate_roi()
     viewer, w = _widget(make_napari_viewer, phantom, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     spec = model_spec(tmp_path, phantom)
     if spec is not None:
         w.model_picker.source.setCurrentText("checkpoint")
@@ -194,10 +194,9 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     # rectangle, preview and result layers share the stores' units (no napari units warning)
     assert units_consistent(viewer)  # no napari units warning
 
-    # screenshot: real section with the generated region over it, rectangle on top
-    viewer.layers["brain PolyT"].visible = False
-    viewer.layers["generated PolyT"].visible = False
-    w.result_layers[0].colormap = "magenta"
+    # screenshot: real section with the generated region in it (opaque: it replaces the real
+    # pixels instead of brightening them), rectangle on top; default colours
+    assert w.result_layers[0].blending == "translucent_no_depth"
     viewer.reset_view()
     qtbot.wait(300)
     shot = viewer.screenshot(canvas_only=True, flash=False)
@@ -208,8 +207,15 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     # side by side: Browse docked once, real and generated in two grid cells
     browse = w.compare()
     assert browse is not None and set(browse.stores) == {"real", "generated"}
-    assert viewer_grid(viewer).enabled
+    grid = viewer_grid(viewer)
+    assert grid.enabled and grid.actual_shape(list(viewer.layers)) == (1, 2)  # #17 item 4
     assert w.compare() is browse
+    # Browse reuses the result layers: no second "generated DAPI"
+    stains = [x for x in viewer.layers if x.metadata.get("teramind_role") == "stain"]
+    assert [x for x in stains if x.name.startswith("generated")] == w.result_layers
+    viewer.reset_view()
+    qtbot.wait(300)
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "generate-side-by-side.png")
 
 
 def test_cancel_stops_generation(make_napari_viewer, qtbot, phantom, tmp_path):

@@ -71,7 +71,7 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     from napari_teramind.widgets import jobs
 
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
-    viewer.window._qt_window.resize(1400, 900)
+    viewer.window._qt_window.resize(1920, 1080)
     w.slices_edit.setText("0")
     w.steps_spin.setValue(3)
     w.block_spin.setValue(64)
@@ -103,7 +103,7 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     assert row[:2] == ["tiny", "cancelled"] and row[COLUMNS.index("time left")] == "-"
 
     w.resume_button.click()
-    qtbot.waitUntil(w.task.wait_idle, timeout=120_000)
+    qtbot.waitUntil(w.task.wait_idle, timeout=400_000)
     w.refresh()
     assert job_status(job_dir).state == "complete"
     qtbot.waitUntil(lambda: w.table.item(0, 1).text() == "complete", timeout=10_000)

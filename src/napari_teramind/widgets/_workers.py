@@ -149,13 +149,15 @@ class TaskPanel(QWidget):
             if p.total > 0:
                 self.bar.setRange(0, p.total)
                 self.bar.setValue(min(p.done, p.total))
-                if self._pbar is not None:
-                    self._pbar.total = p.total
-                    self._pbar.update(p.done - self._pbar.n)
             line = p.text or (f"{p.done} / {p.total}" if p.total else "working…")
             self.status.setText(f"{desc}: {line}")
             if on_yielded is not None:
                 self._guard(on_yielded, item, desc)
+            # last: napari's activity dock processes events here, which may deliver the end
+            # of the task (a cancel) while this handler runs; nothing may overwrite it after
+            if p.total > 0 and self._pbar is not None and self.state == "running":
+                self._pbar.total = p.total
+                self._pbar.update(p.done - self._pbar.n)
 
         def returned(value: Any) -> None:
             if isinstance(value, TaskCancelled):
