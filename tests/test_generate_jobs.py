@@ -204,7 +204,7 @@ def test_resident_spans_equal_block_units_and_resume_after_kills(inputs, referen
     first = _cli("generate", str(store), "--region", str(y0), str(y1), str(x0), str(x1),
                  "--slices", "0-1", "--model", str(model), "--seed", "7", "--steps", str(STEPS),
                  "--block-px", str(BLOCK), "--out", str(out), "--checkpoint-every", "1",
-                 "--job-dir", str(job_dir), "--quiet")  # fmt: skip
+                 "--threads", "1", "--job-dir", str(job_dir), "--quiet")  # fmt: skip
     resume = _cli("generate", "--resume", str(job_dir), "--quiet")
     done = [_kill_after(first, job_dir, 1, rng.uniform(0, 0.5))]
     job = JobDir(job_dir)

@@ -120,7 +120,8 @@ def test_gene_layer_blocks_centre_on_pixel_blocks(store_path):
     lo, hi = kw["contrast_limits"]
     assert lo == 0 and hi >= 1
     assert kw["colormap"]["colors"][-1][:3] == list(gene_color("Slc17a7"))
-    assert gene_color("Slc17a7") == (0.69, 1.0, 0.0)  # GLUT colour of METHOD.md appendix B
+    # GLUT's published yellow-green (METHOD.md appendix B) sat on PolyT's green: orange here
+    assert gene_color("Slc17a7") == (1.0, 0.55, 0.0)  # #17 item 5
     with pytest.raises(KeyError, match="did you mean"):
         gene_layers(store, ["Slc17a8x"])
 
@@ -180,3 +181,30 @@ def test_sample_data_writes_once_and_returns_layers(make_napari_viewer, tmp_path
     viewer.open_sample("napari-teramind", "phantom_brain")
     assert [layer.name for layer in viewer.layers] == names
     assert (path / "zarr.json").stat().st_mtime_ns == mtime  # reused, not rewritten
+
+
+def test_sample_data_is_written_in_the_background(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """#17 item 2: File > Open Sample no longer freezes napari while the phantom is written."""
+    from _widget_helpers import EventLoopWatch, idle_max_gap
+    from napari_teramind import _sample_data
+
+    monkeypatch.setenv("TERAMIND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        _sample_data, "SAMPLE_SPEC_KWARGS", {"seed": 0, "n_slices": 2, "height": 512, "width": 768}
+    )
+    viewer = make_napari_viewer(show=True)
+    idle = idle_max_gap(qtbot)
+    watch = EventLoopWatch(viewer)
+    with watch:
+        viewer.open_sample("napari-teramind", "phantom_brain")
+        placeholder = [layer.name for layer in viewer.layers]
+        qtbot.waitUntil(lambda: "phantom brain DAPI" in viewer.layers, timeout=240_000)
+        qtbot.wait(200)
+    assert len(placeholder) == 1 and "being written" in placeholder[0]
+    names = [layer.name for layer in viewer.layers]
+    assert names[:3] == ["phantom brain DAPI", "phantom brain PolyT", "phantom brain regions"]
+    assert not any("being written" in n for n in names)  # the placeholder is gone
+    assert not viewer.layers["phantom brain regions"].visible  # region tint on demand
+    # the write ran off the GUI thread: the only long gaps are napari adding the layers
+    assert len(watch.ticks) > 20
+    assert watch.max_gap < 0.25 + idle, (watch.max_gap, idle, watch.insert_gaps)

@@ -42,14 +42,7 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     w.open_button.click()
     assert set(w.stores) == {"real", "generated"}
     names = [layer.name for layer in viewer.layers]
-    assert names == [
-        "real DAPI",
-        "real PolyT",
-        "real regions",
-        "generated DAPI",
-        "generated PolyT",
-        "generated regions",
-    ]
+    assert names == ["real DAPI", "real PolyT", "generated DAPI", "generated PolyT"]
     assert w.slice_slider.maximum() == real.n_slices - 1
 
     # every control explains itself
@@ -100,6 +93,10 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     # stains and regions toggle
     w.stain_boxes["PolyT"].setChecked(False)
     assert not viewer.layers["real PolyT"].visible and not viewer.layers["generated PolyT"].visible
+    # the region overlay is off by default (it tints everything) and faint when shown
+    assert not w.regions_box.isChecked() and "real regions" not in viewer.layers
+    w.regions_box.setChecked(True)
+    assert viewer.layers["real regions"].visible and viewer.layers["real regions"].opacity <= 0.3
     w.regions_box.setChecked(False)
     assert not viewer.layers["real regions"].visible
 
@@ -163,7 +160,7 @@ def _tissue_stats(img: np.ndarray) -> tuple[float, float]:
 def test_screenshot_shows_tissue(make_napari_viewer, qtbot, stores):
     real, generated = stores
     viewer, w = _widget(make_napari_viewer, qtbot, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     w.open_store(real.path, "real")
     w.show_genes(["Slc17a7"])
     _wait_workers(qtbot, w)

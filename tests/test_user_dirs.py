@@ -20,7 +20,7 @@ def test_cache_dir_is_platformdirs_user_cache(tmp_path, monkeypatch):
 
 
 def test_jobs_root_and_settings_file_use_platformdirs(tmp_path, monkeypatch):
-    from napari_teramind.widgets import _common
+    from napari_teramind.widgets import _settings as _common
     from napari_teramind.widgets.jobs import default_jobs_root
 
     monkeypatch.delenv("TERAMIND_CACHE", raising=False)

@@ -35,7 +35,7 @@ def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
 
 def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, tmp_path):
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     assert w.store is not None and w.gene_combos[0].count() == len(phantom.panel)
     assert [c.currentText() for c in w.gene_combos] == ["Slc17a6", "Slc17a7"]
     assert not w.gene_combos[0].isEnabled()
@@ -54,8 +54,15 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     assert w.task.state == "done", w.task.status.text()
     assert w.map_name == "GLUT" and "GLUT" in phantom.attention_names()
     names = [layer.name for layer in w.layers]
-    assert any("all:Slc17a7" in n for n in names) and any("up:" in n for n in names)
-    assert any("expr:Slc17a6" in n for n in names)
+    # only the 'all' maps at first, readable over the tissue, with a colour bar (#17 items 5, 7)
+    assert sorted(names) == ["brain GLUT all:Slc17a6", "brain GLUT all:Slc17a7"]
+    assert all(layer.opacity == pytest.approx(0.6) for layer in w.layers)
+    if hasattr(w.layers[0], "colorbar"):
+        assert all(layer.colorbar.visible for layer in w.layers)
+    # gene colours stay apart from the stains' green and blue
+    from napari_teramind.layers import gene_color
+
+    assert [gene_color(g) for g in ("Slc17a6", "Slc17a7")] == [(1.0, 0.0, 1.0), (1.0, 0.55, 0.0)]
     # aligned with the images: same world extent in y and x as the stains
     stain = viewer.layers["brain DAPI"]
     att = next(layer for layer in w.layers if "all:Slc17a7" in layer.name)
@@ -71,11 +78,18 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     viewer.dims.set_current_step(0, 0)
     qtbot.waitUntil(lambda: not w._plotter.busy, timeout=20_000)
     assert w.plot.axes.get_title().endswith("slice 0")
+    png = w.plot.save_png(str(tmp_path / "plot.png"))
+    assert open(png, "rb").read(4) == b"\x89PNG"
     # the map can be loaded again from the store
     w.load("GLUT")
     qtbot.waitUntil(w.task.wait_idle, timeout=20_000)
     assert [layer.name for layer in w.layers] == names
     att = next(layer for layer in w.layers if "all:Slc17a7" in layer.name)
+    more = w.show_more()  # up, down and expression on demand, hidden
+    assert any("up:" in layer.name for layer in more) and any(
+        "expr:Slc17a6" in x.name for x in more
+    )
+    assert not any(layer.visible for layer in more) and not w.more_button.isEnabled()
 
     for layer in viewer.layers:
         layer.visible = layer in (stain, att)
@@ -99,3 +113,36 @@ def test_custom_pair_needs_two_genes(make_napari_viewer, phantom, tmp_path, monk
     w.preset_combo.setCurrentText(CUSTOM)
     w.gene_combos[1].setCurrentText("")
     assert w.compute() is None and "two genes" in messages[-1]
+
+
+def test_a_gene_outside_the_panel_is_refused_before_the_worker(
+    make_napari_viewer, phantom, tmp_path, monkeypatch
+):
+    from napari_teramind.widgets import attention
+
+    messages = []
+    monkeypatch.setattr(attention, "notify_error", lambda m, exc=None: messages.append(str(exc)))
+    _, w = _widget(make_napari_viewer, phantom, tmp_path)
+    w.preset_combo.setCurrentText(CUSTOM)
+    w.gene_combos[0].setCurrentText("Slc17a6")
+    w.gene_combos[1].setCurrentText("Notagene1")
+    assert w.compute() is None and not w.task.running
+    assert "Notagene1 is not in the gene panel" in messages[-1] and "Pair list" in messages[-1]
+
+
+def test_an_uncomputed_slice_says_so(qtbot):
+    import pandas as pd
+
+    from napari_teramind.attention.plots import TrendResult
+    from napari_teramind.widgets.attention import AttentionPlot
+
+    plot = AttentionPlot()
+    qtbot.addWidget(plot)
+    empty = pd.DataFrame(columns=["gene", "expression", "attention"])
+    fits = pd.DataFrame(columns=["gene", "slope", "intercept", "r", "n"])
+    plot.plot(
+        TrendResult(data=empty, fits=fits, path=None), "GLUT, slice 3", "computed: slices 0, 1"
+    )
+    texts = [t.get_text() for t in plot.axes.texts]
+    assert plot.points == 0 and any("No attention on this slice" in t for t in texts)
+    assert any("computed: slices 0, 1" in t for t in texts)

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from napari_teramind.widgets import _common
+from napari_teramind.widgets import _common, _workers
 from napari_teramind.widgets._common import (
     DevicePicker,
     ModelPicker,
@@ -170,7 +170,7 @@ def _failing():
 
 def test_task_panel_errors_are_notified_with_the_cause(qtbot, monkeypatch):
     messages = []
-    monkeypatch.setattr(_common, "notify_error", lambda m, exc=None: messages.append((m, exc)))
+    monkeypatch.setattr(_workers, "notify_error", lambda m, exc=None: messages.append((m, exc)))
     panel = TaskPanel(name="test task")
     qtbot.addWidget(panel)
     panel.run(_failing, progress=lambda p: p)

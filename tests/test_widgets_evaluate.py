@@ -37,10 +37,10 @@ def _widget(make_napari_viewer, stores, **kwargs):
     return viewer, w
 
 
-def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot, stores):
+def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot, stores, tmp_path):
     real, generated = stores
     viewer, w = _widget(make_napari_viewer, stores, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     assert w.real_picker.edit.text() == str(real.path)
     assert w.generated_picker.edit.text() == str(generated.path)
     from napari_teramind.widgets.generate import REGION_LAYER
@@ -61,8 +61,12 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
     assert w.task.state == "done", w.task.status.text()
     headers = [w.table.horizontalHeaderItem(i).text() for i in range(w.table.columnCount())]
     assert headers == ["generated", "mean", "blur"]
-    rows = [w.table.verticalHeaderItem(i).text() for i in range(w.table.rowCount())]
+    rows = w.row_keys
     assert {"psnr_dapi", "ssim_merged", "nuclei_count", "nuclei_count_real"} <= set(rows)
+    # rows read as words with units, not raw keys (#17 item 6)
+    labels = [w.table.verticalHeaderItem(i).text() for i in range(w.table.rowCount())]
+    assert "PSNR, DAPI (dB)" in labels and "nuclei count error (%)" in labels
+    assert not any("_" in label for label in labels)
     psnr = float(w.table.item(rows.index("psnr_dapi"), 0).text())
     assert np.isfinite(psnr) and psnr == pytest.approx(
         w.results["generated"].metrics["psnr_dapi"], rel=1e-3
@@ -70,10 +74,13 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
     ev = w.results["generated"]
     assert ev.region.box == (32, 224, 64, 320)
     # nuclei drawn where they were found: the real nuclei labels sit on the real DAPI
+    # real nuclei as outlines over the generated ones filled, not two half-transparent fills
     assert [layer.name for layer in w.label_layers] == [
-        "nuclei real (slice 0)",
-        "nuclei generated (slice 0)",
+        "nuclei real, slice 0 (outlines)",
+        "nuclei generated, slice 0 (filled)",
     ]
+    assert w.label_layers[0].contour > 0 and w.label_layers[1].contour == 0
+    assert viewer.layers.index(w.label_layers[0]) > viewer.layers.index(w.label_layers[1])
     labels = w.label_layers[0]
     assert labels.data.max() == ev.metrics["nuclei_count_real"] > 0
     dapi = np.asarray(real.images()[0, 0].compute())
@@ -94,6 +101,14 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
     lit, std = content_stats(shot)
     assert lit > 0.05 and std > 10, (lit, std)
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "evaluate-window.png")
+    # the table can be kept: CSV file and clipboard (#17 item 6)
+    path = w.save_csv(str(tmp_path / "metrics.csv"))
+    text = open(path, encoding="utf-8").read().splitlines()
+    assert text[0] == "metric,generated,mean,blur"
+    assert any(line.startswith('"PSNR, DAPI (dB)"') for line in text)
+    assert w.copy_table().splitlines()[0] == "metric\tgenerated\tmean\tblur"
+    # a model that loses to a baseline is flagged in words
+    assert w.verdict.text()
 
 
 def test_whole_slice_without_baselines(make_napari_viewer, qtbot, stores, monkeypatch):
@@ -110,3 +125,37 @@ def test_whole_slice_without_baselines(make_napari_viewer, qtbot, stores, monkey
     qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
     assert list(w.results) == ["generated"] and not w.label_layers
     assert w.results["generated"].region.box == (0, 256, 0, 384)
+
+
+def test_verdict_and_recorded_regions():
+    from napari_teramind.widgets.evaluate import baseline_verdict, recorded_box
+
+    won = {"generated": {"psnr_merged": 30.0, "ssim_merged": 0.8}, "blur": {"psnr_merged": 20.0}}
+    assert baseline_verdict(won) == ""
+    lost = {"generated": {"psnr_merged": 12.0, "ssim_merged": 0.2},
+            "mean": {"psnr_merged": 15.0, "ssim_merged": 0.1}}  # fmt: skip
+    assert "mean baseline on PSNR, both stains (dB)" in baseline_verdict(lost)
+    meta = {"generated_regions": [{"region": [0, 128, 64, 192], "slices": [1]}]}
+    assert recorded_box(meta, 1, (32, 256, 0, 128)) == (32, 128, 64, 128)
+    assert recorded_box(meta, 0, (32, 256, 0, 128)) is None  # slice 0 never generated
+    assert recorded_box(meta, 1, (200, 256, 0, 64)) is None  # no overlap
+
+
+def test_a_slice_never_generated_is_refused(make_napari_viewer, stores, monkeypatch):
+    from napari_teramind.store import BrainStore
+    from napari_teramind.widgets import evaluate
+
+    _, generated = stores
+    store = BrainStore.open(generated.path, mode="r+", allow_incomplete=True)
+    old = dict(store.metadata)
+    store.update_metadata({"generated_regions": [{"region": [0, 128, 0, 128], "slices": [1]}]})
+    try:
+        _, w = _widget(make_napari_viewer, stores)
+        messages = []
+        monkeypatch.setattr(evaluate, "notify_error", lambda m, exc=None: messages.append(str(exc)))
+        w.where_combo.setCurrentText(WHOLE_SLICE)
+        assert w.evaluate() is None  # on slice 0, which was never generated
+        assert "slice 0 of this region was never generated" in messages[-1]
+        assert "generated slices: 1" in messages[-1]
+    finally:
+        store.update_metadata({"generated_regions": old.get("generated_regions", [])})

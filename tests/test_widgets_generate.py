@@ -19,6 +19,9 @@ from _widget_helpers import (  # noqa: F401 (fixtures)
 from napari_teramind.widgets._common import viewer_grid
 from napari_teramind.widgets.generate import REGION_LAYER, GenerateWidget
 
+#: Longest event-loop stall allowed during a generation (goal 0.1 s; the test machine is loaded).
+MAX_GAP_S = 0.25
+
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
@@ -40,6 +43,14 @@ def test_region_rectangle_and_coordinates_stay_in_sync(make_napari_viewer, phant
     assert layer is viewer.layers[REGION_LAYER]
     y0, y1, x0, x1 = w.region()
     assert 0 <= y0 < y1 <= phantom.height and 0 <= x0 < x1 <= phantom.width
+    # snapped to the 64 px patch grid at once (#17 item 8)
+    assert all(v % 64 == 0 or v in (phantom.height, phantom.width) for v in (y0, y1, x0, x1))
+    # the fields cannot leave the canvas: y0 5000 is clipped to the section's height
+    w.coord_spins["y0"].setValue(5000)
+    assert w.coord_spins["y0"].value() == phantom.height
+    assert "y0 (top) must be above y1" in w.region_hint.text()
+    w.set_region((y0, y1, x0, x1))
+    assert w.region_hint.text() == ""
     # typed coordinates move the rectangle (in pixels; the layer scale makes it micrometres)
     w.set_region((64, 192, 128, 256))
     corners = np.asarray(layer.data[0])
@@ -80,14 +91,28 @@ def needs_generate_roi():
         pytest.skip("napari_teramind.generate.generate_roi is not merged yet")
 
 
-def _generate_until_done(qtbot, w, timeout=60_000):
+def _idle_max_gap(qtbot, seconds: float = 2.0) -> float:
+    """Longest gap between 20 ms timer ticks while nothing runs (the machine's own stalls)."""
+    from qtpy.QtCore import QTimer
+
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    qtbot.wait(int(seconds * 1000))
+    timer.stop()
+    return float(np.diff(ticks).max()) if len(ticks) > 1 else 0.0
+
+
+def _generate_until_done(qtbot, w, timeout=420_000):
     qtbot.waitUntil(w.task.wait_idle, timeout=timeout)
 
 
 def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path):
     needs_generate_roi()
     viewer, w = _widget(make_napari_viewer, phantom, show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1920, 1080)
     spec = model_spec(tmp_path, phantom)
     if spec is not None:
         w.model_picker.source.setCurrentText("checkpoint")
@@ -99,31 +124,52 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     w.output_edit.setText(str(tmp_path / "generated.zarr"))
 
     previews = []
+    inserted = []  # napari builds each new layer's controls on the GUI thread (~0.2 s here)
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(time.perf_counter()))
+    handler = []  # time spent in the widget's own progress handler (GUI thread)
+    on_progress = w._on_progress
+
+    def timed(item):
+        start = time.perf_counter()
+        on_progress(item)
+        handler.append(time.perf_counter() - start)
+
+    w._on_progress = timed
+    idle = _idle_max_gap(qtbot)  # what this machine's load alone costs the event loop
     worker = w.generate()
     assert worker is not None
     worker.yielded.connect(
         lambda item: previews.append(None if item.preview is None else item.preview.copy())
     )
-    # the GUI thread stays responsive: a 20 ms timer keeps ticking while the region generates
-    # (from the first preview to the result; adding and removing the layers themselves is a
-    # one-off cost inside napari, outside this window)
+    # the GUI thread stays responsive: a 20 ms timer keeps ticking during the whole run,
+    # preview updates and the result replacing the preview included (#17 item 2)
     from qtpy.QtCore import QTimer
 
     ticks = []
 
     def tick():
-        if w.previews_shown and not w.result_layers:
-            ticks.append(time.perf_counter())
+        ticks.append(time.perf_counter())
 
     timer = QTimer()
     timer.setInterval(20)
     timer.timeout.connect(tick)
     timer.start()
     _generate_until_done(qtbot, w)
+    qtbot.wait(100)  # the result handler ran; let the timer tick once more after it
     timer.stop()
     assert w.task.state == "done", w.task.status.text()
-    gaps = np.diff(ticks)
-    assert len(ticks) > 10 and gaps.max() < 0.5, f"GUI blocked for {gaps.max():.2f} s"
+    # 0.1 s is the goal; the tolerance allows for the loaded two-core machine, where one
+    # software-GL canvas draw takes 0.1-0.2 s. The only other stall is napari adding the two
+    # preview layers (once per run): the result takes them over, nothing is removed or added.
+    t = np.asarray(ticks)
+    gaps = np.diff(t)
+    adding = np.array([any(a <= x <= b for x in inserted) for a, b in itertools.pairwise(t)])
+    assert len(inserted) == 2 and adding.sum() <= 2, (inserted, adding.sum())
+    other = gaps[~adding]
+    top = sorted(zip(gaps[~adding], t[:-1][~adding] - t[0], strict=True))[-3:]
+    why = f"GUI blocked: (gap, at) {top}; idle machine {idle:.2f} s"
+    assert len(ticks) > 10 and other.max() < MAX_GAP_S + idle, why
+    assert np.median(handler) < 0.05, f"preview updates take {np.median(handler):.2f} s"
 
     # the live preview changed as the image emerged from noise
     shown = [p for p in previews if p is not None]
@@ -135,16 +181,22 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     gen = BrainStore.open(tmp_path / "generated.zarr", allow_incomplete=True)
     img = np.asarray(gen.images()[:, 1, 64:192, 64:192])
     assert img.std() > 0
-    assert w.result_layers and not any(layer.name.startswith("preview") for layer in viewer.layers)
+    assert w.result_layers and not any("preview" in layer.name for layer in viewer.layers)
+    assert not any(layer.metadata.get("teramind_role") == "preview" for layer in viewer.layers)
+    assert [layer.metadata["teramind_store"] for layer in w.result_layers] == [str(gen.path)] * 2
     assert np.allclose(w.result_layers[0].scale[-2:], viewer.layers[0].scale[-2:])
-    assert np.allclose(w.result_layers[0].translate, viewer.layers[0].translate)
+    # the region sits where it was generated, in world micrometres
+    corner = w.result_layers[0].data_to_world((1, 0, 0))
+    expected = viewer.layers[0].data_to_world((1, 64, 64))
+    assert np.allclose(corner[-2:], expected[-2:])
+    shown = np.asarray(w.result_layers[0].data)[1]
+    assert np.array_equal(shown, np.asarray(gen.images()[0, 1, 64:192, 64:192]))
     # rectangle, preview and result layers share the stores' units (no napari units warning)
     assert units_consistent(viewer)  # no napari units warning
 
-    # screenshot: real section with the generated region over it, rectangle on top
-    viewer.layers["brain PolyT"].visible = False
-    viewer.layers["generated PolyT"].visible = False
-    w.result_layers[0].colormap = "magenta"
+    # screenshot: real section with the generated region in it (opaque: it replaces the real
+    # pixels instead of brightening them), rectangle on top; default colours
+    assert w.result_layers[0].blending == "translucent_no_depth"
     viewer.reset_view()
     qtbot.wait(300)
     shot = viewer.screenshot(canvas_only=True, flash=False)
@@ -155,13 +207,20 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     # side by side: Browse docked once, real and generated in two grid cells
     browse = w.compare()
     assert browse is not None and set(browse.stores) == {"real", "generated"}
-    assert viewer_grid(viewer).enabled
+    grid = viewer_grid(viewer)
+    assert grid.enabled and grid.actual_shape(list(viewer.layers)) == (1, 2)  # #17 item 4
     assert w.compare() is browse
+    # Browse reuses the result layers: no second "generated DAPI"
+    stains = [x for x in viewer.layers if x.metadata.get("teramind_role") == "stain"]
+    assert [x for x in stains if x.name.startswith("generated")] == w.result_layers
+    viewer.reset_view()
+    qtbot.wait(300)
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "generate-side-by-side.png")
 
 
 def test_cancel_stops_generation(make_napari_viewer, qtbot, phantom, tmp_path):
     needs_generate_roi()
-    _, w = _widget(make_napari_viewer, phantom)
+    viewer, w = _widget(make_napari_viewer, phantom)
     spec = model_spec(tmp_path, phantom)
     if spec is not None:
         w.model_picker.source.setCurrentText("checkpoint")
@@ -179,3 +238,8 @@ def test_cancel_stops_generation(make_napari_viewer, qtbot, phantom, tmp_path):
     assert w.task.state == "cancelled"
     assert seen[-1].units_done < seen[-1].units_total
     assert not w.result_layers
+    # cancel is reported as such and the partial preview is gone (#17 item 3)
+    assert "cancelled" in w.task.status.text() and "step" not in w.task.status.text()
+    assert w.task.bar.value() < w.task.bar.maximum()
+    assert not w.preview_layers
+    assert not any(layer.metadata.get("teramind_role") == "preview" for layer in viewer.layers)

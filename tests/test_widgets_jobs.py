@@ -65,12 +65,13 @@ def test_form_and_bad_input(make_napari_viewer, phantom, tmp_path, monkeypatch):
     assert w.launch() is None and "no region rectangle" in messages[-1]
 
 
-def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_path):
+def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_path, monkeypatch):
     needs_engine()
     from napari_teramind.generate.job import job_status
+    from napari_teramind.widgets import jobs
 
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
-    viewer.window._qt_window.resize(1400, 900)
+    viewer.window._qt_window.resize(1920, 1080)
     w.slices_edit.setText("0")
     w.steps_spin.setValue(3)
     w.block_spin.setValue(64)
@@ -89,13 +90,20 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
     status = job_status(job_dir)
     assert status.state == "cancelled" and 0 < status.units_done < status.units_total
+    # the panel says cancelled: no jump to 100 %, no time left (#17 item 3)
+    assert w.task.state == "cancelled" and "cancelled" in w.task.status.text()
+    assert "left" not in w.task.status.text() and w.task.bar.value() < w.task.bar.maximum()
+    # reusing the job's name is refused at once, in words (#17 item 8)
+    messages = []
+    monkeypatch.setattr(jobs, "notify_error", lambda m, exc=None: messages.append(str(exc)))
+    assert w.launch() is None and "already exists" in messages[-1] and "Resume" in messages[-1]
     w.refresh()
     qtbot.waitUntil(lambda: w.table.item(0, 1).text() == "cancelled", timeout=10_000)
     row = [w.table.item(0, c).text() for c in range(len(COLUMNS))]
-    assert row[:2] == ["tiny", "cancelled"]
+    assert row[:2] == ["tiny", "cancelled"] and row[COLUMNS.index("time left")] == "-"
 
     w.resume_button.click()
-    qtbot.waitUntil(w.task.wait_idle, timeout=120_000)
+    qtbot.waitUntil(w.task.wait_idle, timeout=400_000)
     w.refresh()
     assert job_status(job_dir).state == "complete"
     qtbot.waitUntil(lambda: w.table.item(0, 1).text() == "complete", timeout=10_000)

@@ -111,22 +111,98 @@ def ensure_phantom(spec: PhantomSpec | None = None, root: Path | None = None) ->
     return BrainStore.open(path)
 
 
+#: Layer-name prefix of the sample (the cache directory's name carries a hash of the spec).
+SAMPLE_NAME = "phantom brain"
+
+#: Writers started by :func:`make_phantom_brain` (kept referenced until they finish).
+_RUNNING: list[Any] = []
+
+
+def sample_layers(store: BrainStore) -> list[LayerDataTuple]:
+    """The sample's layers: stains, region labels (hidden) and the GLUT genes (hidden)."""
+    from napari_teramind.layers import brain_layers
+
+    layers = brain_layers(store, genes=SAMPLE_GENES, name=SAMPLE_NAME)
+    for _, kwargs, _ in layers:
+        if kwargs["metadata"].get("teramind_role") in ("gene", "regions"):
+            kwargs["visible"] = False
+    return layers
+
+
 def make_phantom_brain() -> list[LayerDataTuple]:
     """Sample data "Phantom brain": stains, region labels and the GLUT genes (hidden).
 
-    The first call writes a small phantom (a few seconds) into the cache; later calls reuse it.
+    The first call writes a small phantom into the cache; later calls reuse it. In a napari
+    window the write runs in a worker thread (napari's activity dock shows it) and the layers
+    are added when it is done: napari's sample menu waits for this function, and writing on
+    the GUI thread froze the window for 11-45 s. The function then returns one small
+    placeholder layer (napari requires layer data), removed when the phantom arrives.
+    Without a napari window (scripts) the phantom is written here.
     """
-    from napari_teramind.layers import brain_layers
-
     spec = sample_spec()
-    if _open_complete(phantom_path(spec)) is None:
-        _notify(f"Writing the phantom brain (once) to {phantom_path(spec)} ...")
-    store = ensure_phantom(spec)
-    layers = brain_layers(store, genes=SAMPLE_GENES)
-    for _, kwargs, _ in layers:
-        if kwargs["metadata"].get("teramind_role") == "gene":
-            kwargs["visible"] = False
-    return layers
+    path = phantom_path(spec)
+    store = _open_complete(path)
+    if store is not None:
+        return sample_layers(store)
+    viewer = _current_viewer()
+    if viewer is None:
+        return sample_layers(ensure_phantom(spec))
+    return [_write_in_background(viewer, spec, path)]
+
+
+def _current_viewer() -> Any:
+    try:
+        import napari
+    except ImportError:  # pragma: no cover - used outside napari
+        return None
+    return napari.current_viewer()
+
+
+def _write_in_background(viewer: Any, spec: PhantomSpec, path: Path) -> LayerDataTuple:
+    """Start writing the phantom in a worker; return the placeholder layer shown meanwhile."""
+    import numpy as np
+    from napari.qt.threading import create_worker
+
+    placeholder = f"{SAMPLE_NAME} (being written, appears in a few seconds)"
+
+    def done(store: BrainStore) -> None:
+        from napari_teramind.widgets._common import add_layer_data
+
+        for layer_data in sample_layers(store):
+            add_layer_data(viewer, layer_data)
+        if placeholder in viewer.layers:
+            viewer.layers.remove(placeholder)
+        _notify(f"Phantom brain ready (cached in {path.parent})")
+
+    def failed(exc: BaseException) -> None:
+        from napari_teramind.widgets._messages import notify_error
+
+        if placeholder in viewer.layers:
+            viewer.layers.remove(placeholder)
+        notify_error(f"Could not write the phantom brain to {path}", exc)
+
+    worker = create_worker(
+        ensure_phantom, spec, _progress={"total": 0, "desc": "Writing the phantom brain"}
+    )
+    worker.returned.connect(done)
+    worker.errored.connect(failed)
+    worker.finished.connect(lambda: _RUNNING.remove(worker) if worker in _RUNNING else None)
+    _RUNNING.append(worker)
+    _notify(f"Writing the phantom brain (once) to {path.parent} in the background ...")
+    worker.start()
+    h, w = spec.shape[1:]
+    px = spec.pixel_size_um
+    return (
+        np.zeros((8, 8), np.uint8),
+        {
+            "name": placeholder,
+            "scale": (h * px / 8, w * px / 8),  # spans the section: the view is framed for it
+            "units": ("um", "um"),
+            "opacity": 0.0,
+            "metadata": {"teramind_role": "placeholder"},
+        },
+        "image",
+    )
 
 
 def _notify(message: str) -> None:

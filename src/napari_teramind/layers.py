@@ -56,6 +56,9 @@ GENE_COLORS: tuple[tuple[float, float, float], ...] = (
     (0.6, 0.6, 1.0),  # lavender
 )
 
+#: Opacity of attention overlays: at 1 they saturate to white and hide the tissue.
+ATTENTION_OPACITY = 0.6
+
 #: Key of the layer metadata that names the source store (widgets look for it).
 STORE_KEY = "teramind_store"
 
@@ -69,8 +72,27 @@ def store_display_name(store: BrainStore) -> str:
     return name[: -len(".zarr")] if name.endswith(".zarr") else name
 
 
+#: Gene colours that stand apart from the stains (blue DAPI, green PolyT): used instead of a
+#: pathway colour that is greenish or bluish (GLUT's teal and yellow-green).
+STAIN_SAFE_COLORS: tuple[tuple[float, float, float], ...] = (
+    (1.0, 0.0, 1.0),  # magenta
+    (1.0, 0.55, 0.0),  # orange
+    (1.0, 1.0, 0.0),  # yellow
+    (1.0, 0.25, 0.25),  # red
+)
+
+
+def _near_stain(rgb: Sequence[float]) -> bool:
+    """Whether ``rgb`` reads as green or blue (a stain colour) more than as red/magenta."""
+    r, g, b = rgb
+    return r < 0.75 and (g >= 0.6 or b >= 0.6)
+
+
 def gene_color(gene: str, panel_position: int = 0) -> tuple[float, float, float]:
     """Display colour of ``gene``: its pathway colour, else one of :data:`GENE_COLORS`.
+
+    A colour that would sit on a stain's (green or blue) is replaced by one of
+    :data:`STAIN_SAFE_COLORS` (the pair's first gene magenta, its second orange).
 
     Parameters
     ----------
@@ -84,8 +106,12 @@ def gene_color(gene: str, panel_position: int = 0) -> tuple[float, float, float]
 
     for pathway, pair in PATHWAYS.items():
         if gene in pair:
-            return PATHWAY_COLORS[pathway][pair.index(gene)]
-    return GENE_COLORS[panel_position % len(GENE_COLORS)]
+            color = PATHWAY_COLORS[pathway][pair.index(gene)]
+            return STAIN_SAFE_COLORS[pair.index(gene)] if _near_stain(color) else color
+    color = GENE_COLORS[panel_position % len(GENE_COLORS)]
+    return (
+        STAIN_SAFE_COLORS[panel_position % len(STAIN_SAFE_COLORS)] if _near_stain(color) else color
+    )
 
 
 def linear_colormap(name: str, rgb: Sequence[float]) -> dict[str, Any]:
@@ -352,6 +378,7 @@ def attention_layers(
                     contrast_limits=_display_limits(data[-1]),
                     colormap=linear_colormap(f"teramind {att} {gene}", gene_color(gene, position)),
                     blending="additive",
+                    opacity=ATTENTION_OPACITY,  # the tissue stays readable under the map
                     visible=kind == "all",
                 )
             else:
@@ -359,6 +386,7 @@ def attention_layers(
                     contrast_limits=attention_contrast_limits(store, att, c),
                     colormap="magma",
                     blending="additive",
+                    opacity=ATTENTION_OPACITY,
                     visible=c == 0,
                 )
             out.append(_pack(data, kwargs, "image"))

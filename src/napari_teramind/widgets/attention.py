@@ -43,6 +43,8 @@ from napari_teramind.widgets._common import (
     parse_slices,
     show_slice,
 )
+from napari_teramind.widgets._compat import show_colorbar
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -125,10 +127,26 @@ class AttentionPlot(QWidget):
         self.axes = self.figure.add_subplot(111)
         layout = QVBoxLayout(self)
         layout.addWidget(self.canvas)
+        self.save_button = QPushButton("Save PNG…")
+        self.save_button.setToolTip("Save the plot as a PNG image (200 dpi)")
+        self.save_button.clicked.connect(self._choose_png)
+        layout.addWidget(self.save_button)
         self.setMinimumHeight(260)
         self.points = 0
 
-    def plot(self, trend: Any, title: str = "") -> None:
+    def save_png(self, path: str) -> str:
+        """Save the plot to ``path`` (PNG, 200 dpi)."""
+        self.figure.savefig(path, dpi=200)
+        return path
+
+    def _choose_png(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save the plot", "attention.png", "PNG (*.png)")
+        if path:
+            self.save_png(path)
+
+    def plot(self, trend: Any, title: str = "", empty: str = "") -> None:
         """Draw a :class:`~napari_teramind.attention.plots.TrendResult`: points and fits."""
         from napari_teramind.layers import gene_color
 
@@ -150,6 +168,18 @@ class AttentionPlot(QWidget):
         ax.set_title(title, fontsize=9)
         if self.points:
             ax.legend(fontsize=8)
+        else:  # say why, rather than show empty axes
+            ax.text(
+                0.5,
+                0.5,
+                f"No attention on this slice{f' ({empty})' if empty else ''}.\n"
+                "Compute it: Slices = this slice, then Compute maps.",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=9,
+                wrap=True,
+            )
         self.canvas.draw_idle()
 
 
@@ -170,6 +200,7 @@ class AttentionWidget(QWidget):
         self.store: BrainStore | None = None
         self.map_name: str | None = None
         self.layers: list[Any] = []
+        self.more_layer_data: list[Any] = []
         self.plot: AttentionPlot | None = None
         self._plotter = OneAtATime(self._make_plot)
         self._build_ui()
@@ -181,7 +212,7 @@ class AttentionWidget(QWidget):
     def _build_ui(self) -> None:
         from napari_teramind.attention import PRESETS
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         src = QGroupBox("Brain store")
         sl = QVBoxLayout(src)
         self.store_picker = StorePicker(self.viewer, what="brain store", kind="real")
@@ -247,6 +278,14 @@ class AttentionWidget(QWidget):
         self.load_button.setToolTip("Show the chosen map as overlay layers and plot it")
         ll.addWidget(self.maps_combo, 1)
         ll.addWidget(self.load_button)
+        self.more_button = QPushButton("+ up/down/expr")
+        self.more_button.setEnabled(False)
+        self.more_button.setToolTip(
+            "Add the map's other channels (attention up, down, and the expression of each "
+            "gene), hidden; only the 'all' maps are added at first"
+        )
+        self.more_button.clicked.connect(self.show_more)
+        ll.addWidget(self.more_button)
         layout.addWidget(load)
 
         self.task = TaskPanel(name="attention computation")
@@ -303,6 +342,13 @@ class AttentionWidget(QWidget):
         genes = tuple(c.currentText().strip() for c in self.gene_combos if c.currentText())
         if len(genes) != 2:
             raise ValueError("choose two genes for a custom pair (type to search the panel)")
+        if self.store is not None:  # refused here, before a worker starts
+            unknown = [g for g in genes if g not in self.store.panel]
+            if unknown:
+                raise ValueError(
+                    f"{', '.join(unknown)} is not in the gene panel of "
+                    f"{self.store_picker.path()}; pick a gene from the Pair list (type to search)"
+                )
         return genes
 
     def step_slice(self, delta: int) -> None:
@@ -373,13 +419,27 @@ class AttentionWidget(QWidget):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.layers = []
+        # the maps people read first ('all'); up/down/expression on demand (fewer layers)
+        self.more_layer_data = [ld for ld in layer_data if not ld[1].get("visible", True)]
         for data, kwargs, kind in layer_data:
-            self.layers.append(add_layer_data(self.viewer, (data, kwargs, kind)))
+            if kwargs.get("visible", True):
+                layer = add_layer_data(self.viewer, (data, kwargs, kind))
+                show_colorbar(layer)
+                self.layers.append(layer)
+        self.more_button.setEnabled(bool(self.more_layer_data))
         self.map_name = name
         if self.maps_combo.findText(name) < 0:
             self.maps_combo.addItem(name)
         self.maps_combo.setCurrentText(name)
         self.update_plot()
+
+    def show_more(self) -> list[Any]:
+        """Add the map's hidden channels (up, down, expression) as hidden layers."""
+        added = [add_layer_data(self.viewer, ld) for ld in self.more_layer_data]
+        self.layers += added
+        self.more_layer_data = []
+        self.more_button.setEnabled(False)
+        return added
 
     # ------------------------------------------------------------------ plot
     def show_plot(self) -> AttentionPlot:
@@ -415,7 +475,13 @@ class AttentionWidget(QWidget):
         z = current_slice(self.viewer, self.store)
         title = f"{self.map_name}: attention vs expression, slice {z}"
         worker = create_worker(trend_data, self.store, self.map_name, slices=[z])
-        worker.returned.connect(lambda trend: self.show_plot().plot(trend, title))
+        computed = self.store.attention_metadata(self.map_name).get("slices")
+        empty = (
+            f"computed: slices {', '.join(str(k) for k in computed)}"
+            if isinstance(computed, list) and z not in computed
+            else ""
+        )
+        worker.returned.connect(lambda trend: self.show_plot().plot(trend, title, empty))
         worker.errored.connect(lambda exc: notify_error("Cannot plot the attention map", exc))
         return worker
 

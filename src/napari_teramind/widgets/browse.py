@@ -42,6 +42,7 @@ from napari_teramind.widgets._common import (
     bind_slice_keys,
     viewer_grid,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -86,7 +87,7 @@ class BrowseWidget(QWidget):
     def _build_ui(self) -> None:
         from napari_teramind.store import CHANNELS
 
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
 
         stores = QGroupBox("Brain stores")
         grid = QGridLayout(stores)
@@ -125,8 +126,11 @@ class BrowseWidget(QWidget):
             f"Section shown (follows the viewer's z slider). Shortcuts: {NEXT_SLICE_KEY} next, "
             f"{PREVIOUS_SLICE_KEY} previous slice"
         )
-        self.slice_label = QLabel("slice 0 / 0")
-        self.slice_label.setToolTip("Current section index / last section index")
+        self.slice_label = QLabel("slice 1 of 1")
+        self.slice_label.setToolTip(
+            "Section shown, counted from 1, of the sections in the store (the Slices fields of "
+            "the other widgets take the index, one less)"
+        )
         vgrid.addWidget(QLabel("Slice"), 0, 0)
         vgrid.addWidget(self.slice_slider, 0, 1)
         vgrid.addWidget(self.slice_label, 0, 2)
@@ -139,9 +143,9 @@ class BrowseWidget(QWidget):
             stains_row.addWidget(box)
             self.stain_boxes[stain] = box
         self.regions_box = QCheckBox("Regions")
-        self.regions_box.setChecked(True)
+        self.regions_box.setChecked(False)  # a tint over everything: on demand
         self.regions_box.setToolTip(
-            "Show the anatomical region labels (hover a pixel to see the region's name)"
+            "Show the anatomical region labels, faint (hover a pixel to see the region's name)"
         )
         stains_row.addWidget(self.regions_box)
         vgrid.addWidget(QLabel("Show"), 1, 0)
@@ -292,7 +296,10 @@ class BrowseWidget(QWidget):
         if shown:
             self.show_genes(shown)
         self.apply_mode()
-        _info(f"Opened {store!r}")
+        _info(
+            f"Opened {Path(store.path).name} ({store.kind}, {store.n_slices} slices of "
+            f"{store.height} x {store.width} px)"
+        )
         return store
 
     def _remove_store_layers(self, role: str) -> None:
@@ -374,7 +381,7 @@ class BrowseWidget(QWidget):
             self.slice_slider.setValue(k)
         finally:
             self._syncing = False
-        self.slice_label.setText(f"slice {k} / {self.slice_slider.maximum()}")
+        self.slice_label.setText(f"slice {k + 1} of {self.slice_slider.maximum() + 1}")
 
     # ------------------------------------------------------------------ stains and regions
     def show_stain(self, stain: str, visible: bool = True) -> None:
@@ -525,10 +532,8 @@ class BrowseWidget(QWidget):
         side_by_side = self.mode_combo.currentText() == SIDE_BY_SIDE
         self.opacity_slider.setEnabled(both and not side_by_side)
         if side_by_side and both:
-            groups = [list(self._layers(role_of=r)) for r in ROLES]
-            groups.sort(key=len, reverse=True)  # a full first group keeps the stride exact
-            others = [layer for layer in self.viewer.layers if _role_of(layer, self.stores) is None]
-            order = [*groups[0], *groups[1], *others]
+            groups = self.side_by_side_groups()
+            order = [layer for group in groups for layer in group]
             for i, layer in enumerate(order):
                 j = self.viewer.layers.index(layer)
                 if j != i:
@@ -540,6 +545,9 @@ class BrowseWidget(QWidget):
                     layer.opacity = 1.0
         else:
             grid.enabled = False
+            mirror = self._region_mirror(create=False)
+            if mirror is not None:
+                mirror.visible = False
             t = self.opacity_slider.value() / 100 if both else 0.0
             for layer in self._layers():
                 if layer.metadata.get("teramind_role") == "regions":
@@ -548,6 +556,68 @@ class BrowseWidget(QWidget):
                 layer.opacity = t if role == "generated" else (1.0 - t if both else 1.0)
         if both and self.link_box.isChecked():
             self.link_contrast(True)
+
+    def side_by_side_groups(self) -> list[list[Any]]:
+        """The layers of each grid cell: the real store's, then the generated store's.
+
+        Every layer joins a cell, so none takes a cell of its own: previews of a generation
+        and generated nuclei join the generated cell, real nuclei, the region rectangle and
+        other layers the real one; a copy of the rectangle (kept in sync) is shown in the
+        generated cell. napari's grid places layers by position (``stride`` per cell, no
+        per-layer placement in napari 0.6-0.9), so the fuller cell comes first.
+        """
+        real, generated = (list(self._layers(role_of=r)) for r in ROLES)
+        mirror = self._region_mirror(create=True)
+        for layer in self.viewer.layers:
+            if layer in real or layer in generated:
+                continue
+            meta = getattr(layer, "metadata", {}) or {}
+            to_generated = (
+                layer is mirror
+                or meta.get("teramind_role") == "preview"
+                or (
+                    meta.get("teramind_role") == "nuclei"
+                    and meta.get("teramind_channel") == "generated"
+                )
+            )
+            (generated if to_generated else real).append(layer)
+        if mirror is not None:
+            mirror.visible = True
+        groups = [real, generated]
+        groups.sort(key=len, reverse=True)  # a full first cell keeps the stride exact
+        return groups
+
+    def _region_mirror(self, create: bool) -> Any:
+        """The copy of the region rectangle shown over the generated store (side by side)."""
+        from napari_teramind.widgets.generate import REGION_LAYER
+
+        name = f"{REGION_LAYER} (on generated)"
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        if not create or REGION_LAYER not in self.viewer.layers:
+            return None
+        source = self.viewer.layers[REGION_LAYER]
+        mirror = self.viewer.add_shapes(
+            [d.copy() for d in source.data],
+            shape_type=source.shape_type,
+            name=name,
+            scale=source.scale,
+            translate=source.translate,
+            edge_color="yellow",
+            face_color="transparent",
+            edge_width=float(source.edge_width[0]) if len(source.edge_width) else 2.0,
+            units=source.units,
+            axis_labels=source.axis_labels,
+            metadata={"teramind_role": "region mirror"},
+        )
+
+        def follow(_event: Any = None) -> None:
+            if mirror in self.viewer.layers and source in self.viewer.layers:
+                mirror.data = [d.copy() for d in source.data]
+                mirror.shape_type = source.shape_type
+
+        source.events.data.connect(follow)
+        return mirror
 
     def set_mode(self, mode: str) -> None:
         """Switch to ``"Overlay"`` or ``"Side by side"``."""

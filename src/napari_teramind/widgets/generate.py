@@ -10,6 +10,7 @@ the real region (same micrometre coordinates). Cancel stops between blocks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from napari_teramind.widgets._common import (
     show_slice,
     viewer_camera,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -100,8 +102,9 @@ def run_generation(
 
     store = BrainStore.open(store_path)
     model, info = load_model(model_spec, device)
+    n_slices = store.n_slices
     last = None
-    for last in generate_roi(
+    for item in generate_roi(
         store,
         model,
         region,
@@ -114,8 +117,22 @@ def run_generation(
         device=device,
         model_info=info,
     ):
-        yield last
+        last = item
+        if item.preview is not None:  # the layer's array, built here, off the GUI thread
+            item = dataclasses.replace(item, preview=preview_planes(item.preview, n_slices, slices))
+        yield item
     return result_layers(str(last.output if last is not None and last.output else output))
+
+
+def preview_planes(preview: np.ndarray, n_slices: int, slices: list[int]) -> np.ndarray:
+    """``(2, len(slices), h, w)`` previews placed in a ``(2, n_slices, h, w)`` stack.
+
+    The preview layers span every slice of the store (so they sit at the right z); slices not
+    generated stay black. Called in the worker.
+    """
+    full = np.zeros((preview.shape[0], n_slices, *preview.shape[2:]), np.uint8)
+    full[:, slices] = preview
+    return full
 
 
 def result_layers(path: str) -> tuple[str, list[Any]]:
@@ -164,7 +181,7 @@ class GenerateWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         src = QGroupBox("Real brain store")
         sl = QVBoxLayout(src)
         self.store_picker = StorePicker(self.viewer)
@@ -192,6 +209,11 @@ class GenerateWidget(QWidget):
             "of the view; move or resize it with napari's shape tools"
         )
         rg.addWidget(self.rect_button, 2, 0, 1, 4)
+        self.region_hint = QLabel("")
+        self.region_hint.setWordWrap(True)
+        self.region_hint.setToolTip("What is wrong with the region typed above")
+        self.region_hint.setStyleSheet("color: #e8a33d;")
+        rg.addWidget(self.region_hint, 3, 0, 1, 4)
         layout.addWidget(region)
 
         params = QGroupBox("Generation")
@@ -266,10 +288,8 @@ class GenerateWidget(QWidget):
             from napari_teramind.store import BrainStore
 
             self.store = BrainStore.open(path)
-            for name in ("y1", "x1"):
-                self.coord_spins[name].setMaximum(
-                    self.store.height if name == "y1" else self.store.width
-                )
+            for name, spin in self.coord_spins.items():  # the fields cannot leave the canvas
+                spin.setMaximum(self.store.height if name[0] == "y" else self.store.width)
         return self.store
 
     def step_slice(self, delta: int) -> None:
@@ -294,10 +314,13 @@ class GenerateWidget(QWidget):
         center = (np.asarray(viewer_camera(self.viewer).center[-2:]) - translate) / scale
         if not (0 <= center[0] < store.height and 0 <= center[1] < store.width):
             center = np.array([store.height / 2, store.width / 2])
+        from napari_teramind.generate import snap_region
+
         size = max(64, min(store.height, store.width) // 4 // 64 * 64)
         y0 = int(np.clip(center[0] - size / 2, 0, max(0, store.height - size)))
         x0 = int(np.clip(center[1] - size / 2, 0, max(0, store.width - size)))
-        self.set_region((y0, y0 + size, x0, x0 + size))
+        # on the 64 px patch grid at once: what is drawn is what Generate generates
+        self.set_region(snap_region((y0, y0 + size, x0, x0 + size), store.height, store.width))
         return self.region_layer()
 
     def set_region(self, region: tuple[int, int, int, int]) -> None:
@@ -315,9 +338,13 @@ class GenerateWidget(QWidget):
         """The region ``(y0, y1, x0, x1)`` of the spin boxes (``ValueError`` when empty)."""
         y0, y1, x0, x1 = (self.coord_spins[n].value() for n in COORDS)
         if y1 <= y0 or x1 <= x0:
+            which = (
+                "y0 (top) must be above y1 (bottom)"
+                if y1 <= y0
+                else ("x0 (left) must be left of x1 (right)")
+            )
             raise ValueError(
-                f"the region ({y0}, {y1}, {x0}, {x1}) is empty; place a rectangle or type "
-                "y0 < y1 and x0 < x1"
+                f"the region is empty: {which}; press Place rectangle or type other values"
             )
         return y0, y1, x0, x1
 
@@ -326,8 +353,10 @@ class GenerateWidget(QWidget):
             return
         try:
             y0, y1, x0, x1 = self.region()
-        except ValueError:
+        except ValueError as exc:
+            self.region_hint.setText(str(exc))
             return
+        self.region_hint.setText("")
         rect = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
         layer = self.region_layer()
         self._syncing = True
@@ -417,6 +446,7 @@ class GenerateWidget(QWidget):
             progress=roi_progress,
             on_yielded=self._on_progress,
             on_returned=self.show_result,
+            on_finished=self._finished,
             desc=f"Generating region on {self.device_picker.device()}",
         )
 
@@ -431,14 +461,17 @@ class GenerateWidget(QWidget):
         if getattr(item, "output", None):
             self.output_path = str(item.output)
 
-    def show_preview(self, preview: np.ndarray) -> None:
-        """Show ``preview`` (uint8 ``(2, n_slices, h, w)``) at the region, one layer per stain."""
+    def show_preview(self, full: np.ndarray) -> None:
+        """Show ``full`` (uint8 ``(2, store slices, h, w)``, see :func:`preview_planes`).
+
+        One layer per stain, at the region; the layers are created once and then only their
+        data change (cheap: napari re-slices the plane on screen).
+        """
         store = self.store
         assert store is not None
         y0, y1, x0, x1 = self._run_region
         channels = list(store.metadata.get("channels", ("DAPI", "PolyT")))
-        full = np.zeros((len(channels), store.n_slices, y1 - y0, x1 - x0), np.uint8)
-        full[:, self._run_slices] = preview[:, :, : y1 - y0, : x1 - x0]
+        full = full[:, :, : y1 - y0, : x1 - x0]
         level = store.levels("images")[0]
         scale = tuple(level.scale[1:])
         translate = (
@@ -446,9 +479,10 @@ class GenerateWidget(QWidget):
             level.translation[2] + y0 * level.scale[2],
             level.translation[3] + x0 * level.scale[3],
         )
+        job = Path(self.output_path or "generated").name.removesuffix(".zarr")
         for c, stain in enumerate(channels):
-            name = f"{PREVIEW_PREFIX} {stain}"
-            layer = self.preview_layers.get(name)
+            name = f"{job} {stain} ({PREVIEW_PREFIX}, generating)"
+            layer = self.preview_layers.get(stain)
             if layer is None or layer not in self.viewer.layers:
                 layer = self.viewer.add_image(
                     full[c],
@@ -456,34 +490,78 @@ class GenerateWidget(QWidget):
                     scale=scale,
                     translate=translate,
                     colormap=STAIN_COLORMAPS.get(stain, "gray"),
-                    blending="additive",
+                    # opaque first stain: the region shows the generated image, not a sum
+                    blending="translucent_no_depth" if c == 0 else "additive",
                     contrast_limits=(0, 255),
                     units=UNITS,
                     axis_labels=AXIS_LABELS,
-                    metadata={"teramind_role": "preview", "teramind_channel": stain},
+                    metadata={
+                        "teramind_role": "preview",
+                        "teramind_channel": stain,
+                        "teramind_preview_of": self.output_path,
+                    },
                 )
-                self.preview_layers[name] = layer
+                self.preview_layers[stain] = layer
             else:
-                layer.translate = translate
                 layer.data = full[c]
         self.previews_shown += 1
 
-    def show_result(self, result: tuple[str, list[Any]]) -> list[Any]:
-        """Show the generated store's stains over the real region; remove the preview.
+    def clear_previews(self) -> None:
+        """Remove the preview layers (after a cancel or a failure: they are partial)."""
+        shown = [layer for layer in self.preview_layers.values() if layer in self.viewer.layers]
+        self.preview_layers.clear()
+        if not shown:  # napari's batch exit costs a full garbage collection: only when needed
+            return
+        with batched_layer_update(self.viewer):
+            for layer in shown:
+                self.viewer.layers.remove(layer)
 
-        ``result`` is ``(path, layer data)`` from :func:`result_layers`.
+    def _finished(self, state: str) -> None:
+        if state in ("cancelled", "failed"):
+            partial = bool(self.preview_layers)
+            self.clear_previews()
+            if state == "cancelled":
+                notify_info(
+                    "Generation cancelled"
+                    + ("; its partial preview was removed" if partial else "")
+                    + ". Blocks finished before the cancel are not kept as a result; press "
+                    "Generate to run it again"
+                )
+
+    def show_result(self, result: tuple[str, list[Any]]) -> list[Any]:
+        """Show the generated region over the real one (``result`` from :func:`result_layers`).
+
+        With a live preview, its layers become the result in place: the last preview is the
+        generated image (the same pixels the store holds), so they are renamed and tagged
+        with the generated store instead of being removed and re-added (which froze napari
+        for seconds). Without a preview the store's layers are added. The first stain is
+        drawn opaque, so the region shows the generated image instead of brightening the
+        real one.
         """
         path, layer_data = result
-        # one batch: napari's canvas cleans up (a full garbage collection) once, not per layer
-        with batched_layer_update(self.viewer):
-            for layer in [*self.preview_layers.values(), *self.result_layers]:
-                if layer in self.viewer.layers:
+        stale = [
+            layer
+            for layer in self.result_layers
+            if layer in self.viewer.layers and layer not in self.preview_layers.values()
+        ]
+        if stale:  # an earlier result; napari cleans up once for the batch (a full gc)
+            with batched_layer_update(self.viewer):
+                for layer in stale:
                     self.viewer.layers.remove(layer)
-            self.preview_layers.clear()
-            self.result_layers = [
-                add_layer_data(self.viewer, (data, kwargs, kind))
-                for data, kwargs, kind in layer_data
-            ]
+        layers = []
+        for data, kwargs, kind in layer_data:
+            stain = kwargs["metadata"].get("teramind_channel")
+            layer = self.preview_layers.pop(stain, None)
+            if layer is None or layer not in self.viewer.layers:
+                layer = add_layer_data(self.viewer, (data, kwargs, kind))
+            else:
+                layer.name = kwargs["name"]
+                layer.metadata = {**kwargs["metadata"], "teramind_region": self._run_region}
+            layers.append(layer)
+        self.clear_previews()
+        for i, layer in enumerate(layers):
+            layer.blending = "translucent_no_depth" if i == 0 else "additive"
+        self.result_layers = layers
         region = self.region_layer()
         if region is not None:  # keep the rectangle on top
             self.viewer.layers.move(self.viewer.layers.index(region), len(self.viewer.layers))

@@ -43,6 +43,7 @@ from napari_teramind.widgets._common import (
     OneAtATime,
     Progress,
     StorePicker,
+    TaskCancelled,
     TaskPanel,
     add_layer_data,
     available_devices,
@@ -52,6 +53,7 @@ from napari_teramind.widgets._common import (
     parse_slices,
     save_settings,
 )
+from napari_teramind.widgets._layout import scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -85,7 +87,7 @@ def resume_job(job_dir: str, device: str) -> Iterator[Any]:
         for last in iter_job(job_dir, device=device):
             yield last
     except JobCancelled:
-        return None
+        return TaskCancelled()
     return None if last is None else last.output
 
 
@@ -138,7 +140,7 @@ class JobsWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         launch = QGroupBox("New job")
         form = QFormLayout(launch)
         self.store_picker = StorePicker(self.viewer, what="source brain store")
@@ -312,6 +314,11 @@ class JobsWidget(QWidget):
         stem = Path(store.path).name.removesuffix(".zarr")
         name = self.name_edit.text().strip() or f"{stem}-{self.seed_spin.value()}"
         job_dir = self.jobs_root() / name
+        if job_dir.exists():
+            raise ValueError(
+                f"a job named '{name}' already exists in {self.jobs_root()}; type another Job "
+                "name, or select it in the table and press Resume"
+            )
         output = self.output_edit.text().strip() or str(job_dir / "generated.zarr")
         spec_model = self.model_picker.spec()
         executor = self.executor_combo.currentText()
@@ -436,7 +443,9 @@ class JobsWidget(QWidget):
                 f"{st.fraction:.0%} ({st.units_done}/{st.units_total})",
                 f"{min(st.step + 1, st.n_steps)}/{st.n_steps}",
                 speed,
-                "0s" if st.state == "complete" else format_duration(st.eta_s),
+                "0s"
+                if st.state == "complete"
+                else (format_duration(st.eta_s) if st.state == "running" else "-"),
                 st.output,
             )
             for col, value in enumerate(values):
