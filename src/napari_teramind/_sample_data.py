@@ -22,30 +22,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_teramind.phantom import PhantomSpec
     from napari_teramind.store import BrainStore
 
-LayerDataTuple = tuple[Any, dict[str, Any], str]
+from napari_teramind.userdirs import cache_dir
 
-#: Application name of the per-user folders (platformdirs).
-APP_NAME = "napari-teramind"
+LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 #: Size of the sample phantom: small enough to write in seconds, large enough to look like tissue.
 SAMPLE_SPEC_KWARGS: dict[str, Any] = {"seed": 0, "n_slices": 4, "height": 1024, "width": 1536}
 
 #: Genes added (hidden) to the sample's layers: the GLUT pathway pair.
 SAMPLE_GENES = ("Slc17a6", "Slc17a7")
-
-
-def cache_dir() -> Path:
-    """Per-user cache directory of napari-teramind (created on demand by the writers).
-
-    ``$TERAMIND_CACHE`` when set, else platformdirs' user cache folder of the application
-    (which follows ``$XDG_CACHE_HOME`` on Linux).
-    """
-    env = os.environ.get("TERAMIND_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_path
-
-    return user_cache_path(APP_NAME, appauthor=False)
 
 
 def sample_spec(**overrides: Any) -> PhantomSpec:

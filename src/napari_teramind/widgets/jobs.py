@@ -63,8 +63,8 @@ REFRESH_MS = 2000
 
 
 def default_jobs_root() -> Path:
-    """``jobs`` in the per-user cache folder (:func:`~napari_teramind._sample_data.cache_dir`)."""
-    from napari_teramind._sample_data import cache_dir
+    """``jobs`` in the per-user cache folder (:func:`~napari_teramind.userdirs.cache_dir`)."""
+    from napari_teramind.userdirs import cache_dir
 
     return cache_dir() / "jobs"
 
