@@ -80,8 +80,11 @@ def make_plan(spec: JobSpec, store: BrainStore | None = None) -> GenerationPlan:
 
     if spec.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {spec.sampler!r}; available: {', '.join(SAMPLERS)}")
+    from napari_teramind.model.registry import model_config_of
+
     store = store or BrainStore.open(spec.source)
-    return GenerationPlan(
+    return GenerationPlan.for_model(
+        model_config_of(spec.model),
         canvas=store.shape,
         region=spec.region,
         slices=spec.slices,
