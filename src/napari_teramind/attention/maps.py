@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_teramind.slices import SliceGroup, SliceScheme
-from napari_teramind.store import PATHWAYS, BrainStore, GenePanel
+from napari_teramind.store import PATHWAYS, BrainStore, GenePanel, align_model_panel
 from napari_teramind.store.compute import compute
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -524,17 +524,26 @@ def iter_attention_maps(
             f"gene_names lists {len(model_panel)} genes but the model has "
             f"{model.config.n_genes}; pass the checkpoint's gene names"
         )
-    for g in genes:
-        if g not in model_panel:
-            model_panel.index(g)  # KeyError with close matches
-    missing_store = [g for g in genes if g not in store.panel]
+    report = align_model_panel(model_panel, store.panel)
+    if report.orthologs:  # a human store: human symbols name the model's mouse genes
+        to_model = {h: m for m, h in report.orthologs.items()}
+        genes = tuple(to_model.get(g, g) for g in genes)
+    unknown = [g for g in genes if g not in model_panel]
+    if unknown:
+        why = report.unavailable_reason(unknown)
+        if why:
+            raise KeyError(why)
+        model_panel.index(unknown[0])  # KeyError with close matches
+    present = dict(zip(model_panel.names, report.alignment.present, strict=True))
+    missing_store = [g for g in genes if not present[g]]
     if missing_store:
+        shown = [report.orthologs.get(g, g) for g in missing_store]
         raise KeyError(
-            f"gene(s) {', '.join(missing_store)} are not in the store's panel "
+            f"gene(s) {', '.join(shown)} are not in the store's panel "
             f"({len(store.panel)} genes) at {store.path}; pick genes the store measured"
         )
     rows = model_panel.indices(genes)
-    alignment = model_panel.align(store.panel)
+    alignment = report.alignment
     if not alignment.present.any():
         raise ValueError("the store shares no gene names with the model")
     name = name or preset or "-".join(genes)

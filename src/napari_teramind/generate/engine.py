@@ -82,6 +82,10 @@ class GeneSource:
     ----------
     missing
         Model genes the store lacks; they are fed as zero counts.
+    report
+        The :class:`~napari_teramind.store.ModelPanelReport`: shared genes, the human
+        orthologs used for a store named with human symbols, missing pathway genes. A human
+        store sharing too few genes is refused (:meth:`ModelPanelReport.check`).
     """
 
     store: BrainStore
@@ -89,10 +93,13 @@ class GeneSource:
     gene_blind: bool = False
 
     def __post_init__(self) -> None:
-        from napari_teramind.store import GenePanel
+        from napari_teramind.store import align_model_panel
 
         self.gene_names = tuple(self.gene_names)
-        self.alignment = GenePanel(self.gene_names).align(self.store.panel)
+        self.report = align_model_panel(self.gene_names, self.store.panel)
+        if not self.gene_blind:
+            self.report.check()
+        self.alignment = self.report.alignment
         self.missing = self.alignment.missing
         if len(self.missing) == len(self.gene_names) and not self.gene_blind:
             raise ValueError(

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from napari_teramind.model.config import ModelConfig
     from napari_teramind.model.unet import TeraMindUNet
 
-__all__ = ["model_config_of", "resolve_model"]
+__all__ = ["model_config_of", "model_meta_of", "resolve_model"]
 
 BUNDLED_NAMES = ("bundled",)
 
@@ -82,11 +82,17 @@ def resolve_model(
 
 
 def model_config_of(spec: str | os.PathLike[str] | None) -> ModelConfig:
-    """The :class:`ModelConfig` of the model ``spec`` names, from its metadata where it can.
+    """The :class:`ModelConfig` of the model ``spec`` names (see :func:`model_meta_of`)."""
+    return model_meta_of(spec)[0]
+
+
+def model_meta_of(spec: str | os.PathLike[str] | None) -> tuple[ModelConfig, tuple[str, ...]]:
+    """``(config, gene names)`` of the model ``spec`` names, from its metadata where it can.
 
     Native checkpoints (and the bundled model, and a run's latest checkpoint) are read from
     their JSON metadata without loading weights; a published ``.ckpt`` is imported. Used to
-    plan a generation (its slice scheme) before any worker loads the model.
+    plan a generation (its slice scheme) and check its source before any worker loads the
+    model.
     """
     from napari_teramind.model.bundled import bundled_checkpoint_path
     from napari_teramind.model.checkpoint import (
@@ -105,5 +111,7 @@ def model_config_of(spec: str | os.PathLike[str] | None) -> ModelConfig:
             latest = latest_checkpoint(path)
             path = latest[1] if latest is not None else path
     if is_native_checkpoint(path):
-        return ModelConfig.from_dict(_read_meta(checkpoint_files(path)[1])["model_config"])
-    return resolve_model(spec)[1].config
+        meta = _read_meta(checkpoint_files(path)[1])
+        return ModelConfig.from_dict(meta["model_config"]), tuple(meta["gene_names"])
+    _, info = resolve_model(spec)
+    return info.config, tuple(info.gene_names)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_teramind.slices import SliceScheme
-from napari_teramind.store import BrainStore, GenePanel
+from napari_teramind.store import BrainStore, GenePanel, align_model_panel
 
 #: The published 4-slice scheme, the default of every function here.
 PAIRS = SliceScheme(4, 2)
@@ -185,7 +185,7 @@ class PatchSampler:
                     f"{scheme.describe()} trains on {scheme.image_depth} slices together "
                     "(train a single-section model, gene_slices=1, on single sections)"
                 )
-            al = panel.align(st.panel)
+            al = align_model_panel(panel, st.panel).alignment
             if not al.present.any():
                 raise ValueError(f"{st.path} shares no gene with the model panel")
             self.alignments.append(al)
