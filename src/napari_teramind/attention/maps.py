@@ -23,6 +23,13 @@ where ``A[g, :] . E = sum over the requested genes g' of A[g, g'] E_g'``: only t
 sub-matrix of the requested genes is used, not renormalised; the softmax is still over all
 ``G`` model genes. Only the ``L`` attention rows are computed (``rows=`` of
 :meth:`~napari_teramind.model.TeraMindUNet.gene_attention`).
+
+Other slice schemes (:mod:`napari_teramind.slices`): the gene windows are the model's slice
+groups (``Z`` gene slices around ``D`` image slices). For image slot ``s`` of the window, "up"
+keeps window slices ``(s - 1, s)``, "down" ``(s, s + 1)`` and "all" every slice, which is the
+rule above for ``Z = 4``. A single-section model (``Z = 1``) has no neighbouring slice: only
+"all" (its one attention matrix) and "expr" are defined, and its maps have only those
+channels (:func:`map_kinds`).
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_teramind.store import PATHWAYS, BrainStore, GenePanel
+from napari_teramind.slices import SliceGroup, SliceScheme
+from napari_teramind.store import PATHWAYS, BrainStore, GenePanel, align_model_panel
 from napari_teramind.store.compute import compute
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +59,7 @@ __all__ = [
     "channel_names",
     "compute_attention_maps",
     "iter_attention_maps",
+    "map_kinds",
     "patch_start",
     "preset_genes",
     "resolve_genes",
@@ -64,8 +73,39 @@ PRESETS: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in PATHWAYS.items()}
 #: Map kinds, in channel order (METHOD.md 4.1: channels 0..L-1 up, L..2L-1 down, ...).
 KINDS: tuple[str, ...] = ("up", "down", "all", "expr")
 
+#: The published 4-slice scheme (the default of every function here).
+_PAIRS = SliceScheme(4, 2)
+
 #: Window slices kept for A0 ("up" of slot 1), A1, A2 ("down" of slot 2) and A3 (all).
 _VARIANTS: tuple[tuple[int, ...], ...] = ((0, 1), (1, 2), (2, 3), (0, 1, 2, 3))
+
+
+def map_kinds(scheme: SliceScheme = _PAIRS) -> tuple[str, ...]:
+    """The map kinds a scheme defines: :data:`KINDS`, or ``("all", "expr")`` for one slice."""
+    return KINDS if scheme.gene_slices > 1 else ("all", "expr")
+
+
+def _variants(scheme: SliceScheme) -> tuple[list[tuple[int, ...]], dict[str, list[int]]]:
+    """Kept window slices of every attention matrix, and per kind the matrix of each slot.
+
+    For the 4-slice scheme this is :data:`_VARIANTS` with up = (A0, A1), down = (A1, A2) and
+    all = (A3, A3).
+    """
+    every = tuple(range(scheme.gene_slices))
+    variants: list[tuple[int, ...]] = []
+
+    def index(kept: tuple[int, ...]) -> int:
+        if kept not in variants:
+            variants.append(kept)
+        return variants.index(kept)
+
+    per_kind: dict[str, list[int]] = {}
+    if scheme.gene_slices > 1:
+        per_kind["up"] = [index((s - 1, s)) for s in scheme.image_slots]
+        per_kind["down"] = [index((s, s + 1)) for s in scheme.image_slots]
+    per_kind["all"] = [index(every)] * scheme.image_depth
+    return variants, per_kind
+
 
 #: Gene blocks per patch side and the patch-grid offset (blocks) of the global offset grid.
 PATCH_BLOCKS = 4
@@ -145,14 +185,18 @@ def resolve_genes(genes_or_preset: str | Sequence[str]) -> tuple[str | None, tup
     return None, genes
 
 
-def channel_names(genes: Sequence[str]) -> list[str]:
-    """Channel names ``<kind>:<gene>``, kind-major (up, down, all, expr)."""
-    return [f"{kind}:{g}" for kind in KINDS for g in genes]
+def channel_names(genes: Sequence[str], kinds: Sequence[str] = KINDS) -> list[str]:
+    """Channel names ``<kind>:<gene>``, kind-major (up, down, all, expr by default)."""
+    return [f"{kind}:{g}" for kind in kinds for g in genes]
 
 
-def window_slices(k: int) -> tuple[int, int, int, int]:
-    """The four slices of gene window ``k`` (``2k - 1 .. 2k + 2``; out-of-stack ones are empty)."""
-    return (2 * k - 1, 2 * k, 2 * k + 1, 2 * k + 2)
+def window_slices(k: int, scheme: SliceScheme = _PAIRS) -> tuple[int, ...]:
+    """The slices of gene window ``k``; out-of-stack ones are empty.
+
+    ``2k - 1 .. 2k + 2`` for the 4-slice scheme; the gene slices of the model's slice group
+    ``k`` otherwise.
+    """
+    return scheme.group(k).genes
 
 
 def patch_start(block: int) -> int:
@@ -172,14 +216,15 @@ def window_maps(
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
     autocast: torch.dtype | None = None,
+    scheme: SliceScheme = _PAIRS,
 ) -> tuple[np.ndarray, int]:
-    """Maps of the two middle slices of one gene window over a patch-aligned area.
+    """Maps of the image slices of one gene window over a patch-aligned area.
 
     Parameters
     ----------
     genes
-        Counts ``(G, 4, H, W)`` in model gene order: the four window slices of an area whose
-        top-left block is a patch corner (``H`` and ``W`` multiples of 4).
+        Counts ``(G, Z, H, W)`` in model gene order: the ``Z`` window slices (4 by default) of
+        an area whose top-left block is a patch corner (``H`` and ``W`` multiples of 4).
     attention_fn
         ``attention_fn(genes (N, G, 4, 4, 4), rows) -> (N, len(rows), G)`` float32 weights,
         e.g. ``model.gene_attention``.
@@ -192,14 +237,17 @@ def window_maps(
     autocast
         ``torch.float16``/``torch.bfloat16`` to run the attention under autocast (CUDA), or
         ``None`` for full precision.
+    scheme
+        The model's slice scheme (the 4-slice one by default).
 
     Returns
     -------
     tuple
-        ``(maps, n_patches)``: float32 ``(4 L, 2, H, W)`` with channels ordered like
-        :func:`channel_names` and the two middle slices (window slots 1, 2), and the number of
-        patches whose attention was computed (patches without any requested-gene count in the
-        middle slices map to zero and are skipped).
+        ``(maps, n_patches)``: float32 ``(K L, D, H, W)`` with the ``K`` kinds of
+        :func:`map_kinds` in channel order like :func:`channel_names` and the ``D`` image slices
+        (window slots 1, 2 for pairs), and the number of patches whose attention was computed
+        (patches without any requested-gene count in the image slices map to zero and are
+        skipped).
     """
     import torch
 
@@ -209,18 +257,23 @@ def window_maps(
     g = torch.as_tensor(np.asarray(genes) if not torch.is_tensor(genes) else genes)
     g = g.float()
     n_genes, n_z, h, w = g.shape
-    if n_z != 4 or h % PATCH_BLOCKS or w % PATCH_BLOCKS:
-        raise ValueError(f"window genes must be (G, 4, 4 m, 4 n), got {tuple(g.shape)}")
+    nz, depth = scheme.gene_slices, scheme.image_depth
+    if n_z != nz or h % PATCH_BLOCKS or w % PATCH_BLOCKS:
+        raise ValueError(f"window genes must be (G, {nz}, 4 m, 4 n), got {tuple(g.shape)}")
+    kinds = map_kinds(scheme)
+    variants, per_kind = _variants(scheme)
+    slot0 = scheme.image_slots[0]
     rows = list(rows)
     n_rows = len(rows)
     ph, pw = h // PATCH_BLOCKS, w // PATCH_BLOCKS
     p = PATCH_BLOCKS
-    patches = g.reshape(n_genes, 4, ph, p, pw, p).permute(2, 4, 0, 1, 3, 5)
-    patches = patches.reshape(ph * pw, n_genes, 4, p, p)
+    patches = g.reshape(n_genes, nz, ph, p, pw, p).permute(2, 4, 0, 1, 3, 5)
+    patches = patches.reshape(ph * pw, n_genes, nz, p, p)
     row_index = torch.as_tensor(rows, dtype=torch.long)
-    expr = patches.index_select(1, row_index)[:, :, 1:3].reshape(ph * pw, n_rows, 2, p * p)
-    out = torch.zeros(ph * pw, len(KINDS), n_rows, 2, p * p)
-    out[:, 3] = expr
+    expr = patches.index_select(1, row_index)[:, :, slot0 : slot0 + depth]
+    expr = expr.reshape(ph * pw, n_rows, depth, p * p)
+    out = torch.zeros(ph * pw, len(kinds), n_rows, depth, p * p)
+    out[:, kinds.index("expr")] = expr
     active = torch.nonzero(expr.reshape(ph * pw, -1).any(dim=1)).flatten()
     dev = torch.device(device)
     rows_dev = row_index.to(dev)
@@ -230,25 +283,21 @@ def window_maps(
         e = expr.index_select(0, idx).to(dev)
         weights = []
         with torch.inference_mode(), precision_autocast(dev, autocast, off_cuda="refuse"):
-            for kept in _VARIANTS:
-                xv = x if len(kept) == 4 else keep_gene_slices(x, kept)
+            for kept in variants:
+                xv = x if len(kept) == nz else keep_gene_slices(x, kept)
                 a = attention_fn(xv, rows).float()  # (n, L, G)
                 weights.append(a.index_select(2, rows_dev))  # (n, L, L)
-        a0, a1, a2, a3 = weights
 
         def mix(a: torch.Tensor, slot: int, e: torch.Tensor = e) -> torch.Tensor:
             return torch.einsum("nij,njb->nib", a, e[:, :, slot])
 
         with torch.inference_mode():
-            up = torch.stack([mix(a0, 0), mix(a1, 1)], dim=2)
-            down = torch.stack([mix(a1, 0), mix(a2, 1)], dim=2)
-            every = torch.stack([mix(a3, 0), mix(a3, 1)], dim=2)
-        out[idx, 0] = up.float().cpu()
-        out[idx, 1] = down.float().cpu()
-        out[idx, 2] = every.float().cpu()
-    # (ph, pw, K, L, 2, p, p) -> (K, L, 2, ph, p, pw, p)
-    out = out.reshape(ph, pw, len(KINDS), n_rows, 2, p, p).permute(2, 3, 4, 0, 5, 1, 6)
-    maps = out.reshape(len(KINDS) * n_rows, 2, h, w).numpy()
+            for kind, matrices in per_kind.items():
+                value = torch.stack([mix(weights[m], d) for d, m in enumerate(matrices)], dim=2)
+                out[idx, kinds.index(kind)] = value.float().cpu()
+    # (ph, pw, K, L, D, p, p) -> (K, L, D, ph, p, pw, p)
+    out = out.reshape(ph, pw, len(kinds), n_rows, depth, p, p).permute(2, 3, 4, 0, 5, 1, 6)
+    maps = out.reshape(len(kinds) * n_rows, depth, h, w).numpy()
     return np.ascontiguousarray(maps, dtype=np.float32), int(active.numel())
 
 
@@ -359,16 +408,17 @@ def _read_window(
     k: int,
     area: tuple[int, int, int, int],
     take: Callable[[np.ndarray], np.ndarray],
+    scheme: SliceScheme = _PAIRS,
 ) -> np.ndarray:
-    """Counts ``(G_model, 4, h, w)`` float32 of window ``k`` over blocks ``area``, zero-padded."""
+    """Counts ``(G_model, Z, h, w)`` float32 of window ``k`` over blocks ``area``, zero-padded."""
     ya, yb, xa, xb = area
     _, n_z, hb, wb = store.zarr_array("genes", 0).shape
-    zs = window_slices(k)
+    zs = window_slices(k, scheme)
     z0, z1 = max(0, zs[0]), min(n_z, zs[-1] + 1)
     cy0, cy1, cx0, cx1 = max(0, ya), min(hb, yb), max(0, xa), min(wb, xb)
     raw = compute(store.genes()[:, z0:z1, cy0:cy1, cx0:cx1], scheduler="synchronous")
     aligned = take(np.asarray(raw))
-    out = np.zeros((aligned.shape[0], 4, yb - ya, xb - xa), dtype=np.float32)
+    out = np.zeros((aligned.shape[0], len(zs), yb - ya, xb - xa), dtype=np.float32)
     out[:, z0 - zs[0] : z1 - zs[0], cy0 - ya : cy1 - ya, cx0 - xa : cx1 - xa] = aligned
     return out
 
@@ -452,17 +502,26 @@ def iter_attention_maps(
             f"gene_names lists {len(model_panel)} genes but the model has "
             f"{model.config.n_genes}; pass the checkpoint's gene names"
         )
-    for g in genes:
-        if g not in model_panel:
-            model_panel.index(g)  # KeyError with close matches
-    missing_store = [g for g in genes if g not in store.panel]
+    report = align_model_panel(model_panel, store.panel)
+    if report.orthologs:  # a human store: human symbols name the model's mouse genes
+        to_model = {h: m for m, h in report.orthologs.items()}
+        genes = tuple(to_model.get(g, g) for g in genes)
+    unknown = [g for g in genes if g not in model_panel]
+    if unknown:
+        why = report.unavailable_reason(unknown)
+        if why:
+            raise KeyError(why)
+        model_panel.index(unknown[0])  # KeyError with close matches
+    present = dict(zip(model_panel.names, report.alignment.present, strict=True))
+    missing_store = [g for g in genes if not present[g]]
     if missing_store:
+        shown = [report.orthologs.get(g, g) for g in missing_store]
         raise KeyError(
-            f"gene(s) {', '.join(missing_store)} are not in the store's panel "
+            f"gene(s) {', '.join(shown)} are not in the store's panel "
             f"({len(store.panel)} genes) at {store.path}; pick genes the store measured"
         )
     rows = model_panel.indices(genes)
-    alignment = model_panel.align(store.panel)
+    alignment = report.alignment
     if not alignment.present.any():
         raise ValueError("the store shares no gene names with the model")
     name = name or preset or "-".join(genes)
@@ -478,9 +537,12 @@ def iter_attention_maps(
         raise ValueError(f"tile_blocks must be a positive multiple of 4, got {tile_blocks}")
     blocks, px_region = _block_region(store, region)
     wanted = _check_slices(store, slices)
-    windows = sorted({s // 2 for s in wanted})
+    scheme = model.config.slice_scheme
+    scheme.check_stack(store.n_slices, f"the store {store.path}")
+    kinds = map_kinds(scheme)
+    groups: dict[int, SliceGroup] = {g.k: g for g in scheme.groups(wanted)}
     tiles = _tiles(blocks, tile_blocks)
-    units = [(k, t) for k in windows for t in tiles]
+    units = [(k, t) for k in groups for t in tiles]
     fn = _attention_fn(model, device)
 
     meta: dict[str, Any] = {
@@ -488,7 +550,7 @@ def iter_attention_maps(
         "kind": "gene-gene attention",
         "preset": preset,
         "genes": list(genes),
-        "kinds": list(KINDS),
+        "kinds": list(kinds),
         "checkpoint": _checkpoint_meta(model, model_panel.names, checkpoint),
         "missing_model_genes": list(alignment.missing),
         "normalisation": {
@@ -503,7 +565,11 @@ def iter_attention_maps(
         "slices": wanted,
         "tile_blocks": int(tile_blocks),
         "patch_grid": "offset: patch corners at -32 + 64 k px (4 x 4 blocks per patch)",
-        "windows": "slices 2k-1..2k+2 (empty padding), maps of the middle slices 2k, 2k+1",
+        "windows": "slices 2k-1..2k+2 (empty padding), maps of the middle slices 2k, 2k+1"
+        if scheme == _PAIRS
+        else f"slice groups of the model's scheme ({scheme.describe()}): gene window "
+        f"{scheme.gene_window(0)[0]:+d}..{scheme.gene_window(0)[-1]:+d} around slices "
+        f"{scheme.image_depth}k..{scheme.image_depth}k+{scheme.image_depth - 1}",
         "units_done": 0,
         "units_total": len(units),
         "complete": False,
@@ -518,7 +584,7 @@ def iter_attention_maps(
             start_unit = int(old.get("units_done", 0))
             meta["units_done"] = start_unit
     if start_unit == 0:
-        store.create_derived(name, channel_names(genes), attrs=meta)
+        store.create_derived(name, channel_names(genes, kinds), attrs=meta)
 
     take = alignment.take  # store order -> model order (missing genes: 0)
     t0 = time.perf_counter()
@@ -527,12 +593,13 @@ def iter_attention_maps(
         py0, px0 = patch_start(ty0), patch_start(tx0)
         py1 = patch_start(ty1 - 1) + PATCH_BLOCKS
         px1 = patch_start(tx1 - 1) + PATCH_BLOCKS
-        window = _read_window(store, k, (py0, py1, px0, px1), take)
+        window = _read_window(store, k, (py0, py1, px0, px1), take, scheme)
         maps, n_active = window_maps(
-            window, fn, rows, batch_size=batch_size, device=device, autocast=autocast
-        )
+            window, fn, rows, batch_size=batch_size, device=device, autocast=autocast,
+            scheme=scheme,
+        )  # fmt: skip
         crop = maps[:, :, ty0 - py0 : ty1 - py0, tx0 - px0 : tx1 - px0]
-        for slot, z in ((0, 2 * k), (1, 2 * k + 1)):
+        for slot, z in enumerate(groups[k].image):
             if z in wanted:
                 store.write_derived(name, z, ty0, tx0, np.ascontiguousarray(crop[:, slot]))
         meta["units_done"] = u + 1

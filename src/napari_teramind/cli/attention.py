@@ -81,6 +81,12 @@ def _run(args: argparse.Namespace) -> int:
 
     store = BrainStore.open(args.store, mode="r+")
     model, info = load_model(args.model, device=args.device)
+    if not args.quiet:
+        from napari_teramind.store import align_model_panel
+
+        report = align_model_panel(info.gene_names, store.panel)
+        if report.missing or report.uses_orthologs:
+            print(report.summary(), flush=True)
     t0 = time.perf_counter()
     gen = iter_attention_maps(
         store,

@@ -139,9 +139,13 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
         return 0
     if not args.store:
         raise ValueError("give a source STORE, or --resume DIR to continue a job")
+    from napari_teramind.generate import check_source
     from napari_teramind.store import BrainStore
 
     store = BrainStore.open(args.store)
+    report = check_source(store, args.model, gene_blind=args.gene_blind)
+    if not args.quiet and (report.missing or report.uses_orthologs):
+        print(report.summary(), flush=True)
     z, h, w = store.shape
     region = tuple(args.region) if args.region else (0, h, 0, w)
     slices = args.slices if args.slices is not None else list(range(z))

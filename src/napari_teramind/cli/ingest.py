@@ -51,12 +51,15 @@ def _common(p: argparse.ArgumentParser, tables: bool = True) -> None:
         "--panel",
         metavar="CSV",
         help="fixed gene panel (column 'gene'), e.g. a model's genes; or "
-        "published:638850[:N] for the published panel (first N genes)",
+        "published:638850[:N] for the published panel (first N genes), human-orthologs-81 "
+        "(the 81 mouse genes with a human ortholog) or human-brain-panel-319",
     )
     p.add_argument(
         "--orthologs",
         metavar="CSV",
-        help="two-column table: panel symbol, sample symbol (e.g. Slc17a7,SLC17A7)",
+        help="two-column table: panel symbol, sample symbol (e.g. Slc17a7,SLC17A7), a table "
+        "with mouse_symbol and human_symbol columns, or human-orthologs-81 (the built-in "
+        "81-gene mouse-to-human mapping)",
     )
     p.add_argument("--ignore-case", action="store_true", help="match gene names regardless of case")
     p.add_argument(
@@ -118,13 +121,7 @@ def _panel_args(args) -> dict:
     from napari_teramind.ingest import load_registration, read_orthologs
     from napari_teramind.store import GenePanel
 
-    panel = None
-    if args.panel:
-        if args.panel.startswith("published:"):
-            parts = args.panel.split(":")
-            panel = GenePanel.published(parts[1], int(parts[2]) if len(parts) > 2 else None)
-        else:
-            panel = GenePanel.from_csv(args.panel)
+    panel = GenePanel.named(args.panel) if args.panel else None
     return {
         "panel": panel,
         "panel_mode": args.panel_mode,

@@ -24,13 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  teramind phantom phantom.zarr                      # 8 x 2048 x 3072 px\n"
             "  teramind phantom tiny.zarr --slices 2 --height 512 --width 768 --genes 32\n"
-            "  teramind phantom big.zarr --slices 4 --height 32768 --width 32768 --workers 2"
+            "  teramind phantom big.zarr --slices 4 --height 32768 --width 32768 --workers 2\n"
+            "  teramind phantom human.zarr --human --height 512 --width 768   # one section"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("out", metavar="OUT.zarr", help="path of the brain store to write")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--slices", type=int, default=8, help="number of sections (default: 8)")
+    p.add_argument(
+        "--slices", type=int, default=None, help="number of sections (default: 8; 1 with --human)"
+    )
     p.add_argument(
         "--height", type=int, default=2048, help="section height in px, a multiple of 16 (2048)"
     )
@@ -50,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--slice-spacing", type=float, default=200.0, help="section spacing in um (default: 200)"
     )
+    p.add_argument(
+        "--human",
+        action="store_true",
+        help="a human-like phantom: the 319-gene human panel in human symbols (GLUT genes "
+        "SLC17A6/SLC17A7 planted; no TH, so no DOPA); one section unless --slices is given",
+    )
     p.add_argument("--workers", type=int, default=2, help="rendering threads (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.zarr if it exists")
     p.add_argument("--quiet", action="store_true", help="print no progress")
@@ -59,14 +68,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from napari_teramind.phantom import PhantomSpec, write_phantom
 
+    if args.human and args.genes is not None:
+        raise ValueError("--human takes the 319-gene human panel; drop --genes")
     spec = PhantomSpec(
         seed=args.seed,
-        n_slices=args.slices,
+        n_slices=args.slices if args.slices is not None else (1 if args.human else 8),
         height=args.height,
         width=args.width,
         n_genes=args.genes,
         pixel_size_um=args.pixel_size,
         slice_spacing_um=args.slice_spacing,
+        species="human" if args.human else "mouse",
     )
     from napari_teramind.cli._progress import Bar
 

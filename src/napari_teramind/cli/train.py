@@ -41,6 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--init", default=None, help="checkpoint to fine-tune (defines the genes)")
     p.add_argument("--genes", nargs="+", default=None, help="model genes (default: first store)")
+    p.add_argument(
+        "--panel",
+        default=None,
+        metavar="PANEL",
+        help="model genes from a panel: human-orthologs-81 (the 81 genes with a human "
+        "ortholog, for human sections), published:638850[:N] or a CSV with a 'gene' column",
+    )
+    p.add_argument(
+        "--gene-slices",
+        type=int,
+        default=None,
+        choices=(1, 4, 8, 16),
+        help="slice scheme of the published code (rna_slc): gene slices per patch; the image "
+        "depth is ceil(N/2). 1 = single-section model (human sections); default: the preset's 4",
+    )
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default: 1000)")
     p.add_argument("--batch-size", type=int, default=4, help="crops per micro-batch (4)")
     p.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (1)")
@@ -151,12 +166,23 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume and latest_checkpoint(run) is None:
         print(f"no checkpoint in {run} yet: starting from step 0", file=sys.stderr)
     overrides = json.loads(args.model_json) if args.model_json else None
+    if args.gene_slices is not None:
+        from napari_teramind.slices import SliceScheme
+
+        overrides = {**(overrides or {}), **SliceScheme.published(args.gene_slices).to_dict()}
+    genes = tuple(args.genes) if args.genes else None
+    if args.panel:
+        from napari_teramind.store import GenePanel
+
+        if genes:
+            raise ValueError("give the model genes either with --genes or with --panel, not both")
+        genes = GenePanel.named(args.panel).names
     cfg = TrainConfig(
         stores=tuple(args.stores),
         preset=args.preset,
         model_overrides=overrides,
         init=args.init,
-        genes=tuple(args.genes) if args.genes else None,
+        genes=genes,
         steps=args.steps,
         batch_size=args.batch_size,
         accumulate=args.accumulate,

@@ -23,7 +23,10 @@ from napari_teramind.generate.plan import (
     PATCH_PX,
     Block,
     GenerationPlan,
+    SliceGroup,
+    SliceScheme,
     normalize_slices,
+    slice_groups,
     snap_region,
 )
 from napari_teramind.generate.roi import (
@@ -34,6 +37,7 @@ from napari_teramind.generate.roi import (
     open_output_store,
 )
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, SCHEMES, step_grids
+from napari_teramind.generate.sources import check_source
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -46,6 +50,9 @@ __all__ = [
     "GeneSource",
     "GenerationPlan",
     "RoiProgress",
+    "SliceGroup",
+    "SliceScheme",
+    "check_source",
     "create_state_arrays",
     "generate_global",
     "generate_roi",
@@ -59,6 +66,7 @@ __all__ = [
     "predict_noise",
     "read_state",
     "run_unit",
+    "slice_groups",
     "snap_region",
     "state_index",
     "step_grids",

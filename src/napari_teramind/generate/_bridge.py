@@ -81,8 +81,11 @@ def make_plan(spec: JobSpec, store: BrainStore | None = None) -> GenerationPlan:
     from napari_teramind.store import BrainStore
 
     check_sampler(spec.sampler)
+    from napari_teramind.model.registry import model_config_of
+
     store = store or BrainStore.open(spec.source)
-    return GenerationPlan(
+    return GenerationPlan.for_model(
+        model_config_of(spec.model),
         canvas=store.shape,
         region=spec.region,
         slices=spec.slices,

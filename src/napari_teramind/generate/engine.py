@@ -93,6 +93,10 @@ class GeneSource:
     ----------
     missing
         Model genes the store lacks; they are fed as zero counts.
+    report
+        The :class:`~napari_teramind.store.ModelPanelReport`: shared genes, the human
+        orthologs used for a store named with human symbols, missing pathway genes. A human
+        store sharing too few genes is refused (:meth:`ModelPanelReport.check`).
     """
 
     store: BrainStore
@@ -101,10 +105,13 @@ class GeneSource:
     counts: Any = None
 
     def __post_init__(self) -> None:
-        from napari_teramind.store import GenePanel
+        from napari_teramind.store import align_model_panel
 
         self.gene_names = tuple(self.gene_names)
-        self.alignment = GenePanel(self.gene_names).align(self.store.panel)
+        self.report = align_model_panel(self.gene_names, self.store.panel)
+        if not self.gene_blind:
+            self.report.check()
+        self.alignment = self.report.alignment
         self.missing = self.alignment.missing
         if len(self.missing) == len(self.gene_names) and not self.gene_blind:
             raise ValueError(
@@ -119,7 +126,9 @@ class GeneSource:
     def window(
         self, plan: GenerationPlan, pair: int, y0: int, y1: int, x0: int, x1: int
     ) -> np.ndarray:
-        """Counts ``(G, 4, (y1 - y0) / 16, (x1 - x0) / 16)`` float32 of a window.
+        """Counts ``(G, Z, (y1 - y0) / 16, (x1 - x0) / 16)`` float32 of a window.
+
+        ``Z`` is the plan's gene window (``plan.gene_depth``, 4 for slice pairs).
 
         The window is relative to the region origin and may leave the region (real counts)
         or the canvas (zeros); gene slices outside the stack are zeros.
@@ -131,7 +140,7 @@ class GeneSource:
             raise ValueError(f"gene window must be on the {gb} px gene-block grid")
         hb, wb = (y1 - y0) // gb, (x1 - x0) // gb
         by0, bx0 = sy // gb, sx // gb
-        out = np.zeros((len(self.gene_names), 4, hb, wb), dtype=np.float32)
+        out = np.zeros((len(self.gene_names), plan.gene_depth, hb, wb), dtype=np.float32)
         if self.gene_blind or not len(self._present):
             return out
         cy0, cy1 = max(by0, 0), min(by0 + hb, height // gb)
@@ -252,7 +261,7 @@ def state_index(step: int) -> tuple[int | None, int]:
 def read_state(
     plan: GenerationPlan, state_in: Any, step: int, pair: int, y0: int, y1: int, x0: int, x1: int
 ) -> np.ndarray:
-    """State ``(4, y1 - y0, x1 - x0)`` of a window (region-relative, zero outside the region).
+    """State ``(2 D, y1 - y0, x1 - x0)`` of a window (region-relative, zero outside the region).
 
     Step 0 computes the initial noise; later steps read ``state_in``, written by step
     ``step - 1`` in its frame (stored that frame's phase further on, see
@@ -261,7 +270,7 @@ def read_state(
     if step == 0:
         return initial_state(plan, pair, y0, y1, x0, x1)
     oy, ox = plan.grids(step - 1).frame
-    out = np.zeros((4, y1 - y0, x1 - x0), dtype=np.float32)
+    out = np.zeros((plan.channels, y1 - y0, x1 - x0), dtype=np.float32)
     cy0, cy1 = max(y0, 0), min(y1, plan.height)
     cx0, cx1 = max(x0, 0), min(x1, plan.width)
     if cy0 < cy1 and cx0 < cx1:
@@ -530,9 +539,11 @@ def predict_noise(
     model
         The network (in ``eval()`` mode, on ``device``).
     window
-        State ``(4, H + 64, W + 64)``: a block of ``H x W`` aligned px plus its 32 px halo.
+        State ``(2 D, H + 64, W + 64)`` (``D`` the model's image depth): a block of
+        ``H x W`` aligned px plus its 32 px halo.
     genes
-        Counts ``(G, 4, (H + 64) / 16, (W + 64) / 16)`` of the same window.
+        Counts ``(G, Z, (H + 64) / 16, (W + 64) / 16)`` of the same window (``Z`` gene
+        slices).
     t
         Original DDPM timestep.
     batch_size
@@ -545,7 +556,7 @@ def predict_noise(
     Returns
     -------
     torch.Tensor
-        ``eps`` of shape ``(4, H, W)``, float32 on CPU.
+        ``eps`` of shape ``(2 D, H, W)``, float32 on CPU.
     """
     ((_, eps),) = predict_many(
         model, [(None, window, genes)], t, batch_size=batch_size, device=device, precision=bf16
@@ -562,11 +573,11 @@ def to_uint8(x0: np.ndarray) -> np.ndarray:
 def write_output_block(
     plan: GenerationPlan, output: BrainStore, block: Block, x0: np.ndarray
 ) -> None:
-    """Write the final ``x0`` ``(4, h, w)`` of ``block`` as uint8 images (requested slices only)."""
+    """Write the final ``x0`` ``(2 D, h, w)`` of ``block`` as uint8 images (requested slices)."""
     sy, sx = plan.to_store(block.y0, block.x0)
     for d, z in enumerate(plan.pair_slices(block.pair)):
         if z in plan.written_slices(block.pair):
-            output.write_images(z, sy, sx, to_uint8(x0[[d, 2 + d]]))
+            output.write_images(z, sy, sx, to_uint8(x0[plan.stain_channels(d)]))
 
 
 def _schedule(plan: GenerationPlan) -> DDIMSchedule:
@@ -741,11 +752,12 @@ def run_unit(
     Returns
     -------
     np.ndarray
-        The clamped ``x0`` estimate ``(4, h, w)`` float32 (model channel order) over
+        The clamped ``x0`` estimate ``(2 D, h, w)`` float32 (model channel order) over
         :meth:`GenerationPlan.unit_window` (the block itself for ``"collage"`` and at the last
         step; the block moved by the step's frame phase otherwise).
     """
     blk = plan.block(block)
+    plan.check_model(model.config)
     if not 0 <= step < plan.steps:
         raise IndexError(f"step {step} outside 0..{plan.steps - 1}")
     genes_src = _gene_source(source, gene_names, gene_blind)
@@ -791,12 +803,13 @@ def generate_global(
     Returns
     -------
     np.ndarray
-        Final ``x0`` ``(pairs, 4, height, width)`` float32.
+        Final ``x0`` ``(groups, 2 D, height, width)`` float32.
     """
     import torch
 
     from napari_teramind.diffusion import to_eps
 
+    plan.check_model(model.config)
     genes_src = _gene_source(source, gene_names, gene_blind)
     sched = _schedule(plan)
     device = torch.device(device)

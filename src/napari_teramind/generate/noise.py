@@ -43,14 +43,14 @@ def patch_noise(seed: int, z: int, y: int, x: int, patch: int = PATCH_PX) -> np.
 def initial_state(
     plan: GenerationPlan, pair: int, y0: int, y1: int, x0: int, x1: int
 ) -> np.ndarray:
-    """Initial state ``x_T`` of a window of one slice pair.
+    """Initial state ``x_T`` of a window of one slice group (a pair for 4-slice models).
 
     Parameters
     ----------
     plan
         The generation plan.
     pair
-        Pair index into ``plan.pairs``.
+        Group index into ``plan.pairs``.
     y0, y1, x0, x1
         Window relative to the region origin; it may reach outside the region, where the
         state is zero (the halo rule).
@@ -58,10 +58,11 @@ def initial_state(
     Returns
     -------
     np.ndarray
-        ``(4, y1 - y0, x1 - x0)`` float32 in model channel order
-        ``[DAPI 2k, DAPI 2k+1, PolyT 2k, PolyT 2k+1]``.
+        ``(2 D, y1 - y0, x1 - x0)`` float32 in model channel order (stain, slice), e.g.
+        ``[DAPI 2k, DAPI 2k+1, PolyT 2k, PolyT 2k+1]`` for pairs. Each slice's noise depends
+        on the slice only, not on the scheme.
     """
-    out = np.zeros((4, y1 - y0, x1 - x0), dtype=np.float32)
+    out = np.zeros((plan.channels, y1 - y0, x1 - x0), dtype=np.float32)
     cy0, cy1 = max(y0, 0), min(y1, plan.height)
     cx0, cx1 = max(x0, 0), min(x1, plan.width)
     if cy0 >= cy1 or cx0 >= cx1:
@@ -73,7 +74,7 @@ def initial_state(
                 noise = patch_noise(plan.seed, z, ry + py, rx + px)
                 sy0, sy1 = max(cy0, py), min(cy1, py + PATCH_PX)
                 sx0, sx1 = max(cx0, px), min(cx1, px + PATCH_PX)
-                out[[d, 2 + d], sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = noise[
+                out[plan.stain_channels(d), sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = noise[
                     :, sy0 - py : sy1 - py, sx0 - px : sx1 - px
                 ]
     return out

@@ -12,10 +12,14 @@ Geometry (all in image pixels of the source brain store)
   ``(i, j + 1)``, ``(i + 1, j)`` and ``(i + 1, j + 1)``.
 * A **block** is ``B x B`` aligned px (``B`` a multiple of 64; edge blocks may be smaller) of one
   **slice pair**. Computing it needs the state of the block plus a 32 px **halo**.
-* **Slice pairs** ``(2k, 2k + 1)`` cover the requested slices; pair ``k`` reads the gene
-  slices ``2k - 1 .. 2k + 2``. Gene slices outside the stack are empty (zero), as published.
-  An image slice of a pair that lies outside the stack (odd stacks) is generated but never
-  written.
+* **Slice groups** of the model's scheme (:mod:`napari_teramind.slices`) cover the requested
+  slices: ``image_depth`` ``D`` image slices ``D k .. D k + D - 1`` with a window of
+  ``gene_depth`` ``Z`` gene slices around them. For the published 4-slice model these are the
+  **slice pairs** ``(2k, 2k + 1)`` reading gene slices ``2k - 1 .. 2k + 2``; for a
+  single-section model (``Z = D = 1``) every slice is its own group. Gene slices outside the
+  stack are empty (zero), as published. An image slice of a group that lies outside the stack
+  (odd stacks) is generated but never written. The plan keeps the historical names: ``pairs``
+  are the group numbers, ``pair_slices`` a group's image slices.
 
 Halo rule: the state ``x_t`` is **zero outside the region** (training zero-pads ``x_t``), the
 genes are the real counts wherever the canvas has them and zero outside the canvas. The tiled
@@ -36,12 +40,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from napari_teramind.slices import SliceGroup, SliceScheme, slice_groups
+
 __all__ = [
     "HALO_PX",
     "PATCH_PX",
     "Block",
     "GenerationPlan",
+    "SliceGroup",
+    "SliceScheme",
     "normalize_slices",
+    "slice_groups",
     "snap_region",
 ]
 
@@ -167,6 +176,9 @@ class GenerationPlan:
         Sampling scheme (:data:`~napari_teramind.generate.schemes.SCHEMES`); the dataclass
         default is the published ``"collage"``, the user-facing entry points default to
         :data:`~napari_teramind.generate.schemes.DEFAULT_SCHEME`.
+    image_depth, gene_depth
+        The model's slice scheme (``ModelConfig.image_depth`` and ``ModelConfig.gene_slices``;
+        :meth:`for_model` fills them in). The default is the published 4-slice scheme.
     """
 
     canvas: tuple[int, int, int]
@@ -177,6 +189,8 @@ class GenerationPlan:
     steps: int = 15
     gene_block_px: int = 16
     scheme: str = "collage"
+    image_depth: int = 2
+    gene_depth: int = 4
     blocks: tuple[Block, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -214,6 +228,7 @@ class GenerationPlan:
         from napari_teramind.generate.schemes import PHASE_UNIT, check_scheme
 
         check_scheme(self.scheme)
+        SliceScheme(self.gene_depth, self.image_depth)  # validates the pair of integers
         if self.scheme != "collage" and PHASE_UNIT % gb:
             raise ValueError(
                 f"scheme {self.scheme!r} moves grids by {PHASE_UNIT} px, which is not a whole "
@@ -249,19 +264,36 @@ class GenerationPlan:
         return self.region[3] - self.region[2]
 
     @property
+    def slice_scheme(self) -> SliceScheme:
+        """The model's slice scheme (:class:`~napari_teramind.slices.SliceScheme`)."""
+        return SliceScheme(self.gene_depth, self.image_depth)
+
+    @property
+    def groups(self) -> tuple[SliceGroup, ...]:
+        """The slice groups covering the requested slices (slice pairs for 4-slice models)."""
+        return self.slice_scheme.groups(self.slices)
+
+    @property
     def pairs(self) -> tuple[int, ...]:
-        """Pair numbers ``k`` (slices ``2k, 2k + 1``) covering the requested slices."""
-        return tuple(sorted({z // 2 for z in self.slices}))
+        """Group numbers ``k`` covering the requested slices (pair ``k``: slices ``2k, 2k+1``)."""
+        return tuple(g.k for g in self.groups)
 
-    def pair_slices(self, pair: int) -> tuple[int, int]:
-        """Image slices ``(2k, 2k + 1)`` of pair index ``pair``."""
-        k = self.pairs[pair]
-        return 2 * k, 2 * k + 1
+    @property
+    def channels(self) -> int:
+        """State channels per group: ``2 * image_depth`` (DAPI slices, then PolyT slices)."""
+        return 2 * self.image_depth
 
-    def gene_slices(self, pair: int) -> tuple[int, int, int, int]:
-        """Gene slices ``2k - 1 .. 2k + 2`` of pair index ``pair`` (may leave the stack)."""
-        k = self.pairs[pair]
-        return 2 * k - 1, 2 * k, 2 * k + 1, 2 * k + 2
+    def pair_slices(self, pair: int) -> tuple[int, ...]:
+        """Image slices of group index ``pair`` (``(2k, 2k + 1)`` for slice pairs)."""
+        return self.groups[pair].image
+
+    def gene_slices(self, pair: int) -> tuple[int, ...]:
+        """Gene slices of group index ``pair`` (``2k - 1 .. 2k + 2`` for pairs; may leave it)."""
+        return self.groups[pair].genes
+
+    def stain_channels(self, d: int) -> list[int]:
+        """State channels ``[DAPI, PolyT]`` of the ``d``-th image slice of a group."""
+        return [d, self.image_depth + d]
 
     def written_slices(self, pair: int) -> tuple[int, ...]:
         """Requested slices of pair index ``pair`` (the ones written to the output)."""
@@ -294,13 +326,13 @@ class GenerationPlan:
 
     @property
     def state_shape(self) -> tuple[int, int, int, int]:
-        """Shape of one state array: ``(pairs, 4, height + pad, width + pad)`` float32.
+        """Shape of one state array: ``(groups, 2 D, height + pad, width + pad)`` float32.
 
-        Channels are in model order ``[DAPI 2k, DAPI 2k+1, PolyT 2k, PolyT 2k+1]``; ``pad`` is
-        :attr:`frame_pad`.
+        Channels are in model order (stain, slice), e.g. ``[DAPI 2k, DAPI 2k+1, PolyT 2k,
+        PolyT 2k+1]`` for pairs; ``pad`` is :attr:`frame_pad`.
         """
         pad = self.frame_pad
-        return len(self.pairs), 4, self.height + pad, self.width + pad
+        return len(self.pairs), self.channels, self.height + pad, self.width + pad
 
     def grids(self, step: int):
         """:class:`~napari_teramind.generate.schemes.StepGrids` of ``step`` (run order)."""
@@ -327,7 +359,7 @@ class GenerationPlan:
     @property
     def state_chunks(self) -> tuple[int, int, int, int]:
         """Chunks of the state arrays: exactly one block each, so no two blocks share one."""
-        return 1, 4, self.block_px, self.block_px
+        return 1, self.channels, self.block_px, self.block_px
 
     def block(self, index: int | Block) -> Block:
         """The block with ``index`` (a :class:`Block` is returned as is after a check)."""
@@ -359,8 +391,12 @@ class GenerationPlan:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able description (for job specs and provenance)."""
-        return {
+        """JSON-able description (for job specs and provenance).
+
+        The slice scheme is written only when it is not the published 4-slice one, so the
+        description (and every job spec) of a 4-slice generation is what it always was.
+        """
+        out = {
             "canvas": list(self.canvas),
             "region": list(self.region),
             "slices": list(self.slices),
@@ -370,12 +406,15 @@ class GenerationPlan:
             "gene_block_px": self.gene_block_px,
             "scheme": self.scheme,
         }
+        if (self.gene_depth, self.image_depth) != (4, 2):
+            out.update(gene_depth=self.gene_depth, image_depth=self.image_depth)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationPlan:
         """Inverse of :meth:`to_dict`; a dict without ``scheme`` (older) means ``"collage"``."""
         known = {"canvas", "region", "slices", "block_px", "seed", "steps", "gene_block_px",
-                 "scheme"}  # fmt: skip
+                 "scheme", "gene_depth", "image_depth"}  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown GenerationPlan fields: {unknown}")
@@ -388,7 +427,43 @@ class GenerationPlan:
             steps=int(data.get("steps", 15)),
             gene_block_px=int(data.get("gene_block_px", 16)),
             scheme=str(data.get("scheme", "collage")),
+            image_depth=int(data.get("image_depth", 2)),
+            gene_depth=int(data.get("gene_depth", 4)),
         )
+
+    def check_model(self, config: Any) -> None:
+        """Refuse a model whose slice scheme is not this plan's, or that cannot use the stack.
+
+        Parameters
+        ----------
+        config
+            The model's :class:`~napari_teramind.model.ModelConfig`.
+
+        Raises
+        ------
+        ValueError
+            A plan made for another scheme (build it with :meth:`for_model`), or a stack with
+            fewer sections than the model generates together (a 4-slice model asked for one
+            section).
+        """
+        model = SliceScheme.of(config)
+        model.check_stack(self.canvas[0], "the source store")
+        if model != self.slice_scheme:
+            raise ValueError(
+                f"the generation plan is for {self.slice_scheme.describe()}, but the model "
+                f"has {model.describe()}; build the plan with GenerationPlan.for_model()"
+            )
+
+    @classmethod
+    def for_model(cls, config: Any, **kwargs: Any) -> GenerationPlan:
+        """A plan with the slice scheme of the model ``config``; refuses unusable stacks.
+
+        ``kwargs`` are the other :class:`GenerationPlan` fields (``canvas``, ``region``, ...).
+        """
+        scheme = SliceScheme.of(config)
+        plan = cls(image_depth=scheme.image_depth, gene_depth=scheme.gene_slices, **kwargs)
+        plan.check_model(config)
+        return plan
 
     def with_block_px(self, block_px: int) -> GenerationPlan:
         """The same generation cut into blocks of another size (same result)."""

@@ -330,7 +330,9 @@ def generate_roi(
         ``(y0, y1, x0, x1)`` in image px; sides multiples of 64 px, origin a multiple of
         16 px (use :func:`~napari_teramind.generate.snap_region` for free-hand selections).
     slices
-        Slices to generate (``None`` = all); whole slice pairs ``(2k, 2k+1)`` are computed.
+        Slices to generate (``None`` = all); whole slice groups of the model's scheme are
+        computed (pairs ``(2k, 2k+1)`` for 4-slice models, single slices for single-section
+        models; see :mod:`napari_teramind.slices`).
     seed
         Seed of the initial noise.
     sampler
@@ -378,7 +380,8 @@ def generate_roi(
     check_sampler(sampler)
     check_scheme(scheme)
     source = store if isinstance(store, BrainStore) else BrainStore.open(store)
-    plan = GenerationPlan(
+    plan = GenerationPlan.for_model(
+        model.config,
         canvas=source.shape,
         region=tuple(region),
         slices=slices,
@@ -474,7 +477,8 @@ def _run(
                 uy0, uy1, ux0, ux1 = plan.unit_window(step, blk)
                 for d, z in enumerate(plan.pair_slices(blk.pair)):
                     if z in slice_pos:
-                        view[:, slice_pos[z], uy0:uy1, ux0:ux1] = to_uint8(x0[[d, 2 + d]])
+                        stains = x0[plan.stain_channels(d)]
+                        view[:, slice_pos[z], uy0:uy1, ux0:ux1] = to_uint8(stains)
             if step == last:
                 wrote = True
                 sy, sx = plan.to_store(blk.y0, blk.x0)

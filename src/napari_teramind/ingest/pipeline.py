@@ -224,12 +224,19 @@ def plan_panel(
 
 
 def read_orthologs(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a two-column CSV of model symbol to sample symbol (e.g. ``Slc17a7,SLC17A7``).
+    """Read a CSV of model symbol to sample symbol (e.g. ``Slc17a7,SLC17A7``).
 
-    A header naming the columns is optional: the first two columns are used.
+    ``human-orthologs-81`` names the built-in table of the 81 mouse genes with a human
+    ortholog in the 319-gene human panel. A file with a header holding ``mouse_symbol`` and
+    ``human_symbol`` (the layout of that table) uses those columns; otherwise a header naming
+    the columns is optional and the first two columns are used.
     """
     import csv
 
+    from napari_teramind.panels import ORTHOLOG_PANEL, human_orthologs
+
+    if str(path) == ORTHOLOG_PANEL:
+        return human_orthologs()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ortholog table {path} does not exist")
@@ -238,6 +245,10 @@ def read_orthologs(path: str | os.PathLike[str]) -> dict[str, str]:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
     if rows and len(rows[0]) < 2:
         raise ValueError(f"{path}: expected two columns (model symbol, sample symbol)")
+    head = [c.strip().lower() for c in rows[0]] if rows else []
+    if "mouse_symbol" in head and "human_symbol" in head:
+        m, h = head.index("mouse_symbol"), head.index("human_symbol")
+        rows = [[r[m], r[h]] for r in rows[1:] if len(r) > max(m, h)]
     for i, row in enumerate(rows):
         if len(row) < 2:
             raise ValueError(f"{path}: row {i + 1} has fewer than two columns")

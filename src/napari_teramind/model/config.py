@@ -139,6 +139,13 @@ class ModelConfig:
         """Width of the raw sinusoidal timestep embedding."""
         return self.model_channels if self.time_embed_dim is None else self.time_embed_dim
 
+    @property
+    def slice_scheme(self):
+        """The :class:`~napari_teramind.slices.SliceScheme` (gene slices, image depth)."""
+        from napari_teramind.slices import SliceScheme
+
+        return SliceScheme.of(self)
+
     def attention_at_level(self, level: int) -> bool:
         """Whether encoder/decoder ResBlocks of ``level`` are followed by cross-attention."""
         return self.resolutions[level] in self.attention_resolutions

@@ -10,9 +10,10 @@ if TYPE_CHECKING:
     import torch
 
     from napari_teramind.model.checkpoint import CheckpointInfo
+    from napari_teramind.model.config import ModelConfig
     from napari_teramind.model.unet import TeraMindUNet
 
-__all__ = ["resolve_model"]
+__all__ = ["model_config_of", "model_meta_of", "resolve_model"]
 
 BUNDLED_NAMES = ("bundled",)
 
@@ -78,3 +79,39 @@ def resolve_model(
         f"{path} is not a model checkpoint: expected a .safetensors/.json pair of this package "
         "or a published .ckpt file"
     )
+
+
+def model_config_of(spec: str | os.PathLike[str] | None) -> ModelConfig:
+    """The :class:`ModelConfig` of the model ``spec`` names (see :func:`model_meta_of`)."""
+    return model_meta_of(spec)[0]
+
+
+def model_meta_of(spec: str | os.PathLike[str] | None) -> tuple[ModelConfig, tuple[str, ...]]:
+    """``(config, gene names)`` of the model ``spec`` names, from its metadata where it can.
+
+    Native checkpoints (and the bundled model, and a run's latest checkpoint) are read from
+    their JSON metadata without loading weights; a published ``.ckpt`` is imported. Used to
+    plan a generation (its slice scheme) and check its source before any worker loads the
+    model.
+    """
+    from napari_teramind.model.bundled import bundled_checkpoint_path
+    from napari_teramind.model.checkpoint import (
+        _read_meta,
+        checkpoint_files,
+        is_native_checkpoint,
+        latest_checkpoint,
+    )
+    from napari_teramind.model.config import ModelConfig
+
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in BUNDLED_NAMES):
+        path = bundled_checkpoint_path()
+    else:
+        path = Path(spec).expanduser()
+        if path.is_dir() and not is_native_checkpoint(path):
+            latest = latest_checkpoint(path)
+            path = latest[1] if latest is not None else path
+    if is_native_checkpoint(path):
+        meta = _read_meta(checkpoint_files(path)[1])
+        return ModelConfig.from_dict(meta["model_config"]), tuple(meta["gene_names"])
+    _, info = resolve_model(spec)
+    return info.config, tuple(info.gene_names)

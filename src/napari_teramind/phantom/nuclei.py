@@ -158,7 +158,7 @@ def nuclei_window(
     out["region"] = sel["region"]
     out["cell_type"] = sel["type"]
     out["brightness"] = sel["bright"]
-    means = type_gene_means(spec.gene_names)
+    means = type_gene_means(spec.program_genes)
     size = (sel["r"] / _TYPE_R[sel["type"]]) ** 2
     out["transcripts"] = means[sel["type"]].sum(axis=1) * size
     return out
@@ -169,7 +169,7 @@ def nucleus_gene_means(spec: PhantomSpec, nuclei: np.ndarray) -> np.ndarray:
 
     The cell type's program scaled by the cell's size (``(radius / type radius) ** 2``).
     """
-    means = type_gene_means(spec.gene_names)
+    means = type_gene_means(spec.program_genes)
     t = nuclei["cell_type"].astype(np.int64)
     size = (nuclei["radius"].astype(np.float64) / _TYPE_R[t]) ** 2
     return means[t] * size[:, None]

@@ -69,6 +69,13 @@ class PhantomSpec:
         Distance between sections; the anatomy changes smoothly along z in micrometres.
     gene_block_px
         Gene block edge (always 16, as in the published model).
+    species
+        ``"mouse"`` (default) or ``"human"``: a human-like phantom whose panel is the
+        published 319-gene human panel in human symbols (``genes`` are human symbols too).
+        Genes with a mouse ortholog among the 81 of ``human-orthologs-81`` follow that mouse
+        gene's programs (SLC17A6/SLC17A7 the GLUT ones); the others get weak filler programs.
+        TH and CLDN5 are not in that panel, so no human phantom plants DOPA or BLOD. Nothing
+        of a human phantom is mouse-named.
     """
 
     seed: int = 0
@@ -80,6 +87,7 @@ class PhantomSpec:
     pixel_size_um: float = 2.0
     slice_spacing_um: float = 200.0
     gene_block_px: int = 16
+    species: str = "mouse"
 
     def __post_init__(self) -> None:
         if self.gene_block_px != 16:
@@ -96,7 +104,21 @@ class PhantomSpec:
             raise ValueError("pixel_size_um and slice_spacing_um must be positive")
         if not 0 <= int(self.seed) < 2**63:
             raise ValueError(f"seed must be a non-negative 63-bit integer, got {self.seed}")
-        if self.genes is None:
+        if self.species not in ("mouse", "human"):
+            raise ValueError(f"species must be 'mouse' or 'human', not {self.species!r}")
+        if self.species == "human":
+            from napari_teramind.panels import human_panel_names
+
+            panel = human_panel_names()
+            genes = panel if self.genes is None else tuple(str(g) for g in self.genes)
+            if self.genes is None and self.n_genes is not None:
+                raise ValueError(
+                    "a human phantom has the 319-gene human panel; give genes=... (human "
+                    "symbols) for a subset, not n_genes"
+                )
+            if len(set(genes)) != len(genes):
+                raise ValueError("phantom genes must be unique")
+        elif self.genes is None:
             genes = resolve_genes(self.n_genes)
         else:
             genes = tuple(str(g) for g in self.genes)
@@ -116,6 +138,17 @@ class PhantomSpec:
         return self.genes
 
     @property
+    def program_genes(self) -> tuple[str, ...]:
+        """The names whose planted programs each gene follows (mouse orthologs for human)."""
+        assert self.genes is not None
+        if self.species == "mouse":
+            return self.genes
+        from napari_teramind.panels import human_orthologs
+
+        to_mouse = {h: m for m, h in human_orthologs().items()}
+        return tuple(to_mouse.get(g, g) for g in self.genes)
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """``(n_slices, height, width)``."""
         return (self.n_slices, self.height, self.width)
@@ -129,6 +162,8 @@ class PhantomSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict; :meth:`from_dict` restores an equal spec."""
         d = dataclasses.asdict(self)
+        if self.species == "mouse":
+            del d["species"]  # the record of every mouse phantom stays what it was
         d["genes"] = list(self.gene_names)
         d["version"] = PHANTOM_VERSION
         return d

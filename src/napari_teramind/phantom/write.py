@@ -137,7 +137,7 @@ def write_phantom(
         n_slices=spec.n_slices,
         height=spec.height,
         width=spec.width,
-        panel=GenePanel.published("638850").subset(spec.gene_names),
+        panel=GenePanel(spec.gene_names),
         pixel_size_um=spec.pixel_size_um,
         slice_spacing_um=spec.slice_spacing_um,
         gene_block_px=spec.gene_block_px,
@@ -145,7 +145,9 @@ def write_phantom(
         provenance={
             "generator": f"napari_teramind.phantom v{PHANTOM_VERSION}",
             "seed": spec.seed,
-            "panel_source": "published 638850 panel (subset)",
+            "panel_source": "published 638850 panel (subset)"
+            if spec.species == "mouse"
+            else "published 319-gene human brain panel (human-brain-panel-319)",
         },
         region_names=region_names(),
         overwrite=overwrite,
@@ -206,9 +208,26 @@ def phantom_metadata(spec: PhantomSpec) -> dict[str, Any]:
         "version": PHANTOM_VERSION,
         "spec": spec.to_dict(),
         "region_names": {str(k): v for k, v in region_names().items()},
-        "programs": programs_metadata(spec.gene_names),
+        "programs": _programs(spec),
         "nucleus_table": "phantom.ground_truth_nuclei(spec, z, y0, x0, h, w) re-renders them",
     }
+
+
+def _programs(spec: PhantomSpec) -> dict[str, Any]:
+    """The planted programs, under the store's gene names (human symbols for human)."""
+    meta = programs_metadata(spec.program_genes)
+    if spec.species == "mouse":
+        return meta
+    names = dict(zip(spec.program_genes, spec.gene_names, strict=True))
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {names.get(k, k): rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [names.get(v, v) if isinstance(v, str) else rename(v) for v in value]
+        return value
+
+    return rename(meta)
 
 
 def spec_of(source: PhantomSpec | BrainStore | str | os.PathLike[str]) -> PhantomSpec:

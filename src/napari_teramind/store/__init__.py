@@ -13,7 +13,7 @@ from .errors import (
     OverwriteRefused,
 )
 from .overwrite import check_replaceable, discard, identify, prepare_target
-from .panel import PATHWAYS, GenePanel, PanelAlignment
+from .panel import PATHWAYS, GenePanel, ModelPanelReport, PanelAlignment, align_model_panel
 
 __all__ = [
     "CHANNELS",
@@ -25,9 +25,11 @@ __all__ = [
     "DamagedStoreError",
     "GenePanel",
     "MissingChunkError",
+    "ModelPanelReport",
     "NotEnoughSpace",
     "OverwriteRefused",
     "PanelAlignment",
+    "align_model_panel",
     "check_replaceable",
     "discard",
     "identify",

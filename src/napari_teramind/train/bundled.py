@@ -106,13 +106,16 @@ def _patch_means(img: np.ndarray, patch: int) -> np.ndarray:
     return cells.reshape(c, -1)
 
 
-def _empty_block_mask(genes: np.ndarray, side: int, block: int) -> np.ndarray:
-    """Pixels of the crop's two image slices whose gene block (``block`` px) counts nothing.
+def _empty_block_mask(
+    genes: np.ndarray, side: int, block: int, slots: Sequence[int] = (1, 2)
+) -> np.ndarray:
+    """Pixels of the crop's image slices whose gene block (``block`` px) counts nothing.
 
-    ``genes`` is ``(G, 4, gb, gb)`` with its margin; gene slices 1 and 2 are the image slices.
+    ``genes`` is ``(G, Z, gb, gb)`` with its margin; ``slots`` are the window positions of the
+    image slices (1 and 2 for the 4-slice scheme, see ``SliceScheme.image_slots``).
     """
     margin = (genes.shape[-1] - side // block) // 2
-    counts = genes[:, 1:3, margin:-margin, margin:-margin].sum(axis=0)  # (2, side/b, side/b)
+    counts = genes[:, list(slots), margin:-margin, margin:-margin].sum(axis=0)  # (D, ., .)
     return np.kron(counts == 0, np.ones((block, block), dtype=bool))
 
 
@@ -158,7 +161,9 @@ def gene_following_scores(
         augment=False,
         min_tissue=0.05,
         use="holdout" if holdout_slices else "train",
+        scheme=model.config.slice_scheme,
     )
+    depth, slots = model.config.image_depth, model.config.slice_scheme.image_slots
     real, cond, blind = [], [], []
     empty_gen, empty_real = [], []
     for i in range(n_crops):
@@ -169,13 +174,13 @@ def gene_following_scores(
         cond.append(_patch_means(generated, patch_px))
         blind.append(_patch_means(sample_crop(model, genes * 0, steps, seed=i).numpy(), patch_px))
         side, block = sample.image.shape[-1], model.config.gene_block_px
-        empty = _empty_block_mask(sample.genes, side, block)  # (2, H, W): DAPI z0, z1
-        empty_gen.append(generated[:2][empty])
-        empty_real.append(sample.image[:2][empty])
+        empty = _empty_block_mask(sample.genes, side, block, slots)  # (D, H, W): DAPI slices
+        empty_gen.append(generated[:depth][empty])
+        empty_real.append(sample.image[:depth][empty])
     real_a, cond_a, blind_a = (np.concatenate(v, axis=1) for v in (real, cond, blind))
     empty_gen_a, empty_real_a = np.concatenate(empty_gen), np.concatenate(empty_real)
     grey = 127.5  # [-1, 1] -> uint8 grey levels
-    dapi, polyt = slice(0, 2), slice(2, 4)
+    dapi, polyt = slice(0, depth), slice(depth, 2 * depth)
 
     def level(a: np.ndarray) -> float:
         return float((a.mean() + 1.0) * grey) if a.size else float("nan")
@@ -183,7 +188,7 @@ def gene_following_scores(
     return {
         "dapi_empty": level(empty_gen_a),
         "dapi_empty_real": level(empty_real_a),
-        "empty_fraction": float(empty_gen_a.size / (2 * n_crops * sample.image.shape[-1] ** 2)),
+        "empty_fraction": float(empty_gen_a.size / (depth * n_crops * sample.image.shape[-1] ** 2)),
         "dapi_r": _pearson(real_a[dapi], cond_a[dapi]),
         "dapi_r_blind": _pearson(real_a[dapi], blind_a[dapi]),
         "polyt_r": _pearson(real_a[polyt], cond_a[polyt]),

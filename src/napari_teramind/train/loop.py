@@ -363,7 +363,12 @@ def train(
             f"({model.config.patch_size} px)"
         )
     sampler = PatchSampler(
-        cfg.stores, panel, crop=cfg.crop, holdout_slices=cfg.holdout_slices, seed=cfg.seed
+        cfg.stores,
+        panel,
+        crop=cfg.crop,
+        holdout_slices=cfg.holdout_slices,
+        seed=cfg.seed,
+        scheme=model.config.slice_scheme,
     )
     start, seconds0, cpu0 = 0, 0.0, 0.0
     resumed = latest_checkpoint(run)
@@ -594,7 +599,7 @@ def sample_crop(model, genes: torch.Tensor, steps: int = 15, seed: int = 0) -> t
     model
         The network.
     genes
-        ``(G, 4, gb, gb)`` counts of the crop plus its 2-block margin.
+        ``(G, Z, gb, gb)`` counts of the crop plus its 2-block margin (``Z`` gene slices).
     steps
         DDIM steps.
     seed
@@ -603,7 +608,7 @@ def sample_crop(model, genes: torch.Tensor, steps: int = 15, seed: int = 0) -> t
     Returns
     -------
     torch.Tensor
-        ``(4, crop, crop)`` in ``[-1, 1]``.
+        ``(2 D, crop, crop)`` in ``[-1, 1]``.
     """
     from napari_teramind.diffusion import DDIMSchedule, ddim_step, to_eps
 
@@ -645,7 +650,7 @@ def save_preview(model, sampler: PatchSampler, path: Path, device, index: int = 
     fig, axes = plt.subplots(2, 2, figsize=(6, 6))
     for row, (name, im) in enumerate((("real", sample.image), ("generated", gen.numpy()))):
         for col, stain in enumerate(("DAPI", "PolyT")):
-            axes[row, col].imshow(im[2 * col], cmap="gray", vmin=-1, vmax=1)
+            axes[row, col].imshow(im[model.config.image_depth * col], cmap="gray", vmin=-1, vmax=1)
             axes[row, col].set_title(f"{name} {stain}")
             axes[row, col].set_axis_off()
     fig.tight_layout()

@@ -1,9 +1,11 @@
 """Random training crops from brain stores, read chunk-wise from zarr.
 
-One sample (METHOD.md 1.6, adapted to brain stores):
+One sample (METHOD.md 1.6, adapted to brain stores), for the model's slice scheme
+(:class:`~napari_teramind.slices.SliceScheme`; the published 4-slice one is shown):
 
-* a slice pair ``(s, s+1)`` and the four gene slices ``s-1 .. s+2`` that condition it (empty
-  slices beyond the stack, as published);
+* a slice group of ``D`` image slices starting at ``s`` (the pair ``(s, s+1)``) and the ``Z``
+  gene slices that condition it (``s-1 .. s+2``; empty slices beyond the stack, as published).
+  A single-section model (``Z = D = 1``) reads slice ``s`` alone;
 * a ``crop`` x ``crop`` px image crop (default 256) at a position on the 16-px gene-block grid,
   as ``[DAPI_s, DAPI_s+1, PolyT_s, PolyT_s+1]`` in ``[-1, 1]``;
 * the gene counts of the crop plus a 2-block (32-px) margin on every side, ``(G, 4, 20, 20)``,
@@ -24,16 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_teramind.store import BrainStore, GenePanel
+from napari_teramind.slices import SliceScheme
+from napari_teramind.store import BrainStore, GenePanel, align_model_panel
 
-GENE_SLICES = 4
-IMAGE_DEPTH = 2
+#: The published 4-slice scheme, the default of every function here.
+PAIRS = SliceScheme(4, 2)
+GENE_SLICES = PAIRS.gene_slices
+IMAGE_DEPTH = PAIRS.image_depth
 MARGIN_BLOCKS = 2
 
 
 @dataclass(frozen=True)
 class TrainingSample:
-    """One training crop: ``image`` (4, crop, crop) float32 and ``genes`` (G, 4, gb, gb)."""
+    """One training crop: ``image`` (2 D, crop, crop) float32 and ``genes`` (G, Z, gb, gb)."""
 
     image: np.ndarray
     genes: np.ndarray
@@ -48,11 +53,17 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x7E7A]))
 
 
-def read_image_pair(store: BrainStore, s: int, y0: int, x0: int, size: int) -> np.ndarray:
-    """Images of slices ``s, s+1`` in ``[-1, 1]``, channels (stain, slice), ``(4, size, size)``."""
+def read_image_pair(
+    store: BrainStore, s: int, y0: int, x0: int, size: int, depth: int = IMAGE_DEPTH
+) -> np.ndarray:
+    """Images of slices ``s .. s + depth - 1`` in ``[-1, 1]``, channels (stain, slice).
+
+    Returns ``(2 depth, size, size)`` float32; ``depth`` is the model's image depth (2: the
+    pair ``s, s+1``; 1: slice ``s`` alone).
+    """
     arr = store.array("images", 0)
-    img = np.asarray(arr[:, s : s + IMAGE_DEPTH, y0 : y0 + size, x0 : x0 + size])
-    return img.reshape(2 * IMAGE_DEPTH, size, size).astype(np.float32) / 127.5 - 1.0
+    img = np.asarray(arr[:, s : s + depth, y0 : y0 + size, x0 : x0 + size])
+    return img.reshape(2 * depth, size, size).astype(np.float32) / 127.5 - 1.0
 
 
 def read_gene_window(
@@ -62,8 +73,12 @@ def read_gene_window(
     bx0: int,
     n_blocks: int,
     target_index: np.ndarray,
+    scheme: SliceScheme = PAIRS,
 ) -> np.ndarray:
-    """Gene counts of slices ``s-1 .. s+2`` over blocks ``[by0, by0+n) x [bx0, bx0+n)``.
+    """Gene counts of the window of the group at slice ``s`` over ``n_blocks`` square blocks.
+
+    The blocks are ``[by0, by0+n) x [bx0, bx0+n)``; the slices the scheme's gene window
+    (``s-1 .. s+2`` for the default 4-slice scheme).
 
     Slices and blocks outside the store are zero; ``target_index`` (from
     :meth:`GenePanel.align`) picks and orders the genes, -1 meaning absent (zero).
@@ -71,12 +86,13 @@ def read_gene_window(
     Returns
     -------
     numpy.ndarray
-        ``(G_target, 4, n_blocks, n_blocks)`` float32.
+        ``(G_target, Z, n_blocks, n_blocks)`` float32.
     """
     arr = store.array("genes", 0)
     _, nz, nby, nbx = arr.shape
-    out = np.zeros((len(target_index), GENE_SLICES, n_blocks, n_blocks), np.float32)
-    z0, z1 = s - 1, s - 1 + GENE_SLICES
+    window = scheme.gene_window(s)
+    out = np.zeros((len(target_index), len(window), n_blocks, n_blocks), np.float32)
+    z0, z1 = window[0], window[-1] + 1
     cz0, cz1 = max(z0, 0), min(z1, nz)
     cy0, cy1 = max(by0, 0), min(by0 + n_blocks, nby)
     cx0, cx1 = max(bx0, 0), min(bx0 + n_blocks, nbx)
@@ -121,8 +137,11 @@ class PatchSampler:
         Resample a crop (up to a few times) when fewer than this fraction of its gene blocks
         hold any transcript, so training does not waste steps on empty background.
     use
-        ``"train"``: draw slice pairs with no held-out slice; ``"holdout"``: draw only pairs
+        ``"train"``: draw slice groups with no held-out slice; ``"holdout"``: draw only groups
         with a held-out slice (evaluation).
+    scheme
+        The model's slice scheme (``model.config.slice_scheme``); the published 4-slice one
+        (slice pairs) by default.
     """
 
     def __init__(
@@ -135,6 +154,7 @@ class PatchSampler:
         augment: bool = True,
         min_tissue: float = 0.05,
         use: str = "train",
+        scheme: SliceScheme = PAIRS,
     ):
         if use not in ("train", "holdout"):
             raise ValueError(f"use must be 'train' or 'holdout', not {use!r}")
@@ -146,6 +166,7 @@ class PatchSampler:
         self.seed = int(seed)
         self.augment = augment
         self.min_tissue = float(min_tissue)
+        self.scheme = scheme
         self._stores: list[BrainStore] | None = None
         opened = [BrainStore.open(p) for p in self.paths]
         gb = opened[0].gene_block_px
@@ -158,9 +179,13 @@ class PatchSampler:
                 raise ValueError(f"{st.path} has gene blocks of {st.gene_block_px} px, not {gb}")
             if min(st.height, st.width) < self.crop:
                 raise ValueError(f"{st.path} ({st.height} x {st.width} px) is smaller than a crop")
-            if st.n_slices < IMAGE_DEPTH:
-                raise ValueError(f"{st.path} has {st.n_slices} slice(s); training needs 2")
-            al = panel.align(st.panel)
+            if st.n_slices < scheme.image_depth:
+                raise ValueError(
+                    f"{st.path} has {st.n_slices} slice(s); a model with "
+                    f"{scheme.describe()} trains on {scheme.image_depth} slices together "
+                    "(train a single-section model, gene_slices=1, on single sections)"
+                )
+            al = align_model_panel(panel, st.panel).alignment
             if not al.present.any():
                 raise ValueError(f"{st.path} shares no gene with the model panel")
             self.alignments.append(al)
@@ -179,15 +204,20 @@ class PatchSampler:
                 raise ValueError(
                     f"held-out slice(s) {bad} outside {st.path} (slices 0..{st.n_slices - 1})"
                 )
-        # a pair (s, s+1) trains when neither slice is held out, and evaluates otherwise
+        # a group s .. s+D-1 trains when none of its slices is held out, evaluates otherwise
         want_holdout = use == "holdout"
+        depth = scheme.image_depth
         self.pairs = [
-            [s for s in range(st.n_slices - 1) if ((s in ho) or (s + 1 in ho)) == want_holdout]
+            [
+                s
+                for s in scheme.training_starts(st.n_slices)
+                if any(z in ho for z in range(s, s + depth)) == want_holdout
+            ]
             for st, ho in zip(opened, per_store, strict=True)
         ]
         if not any(self.pairs):
             raise ValueError(
-                "every slice pair is held out; nothing left to train on"
+                "every slice group is held out; nothing left to train on"
                 if not want_holdout
                 else "no slice is held out; nothing to evaluate on (give holdout slices)"
             )
@@ -225,17 +255,22 @@ class PatchSampler:
                 bx - MARGIN_BLOCKS,
                 nb + 2 * MARGIN_BLOCKS,
                 self.alignments[si].target_index,
+                self.scheme,
             )
-            inner = genes[:, 1:3, MARGIN_BLOCKS:-MARGIN_BLOCKS, MARGIN_BLOCKS:-MARGIN_BLOCKS]
+            slots = self.scheme.image_slots
+            m = MARGIN_BLOCKS
+            inner = genes[:, slots[0] : slots[-1] + 1, m:-m, m:-m]
             if (inner.sum(axis=(0, 1)) > 0).mean() >= self.min_tissue:
                 break
-        image = read_image_pair(self.stores[si], s, by * gb, bx * gb, self.crop)
+        image = read_image_pair(
+            self.stores[si], s, by * gb, bx * gb, self.crop, self.scheme.image_depth
+        )
         if self.augment:
             image, genes = augment(image, genes, int(rng.integers(4)), bool(rng.integers(2)))
         return TrainingSample(image, genes, si, s, by * gb, bx * gb)
 
     def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Stack samples into ``(B, 4, crop, crop)`` images and ``(B, G, 4, gb, gb)`` genes."""
+        """Stack samples into ``(B, 2 D, crop, crop)`` images and ``(B, G, Z, gb, gb)`` genes."""
         samples = [self.sample(i) for i in indices]
         return (
             np.stack([s.image for s in samples]),

@@ -1,0 +1,138 @@
+"""Issue 18: slice schemes from the model config and the single-section human path, small."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_teramind.cli import main
+from napari_teramind.generate import GenerationPlan, check_source, generate_roi, slice_groups
+from napari_teramind.model import ModelConfig, latest_checkpoint, load_checkpoint
+from napari_teramind.panels import human_orthologs, human_panel_names
+from napari_teramind.phantom import PhantomSpec, write_phantom
+from napari_teramind.phantom.programs import REQUIRED_GENES
+from napari_teramind.store import BrainStore, GenePanel, align_model_panel
+
+MICRO = {
+    "model_channels": 2,
+    "channel_mult": [1, 1, 1, 2],
+    "embed_channels": 8,
+    "gene_map_channels": [2, 2, 2],
+    "num_res_blocks": 1,
+}
+
+
+def test_slice_groups_of_every_published_scheme():
+    pairs = slice_groups(3, 4, 2)
+    assert [(g.image, g.genes) for g in pairs] == [((0, 1), (-1, 0, 1, 2)), ((2, 3), (1, 2, 3, 4))]
+    assert [(g.image, g.genes) for g in slice_groups(2, 1, 1)] == [((0,), (0,)), ((1,), (1,))]
+    eight = slice_groups(8, 8, 4, slices=[5])
+    assert [(g.image, g.genes) for g in eight] == [((4, 5, 6, 7), tuple(range(2, 10)))]
+    # the plan's pairs are the 4-slice groups, and its dict is what it always was
+    plan = GenerationPlan(canvas=(3, 64, 64), region=(0, 64, 0, 64), slices=None)
+    assert plan.pairs == (0, 1) and plan.gene_slices(1) == (1, 2, 3, 4)
+    assert "gene_depth" not in plan.to_dict() and plan.state_shape == (2, 4, 64, 64)
+    one = GenerationPlan.for_model(
+        ModelConfig.preset("tiny", 3).replace(gene_slices=1, image_depth=1),
+        canvas=(3, 64, 64), region=(0, 64, 0, 64), slices=[0, 2],
+    )  # fmt: skip
+    assert one.pairs == (0, 2) and one.pair_slices(1) == (2,) and one.state_shape[:2] == (2, 2)
+    assert GenerationPlan.from_dict(one.to_dict()) == one
+
+
+def test_a_4_slice_model_refuses_one_section_before_any_work():
+    config = ModelConfig.preset("tiny", 3)
+    with pytest.raises(ValueError, match=r"1 section\(s\).*single-section model"):
+        GenerationPlan.for_model(config, canvas=(1, 64, 64), region=(0, 64, 0, 64), slices=None)
+    # a single-section model takes a 3D stack, one section at a time
+    single = config.replace(gene_slices=1, image_depth=1)
+    plan = GenerationPlan.for_model(single, canvas=(4, 64, 64), region=(0, 64, 0, 64), slices=None)
+    assert len(plan.groups) == 4
+
+
+def test_human_phantom_is_human_named(tmp_path):
+    store = write_phantom(tmp_path / "h.zarr", PhantomSpec(seed=1, n_slices=1, height=64,
+                          width=64, species="human"), workers=1, executor="thread")  # fmt: skip
+    assert store.panel.names == human_panel_names()
+    assert "SLC17A7" in store.panel and "TH" not in store.panel
+    mouse = set(GenePanel.published("638850").names) | set(GenePanel.published("609882").names)
+    assert not mouse & set(store.panel.names)  # nothing mouse-named
+    genes = np.asarray(store.zarr_array("genes", 0)[:])
+    assert genes[store.panel.index("SLC17A7")].sum() > 0
+    programs = json.dumps(store.metadata["phantom"]["programs"])
+    assert "Slc17a7" not in programs and "SLC17A7" in programs
+
+
+def test_ortholog_report_and_too_few_genes():
+    human = GenePanel(human_panel_names())
+    report = align_model_panel(GenePanel.named("human-orthologs-81"), human)
+    assert report.n_shared == 81 and report.orthologs["Slc17a7"] == "SLC17A7"
+    assert "DOPA" in report.missing_pathways and "TH" in report.summary()
+    wide = align_model_panel(GenePanel.published("638850", 229), human)
+    with pytest.raises(ValueError, match=r"only 47 of the model's 229 genes.*DOPA lacks Th"):
+        wide.check()
+
+
+def test_read_orthologs_builtin_and_three_column_table(tmp_path):
+    from napari_teramind.ingest import read_orthologs
+
+    assert read_orthologs("human-orthologs-81") == human_orthologs()
+    table = tmp_path / "o.csv"
+    table.write_text("panel_index_60988,mouse_symbol,human_symbol\n75,Slc17a6,SLC17A6\n")
+    assert read_orthologs(table) == {"Slc17a6": "SLC17A6"}
+
+
+def test_whole_human_path(tmp_path, capsys):
+    """Mouse phantom -> single-section model on the 81 ortholog genes -> human section."""
+    mouse_genes = (*human_orthologs(), *(g for g in REQUIRED_GENES if g not in human_orthologs()))
+    mouse = tmp_path / "mouse.zarr"
+    write_phantom(mouse, PhantomSpec(seed=2, n_slices=2, height=128, width=128,
+                  genes=mouse_genes), workers=1, executor="thread")  # fmt: skip
+    human = tmp_path / "human.zarr"
+    assert main(["phantom", str(human), "--human", "--height", "128", "--width", "128",
+                 "--seed", "4", "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    assert BrainStore.open(human).n_slices == 1
+    run = tmp_path / "run"
+    assert main(["train", str(mouse), "--out", str(run), "--gene-slices", "1", "--panel",
+                 "human-orthologs-81", "--model-json", json.dumps(MICRO), "--steps", "2",
+                 "--batch-size", "1", "--crop", "128", "--lr", "3e-3", "--device", "cpu",
+                 "--quiet"]) == 0  # fmt: skip
+    model, info = load_checkpoint(latest_checkpoint(run)[1])
+    assert (model.config.gene_slices, model.config.image_depth) == (1, 1)
+    assert info.gene_names == tuple(human_orthologs())
+
+    report = check_source(human, config=model.config, gene_names=info.gene_names)
+    assert report.n_shared == 81 and report.uses_orthologs
+    items = list(generate_roi(human, model, (0, 128, 0, 128), None, steps=2,
+                              gene_names=info.gene_names, output=tmp_path / "gen.zarr",
+                              preview=False))  # fmt: skip
+    gen = BrainStore.open(items[-1].output)
+    images = np.asarray(gen.zarr_array("images", 0)[:, 0])
+    assert images.shape == (2, 128, 128) and images.std() > 0
+
+    from napari_teramind.attention import compute_attention_maps
+
+    store = BrainStore.open(human, mode="r+")
+    name = compute_attention_maps(store, model, "GLUT", gene_names=info.gene_names)
+    meta = store.attention_metadata(name)
+    assert meta["kinds"] == ["all", "expr"]  # one slice: the one attention map defined
+    with pytest.raises(KeyError, match=r"has no TH.*GLUT \(Slc17a6-Slc17a7\) can"):
+        compute_attention_maps(store, model, "DOPA", gene_names=info.gene_names)
+
+    from napari_teramind.evaluate import evaluate_region
+
+    ev = evaluate_region(BrainStore.open(human), gen, 0, (0, 128, 0, 128), metrics=("psnr",))
+    assert np.isfinite(ev.metrics["psnr_dapi"])
+
+
+def test_4_slice_model_on_human_section_is_refused(tmp_path):
+    human = write_phantom(tmp_path / "h.zarr", PhantomSpec(seed=1, n_slices=1, height=64,
+                          width=64, species="human"), workers=1, executor="thread")  # fmt: skip
+    config = ModelConfig.preset("tiny", 229)
+    with pytest.raises(ValueError, match="single-section model"):
+        check_source(human, config=config, gene_names=GenePanel.published("638850", 229).names)
+    single = config.replace(gene_slices=1, image_depth=1)
+    with pytest.raises(ValueError, match=r"only 47 of the model's 229"):
+        check_source(human, config=single, gene_names=GenePanel.published("638850", 229).names)
