@@ -238,7 +238,8 @@ def test_resident_local_workers_claim_spans_once(inputs, tmp_path):
     model, info = load_checkpoint(ckpt)
     items = list(generate_roi(store, model, REGION, (0, 1, 2, 3), seed=7, steps=STEPS,
                               gene_names=info.gene_names, output=tmp_path / "roi.zarr",
-                              block_px=BLOCK, preview=False))  # fmt: skip
+                              block_px=BLOCK, preview=False,
+                              numerics=Numerics(threads=1)))  # fmt: skip
     y0, y1, x0, x1 = REGION
     a = np.asarray(BrainStore.open(tmp_path / "out.zarr").images()[:, :4, y0:y1, x0:x1])
     b = np.asarray(BrainStore.open(items[-1].output).images()[:, :4, y0:y1, x0:x1])

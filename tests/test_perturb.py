@@ -152,7 +152,8 @@ def test_knockout_changes_the_images_and_the_store_records_it(inputs, unedited, 
 def test_a_stopped_perturbation_resumes_bit_exactly(inputs, tmp_path):
     store, model = inputs
     edits = [Scale(_top_gene(store), 3.0)]
-    ref = perturb(store, model, REGION, SLICES, edits, output=tmp_path / "ref.zarr", **KW)
+    kw = dict(KW, memory_budget=0)  # per-block units: 2 steps x 4 blocks
+    ref = perturb(store, model, REGION, SLICES, edits, output=tmp_path / "ref.zarr", **kw)
 
     class Stop(Exception):
         pass
@@ -163,10 +164,10 @@ def test_a_stopped_perturbation_resumes_bit_exactly(inputs, tmp_path):
 
     with pytest.raises(Stop):
         perturb(store, model, REGION, SLICES, edits, output=tmp_path / "r.zarr",
-                progress=stop_after_three, **KW)  # fmt: skip
+                progress=stop_after_three, **kw)  # fmt: skip
     job = tmp_path / "r.job"
     assert (job / "spec.json").is_file() and not (job / "complete.json").exists()
-    out = perturb(store, model, REGION, SLICES, edits, output=tmp_path / "r.zarr", **KW)
+    out = perturb(store, model, REGION, SLICES, edits, output=tmp_path / "r.zarr", **kw)
     assert np.array_equal(_arrays(out.path)[0], _arrays(ref.path)[0])
     assert np.array_equal(_arrays(out.path)[1], _arrays(ref.path)[1])
     # resumed, not restarted: each of the 8 units was written once in all

@@ -174,7 +174,7 @@ class JobSpec:
             "model": self.model,
             "job": job,
             "writer": job,
-            **({"edits": self.extra["edits"]} if self.extra.get("edits") else {}),
+            **({"edits": self.extra["edits"]} if "edits" in self.extra else {}),
         }
 
     def replace(self, **changes: Any) -> JobSpec:

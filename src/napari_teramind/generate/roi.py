@@ -197,6 +197,8 @@ def same_generation(a: dict[str, Any], b: dict[str, Any]) -> bool:
             va, vb = bool(va), bool(vb)
         elif k == "scheme":  # records made before schemes existed are collage generations
             va, vb = va or LEGACY_SCHEME, vb or LEGACY_SCHEME
+        elif k == "edits":  # no edits and an empty edit list are the same pixels
+            va, vb = va or [], vb or []
         if va != vb:
             return False
     return _same_model(a, b)

@@ -66,6 +66,9 @@ def prepare_perturbation(
     batch_size: int | None = None,
     executor: str = "inprocess",
     workers: int | None = None,
+    memory_budget: int | None = None,
+    checkpoint_every: int = 5,
+    numerics: Any = None,
 ) -> Any:
     """Check everything and build the job spec of a perturbation (nothing is written).
 
@@ -109,7 +112,10 @@ def prepare_perturbation(
         batch_size=batch_size,
         executor=executor,
         workers=workers,
+        memory_budget=memory_budget,
+        checkpoint_every=checkpoint_every,
         extra={SPEC_KEY: edits_to_json(resolved, store.gene_block_px)},
+        **({} if numerics is None else {"numerics": numerics}),
     )
 
 
@@ -134,6 +140,9 @@ def perturb(
     overwrite: bool = False,
     check_space: bool = True,
     progress: Callable[[Any], None] | None = None,
+    memory_budget: int | None = None,
+    checkpoint_every: int = 5,
+    numerics: Any = None,
 ) -> BrainStore:
     """Generate ``region`` of ``source`` with edited genes; return the edited generated store.
 
@@ -169,6 +178,9 @@ def perturb(
         Check free disk space first.
     progress
         Called with every :class:`~napari_teramind.generate.executors.JobProgress`.
+    memory_budget, checkpoint_every, numerics
+        As for :class:`~napari_teramind.generate.job.JobSpec` (the job's unit layout and
+        numerics; defaults as ``teramind generate``).
 
     Returns
     -------
@@ -179,7 +191,8 @@ def perturb(
                          sampler=sampler, steps=steps, scheme=scheme, block_px=block_px,
                          batch_size=batch_size, device=device, job_dir=job_dir,
                          executor=executor, workers=workers, overwrite=overwrite,
-                         check_space=check_space)  # fmt: skip
+                         check_space=check_space, memory_budget=memory_budget,
+                         checkpoint_every=checkpoint_every, numerics=numerics)  # fmt: skip
     while True:
         try:
             item = next(items)
