@@ -148,8 +148,14 @@ def test_controls_match_the_and_pairs_in_expression(pair_chunks):
 
 
 def test_interaction_store_records_its_truth(tmp_path):
+    from napari_teramind.cli import main
+
     spec = PhantomSpec(seed=1, n_slices=2, height=256, width=384, n_genes=6, interactions=True)
-    store = write_phantom(tmp_path / "i.zarr", spec, workers=1)
+    args = ["phantom", str(tmp_path / "i.zarr"), "--seed", "1", "--slices", "2", "--height",
+            "256", "--width", "384", "--genes", "6", "--interactions", "--workers", "1",
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    store = BrainStore.open(tmp_path / "i.zarr")
     meta = BrainStore.open(store.path).metadata["phantom"]
     assert [p["name"] for p in meta["interactions"]["pairs"]][:2] == ["AND1", "AND2"]
     assert {p["kind"] for p in meta["interactions"]["pairs"]} == {"and", "control", "additive"}
@@ -234,6 +240,13 @@ def test_contrast_map_in_store_and_cli(contrast_store, tmp_path, capsys):
     assert s["n_blocks"] == int(both.sum()) > 0
     regions = contrast_by_region(store, name)
     assert regions["n_blocks"].sum() == s["n_blocks"] and "SN/VTA" in set(regions["name"])
+    from napari_teramind.layers import attention_layers
+
+    layers = {d[1]["name"].rsplit(" ", 1)[-1]: d[1] for d in attention_layers(store, [name])}
+    assert set(layers) == set(CONTRAST_CHANNELS) and layers["z"]["visible"]
+    lo, hi = layers["z"]["contrast_limits"]
+    assert lo == -hi >= -1e9 and hi >= 3 and layers["z"]["colormap"] == "PiYG"
+    assert not any(layers[c]["visible"] for c in CONTRAST_CHANNELS if c != "z")
     # the CLI: the published map is written as without --contrast, the contrast beside it
     save_checkpoint(tmp_path / "ckpt", model, None, genes)
     del store

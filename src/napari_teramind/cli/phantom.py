@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  teramind phantom phantom.zarr                      # 8 x 2048 x 3072 px\n"
             "  teramind phantom tiny.zarr --slices 2 --height 512 --width 768 --genes 32\n"
+            "  teramind phantom pairs.zarr --slices 4 --height 1024 --width 1536 --genes 6 "
+            "--interactions\n"
             "  teramind phantom big.zarr --slices 4 --height 32768 --width 32768 --workers 2"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -50,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--slice-spacing", type=float, default=200.0, help="section spacing in um (default: 200)"
     )
+    p.add_argument(
+        "--interactions",
+        action="store_true",
+        help="plant gene-gene interactions: 20 extra genes in AND, control and additive pairs "
+        "(docs/attention.md); the truth is stored with the phantom",
+    )
     p.add_argument("--workers", type=int, default=2, help="rendering threads (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.zarr if it exists")
     p.add_argument("--quiet", action="store_true", help="print no progress")
@@ -67,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         n_genes=args.genes,
         pixel_size_um=args.pixel_size,
         slice_spacing_um=args.slice_spacing,
+        interactions=args.interactions,
     )
     from napari_teramind.cli._progress import Bar
 
