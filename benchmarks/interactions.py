@@ -208,7 +208,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     genes = list(info.gene_names)
     rows = []
     t0 = time.perf_counter()
-    for label, model in (("trained", trained), ("random", random)):
+    first = "trained" if not args.checkpoint else Path(args.checkpoint).name
+    for label, model in ((first, trained), ("random", random)):
         for p in INTERACTION_PAIRS[: args.pairs]:
             name = f"{label}-{p.name}"
             kw = {"gene_names": genes, "slices": list(SCORE_SLICES)}
@@ -233,7 +234,7 @@ def cmd_score(args: argparse.Namespace) -> None:
             rows.append(row)
             print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
     report = {"checkpoint_step": step, "rows": rows, "auc": {}}
-    for label in ("trained", "random"):
+    for label in (first, "random"):
         sub = [r for r in rows if r["model"] == label and r["kind"] in ("and", "control")]
         y = np.array([r["kind"] == "and" for r in sub])
         if not sub:
