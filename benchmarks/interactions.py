@@ -181,7 +181,6 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     from napari_teramind.attention import compute_attention_maps
     from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
-    from napari_teramind.attention.validate import roc_auc
     from napari_teramind.model import ModelConfig, TeraMindUNet
     from napari_teramind.model.checkpoint import load_checkpoint
     from napari_teramind.store import BrainStore
@@ -209,8 +208,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     rows = []
     t0 = time.perf_counter()
     first = "trained" if not args.checkpoint else Path(args.checkpoint).name
-    for label, model in ((first, trained), ("random", random)):
-        for p in INTERACTION_PAIRS[: args.pairs]:
+    ands = [p for p in INTERACTION_PAIRS if p.kind == "and"]
+    ctrls = [p for p in INTERACTION_PAIRS if p.kind == "control"]
+    order = [p for pair in zip(ands, ctrls, strict=True) for p in pair]
+    order += [p for p in INTERACTION_PAIRS if p.kind == "additive"]
+    for p in order[: args.pairs]:  # AND1, CTRL1, AND2, ...: a partial run stays balanced
+        for label, model in ((first, trained), ("random", random)):
             name = f"{label}-{p.name}"
             kw = {"gene_names": genes, "slices": list(SCORE_SLICES)}
             compute_attention_maps(store, model, list(p.genes), name=name, **kw)
@@ -233,7 +236,14 @@ def cmd_score(args: argparse.Namespace) -> None:
                 )
             rows.append(row)
             print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
-    report = {"checkpoint_step": step, "rows": rows, "auc": {}}
+            _report(out, step, rows, first)
+
+
+def _report(out: Path, step: int | None, rows: list[dict], first: str) -> None:
+    """AUC of AND over control pairs per model and score; ``OUT/score.json`` (after each row)."""
+    from napari_teramind.attention.validate import roc_auc
+
+    report: dict = {"checkpoint_step": step, "rows": rows, "auc": {}}
     for label in (first, "random"):
         sub = [r for r in rows if r["model"] == label and r["kind"] in ("and", "control")]
         y = np.array([r["kind"] == "and" for r in sub])
@@ -242,7 +252,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         for key in ("published", "contrast_z", "permuted_z", "perturbation"):
             if key in sub[0]:
                 report["auc"][f"{label} {key}"] = roc_auc(np.array([r[key] for r in sub]), y)
-    print(json.dumps(report["auc"], indent=1))
+    print(json.dumps(report["auc"]), flush=True)
     (out / "score.json").write_text(json.dumps(report, indent=1))
 
 
