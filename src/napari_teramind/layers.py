@@ -329,7 +329,10 @@ def attention_layers(
     normalised as published (``log2(1 + G * value)``, ``log2(1 + count)``, masked to where both
     genes are expressed, Gaussian sigma 2 blocks), lazily per chunk and pyramid level, with
     black-to-pathway-colour colormaps (METHOD.md appendix B) and additive blending; the
-    ``all:`` channels are visible, the others hidden. Other maps are shown raw with ``magma``.
+    ``all:`` channels are visible, the others hidden. Contrast maps
+    (:mod:`napari_teramind.attention.contrast`) show their ``z`` channel with a diverging
+    colormap symmetric about 0 (the other channels hidden). Other maps are shown raw with
+    ``magma``.
 
     Parameters
     ----------
@@ -381,13 +384,24 @@ def attention_layers(
                     opacity=ATTENTION_OPACITY,  # the tissue stays readable under the map
                     visible=kind == "all",
                 )
+            elif att_meta.get("kind") == "gene-gene attention contrast" and channel == "z":
+                # the contrast z: diverging, symmetric about 0, drawn over the images
+                hi = float(np.abs(np.asarray(attention_contrast_limits(store, att, c))).max())
+                kwargs.update(
+                    contrast_limits=(-max(hi, 3.0), max(hi, 3.0)),
+                    colormap="PiYG",
+                    blending="translucent",
+                    opacity=0.7,
+                    visible=True,
+                )
             else:
+                contrast_map = att_meta.get("kind") == "gene-gene attention contrast"
                 kwargs.update(
                     contrast_limits=attention_contrast_limits(store, att, c),
                     colormap="magma",
                     blending="additive",
                     opacity=ATTENTION_OPACITY,
-                    visible=c == 0,
+                    visible=c == 0 and not contrast_map,
                 )
             out.append(_pack(data, kwargs, "image"))
     return out

@@ -256,7 +256,7 @@ def window_maps(
 
     g = torch.as_tensor(np.asarray(genes) if not torch.is_tensor(genes) else genes)
     g = g.float()
-    n_genes, n_z, h, w = g.shape
+    _, n_z, h, w = g.shape
     nz, depth = scheme.gene_slices, scheme.image_depth
     if n_z != nz or h % PATCH_BLOCKS or w % PATCH_BLOCKS:
         raise ValueError(f"window genes must be (G, {nz}, 4 m, 4 n), got {tuple(g.shape)}")
@@ -267,8 +267,7 @@ def window_maps(
     n_rows = len(rows)
     ph, pw = h // PATCH_BLOCKS, w // PATCH_BLOCKS
     p = PATCH_BLOCKS
-    patches = g.reshape(n_genes, nz, ph, p, pw, p).permute(2, 4, 0, 1, 3, 5)
-    patches = patches.reshape(ph * pw, n_genes, nz, p, p)
+    patches = to_patches(g)
     row_index = torch.as_tensor(rows, dtype=torch.long)
     expr = patches.index_select(1, row_index)[:, :, slot0 : slot0 + depth]
     expr = expr.reshape(ph * pw, n_rows, depth, p * p)
@@ -299,6 +298,25 @@ def window_maps(
     out = out.reshape(ph, pw, len(kinds), n_rows, depth, p, p).permute(2, 3, 4, 0, 5, 1, 6)
     maps = out.reshape(len(kinds) * n_rows, depth, h, w).numpy()
     return np.ascontiguousarray(maps, dtype=np.float32), int(active.numel())
+
+
+def to_patches(genes: torch.Tensor) -> torch.Tensor:
+    """Cut window counts ``(G, Z, 4 m, 4 n)`` into patches ``(m n, G, Z, 4, 4)``, row-major."""
+    n_genes, n_z, h, w = genes.shape
+    p = PATCH_BLOCKS
+    ph, pw = h // p, w // p
+    patches = genes.reshape(n_genes, n_z, ph, p, pw, p).permute(2, 4, 0, 1, 3, 5)
+    return patches.reshape(ph * pw, n_genes, n_z, p, p)
+
+
+def from_patches(values: torch.Tensor | np.ndarray, h: int, w: int) -> np.ndarray:
+    """Broadcast per-patch values ``(m n, ...)`` back to blocks ``(..., 4 m, 4 n)``."""
+    v = np.asarray(values)
+    p = PATCH_BLOCKS
+    ph, pw = h // p, w // p
+    grid = v.reshape(ph, pw, *v.shape[1:])
+    grid = np.moveaxis(grid, (0, 1), (-2, -1))
+    return np.repeat(np.repeat(grid, p, axis=-2), p, axis=-1)
 
 
 # ---------------------------------------------------------------------------- streaming

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from napari_teramind.store import BrainStore
 
-__all__ = ["TrendResult", "plot_trend", "trend_data", "trend_plot"]
+__all__ = ["TrendResult", "contrast_data", "plot_trend", "trend_data", "trend_plot"]
 
 
 @dataclass
@@ -40,11 +40,42 @@ class TrendResult:
         One row per gene: ``gene, slope, intercept, r, p_value, n``.
     path
         The PNG written, or ``None``.
+    contrast
+        With a contrast map (:mod:`.contrast`): one row per level-0 block where both genes
+        count, ``slice, y, x, coexpression`` (``log2(1 + min(count a, count b))``) and ``z``;
+        drawn as an extra panel beside the genes'.
     """
 
     data: pd.DataFrame
     fits: pd.DataFrame
     path: Path | None = None
+    contrast: pd.DataFrame | None = None
+
+
+def contrast_data(
+    store: BrainStore, contrast: str, slices: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Blocks of contrast map ``contrast`` where both genes count: co-expression and ``z``."""
+    import pandas as pd
+
+    from napari_teramind.attention.contrast import _contrast_arrays
+
+    zs, ch = _contrast_arrays(store, contrast, slices)
+    genes = list(store.attention_metadata(contrast)["genes"])
+    counts = compute(store.genes()[store.panel.indices(genes)][:, zs]).astype(np.float32)
+    hb, wb = ch["z"].shape[-2:]
+    counts = counts[..., :hb, :wb]
+    zi, yi, xi = np.nonzero(ch["both"] > 0.5)
+    co = np.log2(1 + np.minimum(counts[0], counts[1]))[zi, yi, xi]
+    return pd.DataFrame(
+        {
+            "slice": np.asarray(zs)[zi],
+            "y": yi,
+            "x": xi,
+            "coexpression": co,
+            "z": ch["z"][zi, yi, xi],
+        }
+    )
 
 
 def trend_data(
@@ -133,8 +164,11 @@ def plot_trend(result: TrendResult, path: str | Path, title: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     genes = list(result.fits["gene"])
-    fig = Figure(figsize=(4.6 * max(1, len(genes)), 4.2), dpi=100, layout="constrained")
-    axes = fig.subplots(1, max(1, len(genes)), squeeze=False)[0]
+    n_panels = max(1, len(genes)) + (result.contrast is not None)
+    fig = Figure(figsize=(4.6 * n_panels, 4.2), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    if result.contrast is not None:
+        _contrast_panel(fig, axes[-1], result.contrast)
     for ax, (_, fit) in zip(axes, result.fits.iterrows(), strict=False):
         sub = result.data[result.data["gene"] == fit["gene"]]
         e, a = sub["expression"].to_numpy(), sub["attention"].to_numpy()
@@ -158,6 +192,21 @@ def plot_trend(result: TrendResult, path: str | Path, title: str = "") -> Path:
     return path
 
 
+def _contrast_panel(fig, ax, data: pd.DataFrame) -> None:
+    """Z of the attention contrast against the pair's co-expression (one point per block)."""
+    co, z = data["coexpression"].to_numpy(), data["z"].to_numpy()
+    if co.size > 50:
+        hb = ax.hexbin(co, z, gridsize=40, bins="log", cmap="coolwarm", mincnt=1)
+        fig.colorbar(hb, ax=ax, fraction=0.05, pad=0.02).set_label("blocks per bin")
+    elif co.size:
+        ax.scatter(co, z, s=6, alpha=0.6)
+    ax.axhline(0.0, color="black", lw=1)
+    mean = f"mean z {z.mean():.2f}, " if z.size else ""
+    ax.set_title(f"attention contrast ({mean}n = {z.size})", fontsize=10)
+    ax.set_xlabel("co-expression, log2(1 + min(count a, count b))")
+    ax.set_ylabel("z = (A_pair - null mean) / null sd")
+
+
 def trend_plot(
     store: BrainStore,
     name: str,
@@ -167,10 +216,13 @@ def trend_plot(
     kind: str = "all",
     level: int = 2,
     options: NormaliseOptions | None = None,
+    contrast: str | None = None,
 ) -> list[TrendResult]:
     """Write ``<out_dir>/<name>_<kind>_trend[_z<slice>].png`` and return the results.
 
     ``per_slice=False`` pools all slices into one plot; True writes one plot per slice.
+    ``contrast``: a contrast map of the same pair (:mod:`.contrast`), drawn as an extra panel
+    (its ``z`` against the pair's co-expression, level 0 blocks).
     """
     out_dir = Path(out_dir)
     groups: list[list[int] | None] = (
@@ -181,6 +233,8 @@ def trend_plot(
     results = []
     for zs in groups:
         res = trend_data(store, name, kind=kind, slices=zs, level=level, options=options)
+        if contrast is not None:
+            res.contrast = contrast_data(store, contrast, zs)
         suffix = f"_z{zs[0]}" if zs else ""
         title = f"{name} {kind} vs expression" + (f", slice {zs[0]}" if zs else ", all slices")
         res.path = plot_trend(res, out_dir / f"{name}_{kind}_trend{suffix}.png", title)

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  teramind attention brain.zarr --genes Slc17a7 Gad2 --region 0 1024 0 2048 "
             "--slices 2 3\n"
             "  teramind attention brain.zarr --pair GLUT --model ckpt/ --device cuda "
-            "--autocast bf16 --plot-dir plots/"
+            "--autocast bf16 --plot-dir plots/\n"
+            "  teramind attention brain.zarr --pair DOPA --contrast random --null-draws 4"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,6 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--per-slice", action="store_true", help="one trend plot per slice (with --plot-dir)"
     )
+    p.add_argument(
+        "--contrast",
+        choices=("permuted", "random"),
+        help="also write the pair's attention contrast against a null on the same counts "
+        "(gene identities permuted, or randomly initialised attention) to "
+        "attention/<name>-contrast (two genes only; docs/attention.md)",
+    )
+    p.add_argument(
+        "--null-draws", type=int, default=4, metavar="N", help="null draws (default: 4, >= 2)"
+    )
+    p.add_argument("--null-seed", type=int, default=0, help="seed of the null (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument(
         "--autocast", choices=("none", "fp16", "bf16"), default="none", help="CUDA autocast"
@@ -79,6 +91,14 @@ def _run(args: argparse.Namespace) -> int:
     from napari_teramind.cli._progress import Bar
     from napari_teramind.store import BrainStore
 
+    if args.contrast:
+        from napari_teramind.attention import resolve_genes
+
+        n = len(resolve_genes(args.pair or args.genes)[1])
+        if n != 2:
+            raise ValueError(f"--contrast needs a gene pair (two genes), got {n} gene(s)")
+        if args.null_draws < 2:
+            raise ValueError(f"--null-draws must be at least 2, got {args.null_draws}")
     store = BrainStore.open(args.store, mode="r+")
     model, info = load_model(args.model, device=args.device)
     if not args.quiet:
@@ -107,10 +127,43 @@ def _run(args: argparse.Namespace) -> int:
             bar(item.units_done, item.units_total)
     assert item is not None
     print(f"wrote attention/{item.name} in {time.perf_counter() - t0:.1f} s")
+    contrast = None
+    if args.contrast:
+        from napari_teramind.attention.contrast import contrast_summary, iter_contrast_maps
+
+        t1 = time.perf_counter()
+        gen = iter_contrast_maps(
+            store,
+            model,
+            args.pair or args.genes,
+            null=args.contrast,
+            draws=args.null_draws,
+            seed=args.null_seed,
+            checkpoint=info,
+            name=f"{item.name}-contrast",
+            region=args.region,
+            slices=args.slices,
+            batch_size=args.batch_size,
+            device=args.device,
+            resume=not args.restart,
+        )
+        with Bar("contrast", "unit", args.quiet) as bar:
+            for citem in gen:
+                bar(citem.units_done, citem.units_total)
+        contrast = citem.name
+        s = contrast_summary(store, contrast)
+        print(
+            f"wrote attention/{contrast} ({args.contrast} null, {args.null_draws} draws) in "
+            f"{time.perf_counter() - t1:.1f} s: mean z {s['z']:.3f} over {s['n_blocks']} "
+            f"blocks where both genes count, |z| > 2 in {100 * s['z_abs_gt2']:.1f} %"
+        )
     if args.plot_dir:
         from napari_teramind.attention.plots import trend_plot
 
-        for res in trend_plot(store, item.name, args.plot_dir, per_slice=args.per_slice):
+        results = trend_plot(
+            store, item.name, args.plot_dir, per_slice=args.per_slice, contrast=contrast
+        )
+        for res in results:
             fits = ", ".join(
                 f"{r.gene}: slope {r.slope:.2f}, r {r.r:.2f}" for r in res.fits.itertuples()
             )

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  teramind phantom phantom.zarr                      # 8 x 2048 x 3072 px\n"
             "  teramind phantom tiny.zarr --slices 2 --height 512 --width 768 --genes 32\n"
+            "  teramind phantom pairs.zarr --slices 4 --height 1024 --width 1536 --genes 6 "
+            "--interactions\n"
             "  teramind phantom big.zarr --slices 4 --height 32768 --width 32768 --workers 2\n"
             "  teramind phantom human.zarr --human --height 512 --width 768   # one section"
         ),
@@ -59,6 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a human-like phantom: the 319-gene human panel in human symbols (GLUT genes "
         "SLC17A6/SLC17A7 planted; no TH, so no DOPA); one section unless --slices is given",
     )
+    p.add_argument(
+        "--interactions",
+        action="store_true",
+        help="plant gene-gene interactions: 20 extra genes in AND, control and additive pairs "
+        "(docs/attention.md); the truth is stored with the phantom",
+    )
     p.add_argument("--workers", type=int, default=2, help="rendering threads (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.zarr if it exists")
     p.add_argument("--quiet", action="store_true", help="print no progress")
@@ -79,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         pixel_size_um=args.pixel_size,
         slice_spacing_um=args.slice_spacing,
         species="human" if args.human else "mouse",
+        interactions=args.interactions,
     )
     from napari_teramind.cli._progress import Bar
 

@@ -14,6 +14,13 @@ import numpy as np
 
 from . import hashing
 from .anatomy import VESSEL_HALF_WIDTH_PX, region_at, vessel_field
+from .interactions import (
+    INTERACTION_GENES,
+    high_states,
+    interaction_means,
+    phenotype_factors,
+    planted_genes,
+)
 from .programs import (
     ASTROCYTE,
     CELL_TYPES,
@@ -97,6 +104,10 @@ def _candidates(spec: PhantomSpec, z: int, gy: np.ndarray, gx: np.ndarray) -> di
     aspect = 1.0 + (_TYPE_ASP[ctype] - 1.0) * (0.6 + 0.8 * hashing.uniform(seed, z, ky, kx, _S_ASP))
     bright = _TYPE_B[ctype] * (0.85 + 0.3 * hashing.uniform(seed, z, ky, kx, _S_B))
     pri = hashing.uniform(seed, z, ky, kx, _S_PRI)
+    if spec.interactions:  # planted gene-gene interactions change size and brightness
+        rf, bf, _ = _interaction_terms(spec, cy, cx, region, ctype)
+        r = r * rf
+        bright = bright * bf
     return {
         "gy": GY, "gx": GX, "y": cy, "x": cx, "acc": acc, "region": region,
         "type": ctype, "r": r, "aspect": aspect, "angle": angle, "bright": bright, "pri": pri,
@@ -158,18 +169,52 @@ def nuclei_window(
     out["region"] = sel["region"]
     out["cell_type"] = sel["type"]
     out["brightness"] = sel["bright"]
-    means = type_gene_means(spec.program_genes)
-    size = (sel["r"] / _TYPE_R[sel["type"]]) ** 2
-    out["transcripts"] = means[sel["type"]].sum(axis=1) * size
+    out["transcripts"] = (
+        nucleus_gene_means(spec, out).sum(axis=1)
+        if spec.interactions
+        else (
+            type_gene_means(spec.program_genes)[sel["type"]].sum(axis=1)
+            * (sel["r"] / _TYPE_R[sel["type"]]) ** 2
+        )
+    )
     return out
+
+
+def _interaction_terms(
+    spec: PhantomSpec, y: np.ndarray, x: np.ndarray, region: np.ndarray, ctype: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Radius and brightness factors and interaction-gene means of nuclei at ``(y, x)``.
+
+    Only non-endothelial tissue nuclei take part (see :mod:`.interactions`).
+    """
+    eligible = (region != 0) & (region != VENTRICLE) & (ctype != ENDOTHELIAL)
+    states = high_states(spec.seed, y, x)
+    rf, bf = phenotype_factors(states)
+    return (
+        np.where(eligible, rf, 1.0),
+        np.where(eligible, bf, 1.0),
+        interaction_means(states, eligible),
+    )
 
 
 def nucleus_gene_means(spec: PhantomSpec, nuclei: np.ndarray) -> np.ndarray:
     """Expected transcripts of every gene for each nucleus, ``(n_nuclei, n_genes)``.
 
-    The cell type's program scaled by the cell's size (``(radius / type radius) ** 2``).
+    The cell type's program scaled by the cell's size (``(radius / type radius) ** 2``). In an
+    interaction phantom the size is that of the cell before its phenotype (so the phenotype
+    changes no counts), and the interaction genes follow their fields.
     """
-    means = type_gene_means(spec.program_genes)
     t = nuclei["cell_type"].astype(np.int64)
-    size = (nuclei["radius"].astype(np.float64) / _TYPE_R[t]) ** 2
-    return means[t] * size[:, None]
+    if not spec.interactions:
+        means = type_gene_means(spec.gene_names)
+        size = (nuclei["radius"].astype(np.float64) / _TYPE_R[t]) ** 2
+        return means[t] * size[:, None]
+    planted = planted_genes(spec)
+    rf, _, extra = _interaction_terms(
+        spec, nuclei["y"], nuclei["x"], nuclei["region"].astype(np.int64), t
+    )
+    size = (nuclei["radius"].astype(np.float64) / rf / _TYPE_R[t]) ** 2
+    means = type_gene_means(spec.gene_names, planted)[t].copy()
+    cols = [spec.gene_names.index(g) for g in INTERACTION_GENES]
+    means[:, cols] += extra
+    return means * size[:, None]

@@ -247,14 +247,18 @@ def _filler_program(gene: str) -> dict[str, float]:
 
 
 @lru_cache(maxsize=32)
-def type_gene_means(genes: tuple[str, ...]) -> np.ndarray:
+def type_gene_means(genes: tuple[str, ...], planted: tuple[str, ...] = ()) -> np.ndarray:
     """Mean transcripts per nucleus, ``(n_cell_types, n_genes)`` float64, for ``genes``.
 
     Curated genes follow :data:`CELL_TYPES`; any other gene gets a weak program in one to three
-    cell types, chosen from the gene name (the same for every seed).
+    cell types, chosen from the gene name (the same for every seed). Genes in ``planted`` (the
+    interaction genes of an interaction phantom) have no cell-type program: their expression
+    follows :mod:`.interactions` instead.
     """
     out = np.zeros((len(CELL_TYPES), len(genes)))
     for j, g in enumerate(genes):
+        if g in planted:
+            continue
         if g in PANEL_638850_INDEX:
             for i, ct in enumerate(CELL_TYPES):
                 out[i, j] = ct.genes.get(g, 0.0)
@@ -274,19 +278,23 @@ def region_mixture_matrix() -> np.ndarray:
     return m
 
 
-def region_gene_means(genes: tuple[str, ...]) -> np.ndarray:
+def region_gene_means(genes: tuple[str, ...], planted: tuple[str, ...] = ()) -> np.ndarray:
     """Expected transcripts per nucleus of each gene in each region, ``(n_regions, n_genes)``.
 
     This is the mixture-weighted average of the cell-type programs (vessel-bound endothelial
     cells and perivascular astrocytes excluded); the planted *region -> gene -> mean* table.
     """
-    return region_mixture_matrix() @ type_gene_means(genes)
+    return region_mixture_matrix() @ type_gene_means(genes, planted)
 
 
-def programs_metadata(genes: tuple[str, ...]) -> dict[str, Any]:
-    """The planted programs as a JSON-able dict (stored under ``attrs['teramind']['phantom']``)."""
-    means = region_gene_means(genes)
-    tmeans = type_gene_means(genes)
+def programs_metadata(genes: tuple[str, ...], planted: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The planted programs as a JSON-able dict (stored under ``attrs['teramind']['phantom']``).
+
+    ``planted``: interaction genes, whose expression is not a cell-type program (see
+    :mod:`.interactions`).
+    """
+    means = region_gene_means(genes, planted)
+    tmeans = type_gene_means(genes, planted)
     return {
         "regions": {
             str(rid): {

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .interactions import INTERACTION_GENES
 from .programs import CURATED_GENES, PANEL_638850_INDEX, REQUIRED_GENES
 
 #: Version of the phantom generator; bumped whenever the same spec would render differently.
@@ -24,13 +25,23 @@ def _published_order(names: Sequence[str]) -> tuple[str, ...]:
         return tuple(sorted(names, key=lambda n: PANEL_638850_INDEX[n]))
 
 
-def resolve_genes(n_genes: int | None) -> tuple[str, ...]:
+def resolve_genes(n_genes: int | None, interactions: bool = False) -> tuple[str, ...]:
     """The phantom gene panel of ``n_genes`` genes, in published-panel order.
 
     The curated genes (:data:`~napari_teramind.phantom.programs.CURATED_GENES`) come first in
     priority order; beyond them, the remaining genes of the published 638850 panel are added in
-    panel order with weak filler programs.
+    panel order with weak filler programs. With ``interactions`` the 20 interaction genes
+    (:data:`~napari_teramind.phantom.interactions.INTERACTION_GENES`) are added to those
+    ``n_genes`` (and never used as filler genes).
     """
+    if interactions:
+        base = _resolve_base(n_genes, exclude=INTERACTION_GENES)
+        return _published_order([*base, *INTERACTION_GENES])
+    return _resolve_base(n_genes)
+
+
+def _resolve_base(n_genes: int | None, exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """:func:`resolve_genes` without the interaction genes (``exclude``: never filler)."""
     n = len(CURATED_GENES) if n_genes is None else int(n_genes)
     if n < len(REQUIRED_GENES):
         raise ValueError(
@@ -44,7 +55,10 @@ def resolve_genes(n_genes: int | None) -> tuple[str, ...]:
     panel = GenePanel.published("638850")
     if n > len(panel):
         raise ValueError(f"n_genes={n} exceeds the published panel ({len(panel)} genes)")
-    extra = [g for g in panel.names if g not in CURATED_GENES][: n - len(CURATED_GENES)]
+    extra = [g for g in panel.names if g not in CURATED_GENES and g not in exclude]
+    extra = extra[: n - len(CURATED_GENES)]
+    if len(extra) < n - len(CURATED_GENES):
+        raise ValueError(f"n_genes={n} leaves too few panel genes besides the interaction genes")
     return _published_order([*CURATED_GENES, *extra])
 
 
@@ -76,6 +90,10 @@ class PhantomSpec:
         gene's programs (SLC17A6/SLC17A7 the GLUT ones); the others get weak filler programs.
         TH and CLDN5 are not in that panel, so no human phantom plants DOPA or BLOD. Nothing
         of a human phantom is mouse-named.
+    interactions
+        Plant the gene-gene interactions of :mod:`~napari_teramind.phantom.interactions`
+        (AND, control and additive pairs of 20 extra genes, added to the ``n_genes``). False
+        (default): the ordinary phantom, bit for bit as without this option.
     """
 
     seed: int = 0
@@ -88,6 +106,7 @@ class PhantomSpec:
     slice_spacing_um: float = 200.0
     gene_block_px: int = 16
     species: str = "mouse"
+    interactions: bool = False
 
     def __post_init__(self) -> None:
         if self.gene_block_px != 16:
@@ -104,6 +123,7 @@ class PhantomSpec:
             raise ValueError("pixel_size_um and slice_spacing_um must be positive")
         if not 0 <= int(self.seed) < 2**63:
             raise ValueError(f"seed must be a non-negative 63-bit integer, got {self.seed}")
+        object.__setattr__(self, "interactions", bool(self.interactions))
         if self.species not in ("mouse", "human"):
             raise ValueError(f"species must be 'mouse' or 'human', not {self.species!r}")
         if self.species == "human":
@@ -119,10 +139,13 @@ class PhantomSpec:
             if len(set(genes)) != len(genes):
                 raise ValueError("phantom genes must be unique")
         elif self.genes is None:
-            genes = resolve_genes(self.n_genes)
+            genes = resolve_genes(self.n_genes, self.interactions)
+        if self.interactions and self.species != "mouse":
+            raise ValueError("planted interactions are a mouse phantom option (species='mouse')")
         else:
             genes = tuple(str(g) for g in self.genes)
-            missing = [g for g in REQUIRED_GENES if g not in genes]
+            required = (*REQUIRED_GENES, *(INTERACTION_GENES if self.interactions else ()))
+            missing = [g for g in required if g not in genes]
             if missing:
                 raise ValueError(f"phantom genes must include {', '.join(missing)}")
             if len(set(genes)) != len(genes):
@@ -165,6 +188,8 @@ class PhantomSpec:
         if self.species == "mouse":
             del d["species"]  # the record of every mouse phantom stays what it was
         d["genes"] = list(self.gene_names)
+        if not self.interactions:  # the ordinary phantom's record stays as it always was
+            del d["interactions"]
         d["version"] = PHANTOM_VERSION
         return d
 

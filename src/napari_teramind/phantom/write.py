@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .anatomy import region_grid, vessel_grid
+from .interactions import INTERACTION_INDEX, gene_field, interactions_metadata, planted_genes
 from .programs import PATHWAYS, REGION_IDS, REGIONS, programs_metadata
 from .render import render_chunk
 from .spec import PHANTOM_VERSION, PhantomSpec
@@ -204,18 +205,21 @@ def write_phantom(
 
 def phantom_metadata(spec: PhantomSpec) -> dict[str, Any]:
     """The phantom's ground-truth description stored in the brain store metadata."""
-    return {
+    meta = {
         "version": PHANTOM_VERSION,
         "spec": spec.to_dict(),
         "region_names": {str(k): v for k, v in region_names().items()},
         "programs": _programs(spec),
         "nucleus_table": "phantom.ground_truth_nuclei(spec, z, y0, x0, h, w) re-renders them",
     }
+    if spec.interactions:
+        meta["interactions"] = interactions_metadata()
+    return meta
 
 
 def _programs(spec: PhantomSpec) -> dict[str, Any]:
     """The planted programs, under the store's gene names (human symbols for human)."""
-    meta = programs_metadata(spec.program_genes)
+    meta = programs_metadata(spec.program_genes, planted_genes(spec))
     if spec.species == "mouse":
         return meta
     names = dict(zip(spec.program_genes, spec.gene_names, strict=True))
@@ -251,7 +255,7 @@ def planted_mask(
     window: tuple[int, int, int, int] | None = None,
     blocks: bool = True,
 ) -> np.ndarray:
-    """Where a planted program (GLUT, DOPA, BLOD, or a region name) is, as a boolean mask.
+    """Where a planted program (GLUT, DOPA, BLOD, a region or an interaction pair) is.
 
     Parameters
     ----------
@@ -261,7 +265,9 @@ def planted_mask(
     program
         ``"GLUT"`` (Slc17a6/Slc17a7 co-expression: cortex L4 and thalamus), ``"DOPA"``
         (Nr4a2/Th: SN/VTA and olfactory bulb), ``"BLOD"`` (Cldn5/Aqp4: vessels) or any region
-        name (e.g. ``"thalamus"``).
+        name (e.g. ``"thalamus"``), or, in an interaction phantom, a pair name (``"AND1"``,
+        ``"CTRL2"``, ``"ADD1"``: the tissue where both genes of the pair are high, evaluated at
+        block or pixel centres).
     z
         One slice, or all slices when ``None``.
     window
@@ -281,7 +287,10 @@ def planted_mask(
     y0, x0, h, w = window or (0, 0, spec.height, spec.width)
     if blocks and (y0 % 16 or x0 % 16 or h % 16 or w % 16):
         raise ValueError("with blocks=True the window must be aligned to 16-px blocks")
-    if program in PATHWAYS:
+    pair = INTERACTION_INDEX.get(program) if spec.interactions else None
+    if pair is not None:
+        ids, vessels = [], False
+    elif program in PATHWAYS:
         pw = PATHWAYS[program]
         ids = [REGION_IDS[n] for n in pw.regions]
         vessels = pw.vessels
@@ -289,13 +298,28 @@ def planted_mask(
         ids, vessels = [REGION_IDS[program]], False
     else:
         raise KeyError(
-            f"unknown program {program!r}; choose one of {sorted(PATHWAYS)} or a region name "
+            f"unknown program {program!r}; choose one of {sorted(PATHWAYS)}, a region name "
             f"({', '.join(sorted(REGION_IDS))})"
+            + (
+                f" or an interaction pair ({', '.join(INTERACTION_INDEX)})"
+                if spec.interactions
+                else " (interaction pairs exist only in PhantomSpec(interactions=True))"
+            )
         )
     slices = range(spec.n_slices) if z is None else [z]
     out = []
     for zz in slices:
-        if vessels:
+        if pair is not None:
+            step, off = (16, 8) if blocks else (1, 0.5)
+            ys = np.arange(y0, y0 + h, step, dtype=np.float64)[:, None] + off
+            xs = np.arange(x0, x0 + w, step, dtype=np.float64)[None, :] + off
+            from .anatomy import region_at
+
+            lab = region_at(spec, zz, ys, xs)
+            m = (lab != 0) & (lab != REGION_IDS["ventricle"])
+            for g in pair.genes:
+                m = m & (gene_field(spec.seed, g, ys, xs) > 0.5)
+        elif vessels:
             lab = region_grid(spec, zz, y0, x0, h, w)
             tissue = (lab != 0) & (lab != REGION_IDS["ventricle"])
             m = (vessel_grid(spec, zz, y0, x0, h, w) < 4.0) & tissue
