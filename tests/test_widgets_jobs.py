@@ -73,7 +73,9 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
     viewer.window._qt_window.resize(1920, 1080)
     w.slices_edit.setText("0")
-    w.steps_spin.setValue(3)
+    # 10 steps: two units of 5 steps (a slice pair's state stays in memory for 5 steps and is
+    # checkpointed), so the cancel after the first lands mid-job
+    w.steps_spin.setValue(10)
     w.block_spin.setValue(64)
     w.name_edit.setText("tiny")
     seen = []
