@@ -126,6 +126,8 @@ class PhantomSpec:
         object.__setattr__(self, "interactions", bool(self.interactions))
         if self.species not in ("mouse", "human"):
             raise ValueError(f"species must be 'mouse' or 'human', not {self.species!r}")
+        if self.interactions and self.species != "mouse":
+            raise ValueError("planted interactions are a mouse phantom option (species='mouse')")
         if self.species == "human":
             from napari_teramind.panels import human_panel_names
 
@@ -140,8 +142,6 @@ class PhantomSpec:
                 raise ValueError("phantom genes must be unique")
         elif self.genes is None:
             genes = resolve_genes(self.n_genes, self.interactions)
-        if self.interactions and self.species != "mouse":
-            raise ValueError("planted interactions are a mouse phantom option (species='mouse')")
         else:
             genes = tuple(str(g) for g in self.genes)
             required = (*REQUIRED_GENES, *(INTERACTION_GENES if self.interactions else ()))
