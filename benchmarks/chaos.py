@@ -90,6 +90,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--block-px", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="steps per unit (a slice pair's state in memory between checkpoints)",
+    )
+    ap.add_argument(
+        "--memory-budget",
+        default=None,
+        help="'0': per-block units on disk state instead of in-memory spans",
+    )
     args = ap.parse_args()
 
     import torch
@@ -112,6 +123,8 @@ def main() -> None:
         return _cli("generate", str(d / "phantom.zarr"), "--region", str(y0), str(y1), str(x0),
                     str(x1), "--slices", "0-1", "--model", str(d / "model"), "--seed", "7",
                     "--steps", str(args.steps), "--block-px", str(args.block_px),
+                    "--checkpoint-every", str(args.checkpoint_every),
+                    *(["--memory-budget", args.memory_budget] if args.memory_budget else []),
                     "--out", str(out), "--job-dir", str(job), "--quiet")  # fmt: skip
 
     t = time.perf_counter()

@@ -82,7 +82,7 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     worker = w.launch()
     assert worker is not None
     worker.yielded.connect(seen.append)
-    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=300_000)  # the first 5-step unit
     job_dir = str((tmp_path / "jobs" / "tiny").resolve())
     w.refresh()  # job directories are read in a worker thread; the table fills when it returns
     qtbot.waitUntil(lambda: w.table.rowCount() == 1, timeout=10_000)

@@ -200,11 +200,28 @@ class TaskPanel(QWidget):
             if on_finished is not None:
                 self._guard(on_finished, self.state, desc)
 
-        worker.yielded.connect(yielded)
-        worker.returned.connect(returned)
-        worker.errored.connect(errored)
-        worker.aborted.connect(aborted)
-        worker.finished.connect(finished)
+        def while_shown(handler: Callable[..., None]) -> Callable[..., None]:
+            # The dock may be closed while the worker runs: its Qt widgets are then deleted and
+            # touching them raises; stop the worker (between units) and drop its late signals.
+            def call(*a: Any) -> None:
+                try:
+                    self.bar.objectName()
+                except RuntimeError:
+                    worker.quit()
+                    if self._pbar is not None:
+                        self._pbar.close()
+                        self._pbar = None
+                    self.worker = None
+                    return
+                handler(*a)
+
+            return call
+
+        worker.yielded.connect(while_shown(yielded))
+        worker.returned.connect(while_shown(returned))
+        worker.errored.connect(while_shown(errored))
+        worker.aborted.connect(while_shown(aborted))
+        worker.finished.connect(while_shown(finished))
         worker.start()
         return worker
 
