@@ -100,6 +100,14 @@ def units_consistent(viewer) -> bool:
     return not hasattr(extent, "units") or extent.units is not None
 
 
+def grid_shape(grid, layers: list):
+    """Grid shape in use: napari 0.9 takes the layers, older releases their count."""
+    try:
+        return grid.actual_shape(layers)
+    except TypeError:
+        return grid.actual_shape(len(layers))
+
+
 def grid_cell(grid, index: int, layers: list):
     """Grid cell of layer ``index``: napari 0.9 takes the layers, older releases their count."""
     try:

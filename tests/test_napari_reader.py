@@ -207,4 +207,5 @@ def test_sample_data_is_written_in_the_background(make_napari_viewer, qtbot, tmp
     assert not viewer.layers["phantom brain regions"].visible  # region tint on demand
     # the write ran off the GUI thread: the only long gaps are napari adding the layers
     assert len(watch.ticks) > 20
-    assert watch.max_gap < 0.25 + idle, (watch.max_gap, idle, watch.insert_gaps)
+    # 0.4 s: see MAX_GAP_S in test_widgets_generate.py (the sample write froze napari 11-45 s)
+    assert watch.max_gap < 0.4 + idle, (watch.max_gap, idle, watch.insert_gaps)

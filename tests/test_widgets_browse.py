@@ -35,7 +35,7 @@ def test_region_name_shown_on_hover_and_slice_keys(make_napari_viewer, tmp_path)
 
 def test_side_by_side_gives_every_layer_a_store_cell(make_napari_viewer, tmp_path):
     """#17 item 4: rectangle, previews and nuclei join the two cells; the rectangle is on both."""
-    from _widget_helpers import grid_cell
+    from _widget_helpers import grid_cell, grid_shape
     from napari_teramind.widgets._common import viewer_grid
     from napari_teramind.widgets.browse import SIDE_BY_SIDE
     from napari_teramind.widgets.generate import REGION_LAYER
@@ -62,7 +62,7 @@ def test_side_by_side_gives_every_layer_a_store_cell(make_napari_viewer, tmp_pat
     w.set_mode(SIDE_BY_SIDE)
     grid = viewer_grid(viewer)
     layers = list(viewer.layers)
-    assert grid.actual_shape(layers) == (1, 2)  # two cells, none empty, none extra
+    assert grid_shape(grid, layers) == (1, 2)  # two cells, none empty, none extra
     cells = {layer.name: grid_cell(grid, i, layers) for i, layer in enumerate(layers)}
     mirror = f"{REGION_LAYER} (on generated)"
     real_cell, gen_cell = cells["brain DAPI"], cells["brain-generated DAPI"]
