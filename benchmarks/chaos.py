@@ -11,8 +11,9 @@ between a unit's write and its done-marker, inside pyramid updates, during the f
 the output store, ...). It then resumes with ``teramind generate --resume`` and kills again, up
 to ``--kills`` times, and finally lets the job run to completion. The output images are compared
 byte for byte with the uninterrupted reference. Printed: kills survived (the resume after each
-kill succeeded), units redone (unit writes beyond one per unit, from the workers' audit logs) and
-mismatches (trials whose output differs from the reference; must be 0).
+kill succeeded), units written twice (unit writes beyond one per unit, from the workers' audit
+logs; a unit killed mid-way wrote nothing and is redone) and mismatches (trials whose output
+differs from the reference; must be 0).
 """
 
 from __future__ import annotations
@@ -161,9 +162,9 @@ def main() -> None:
         redone += extra
         print(f"trial {trial}: {trial_kills} kill(s), "
               f"{'identical' if same else 'MISMATCH: ' + r.stderr[-300:]}; "
-              f"{extra} unit(s) redone")  # fmt: skip
+              f"{extra} unit(s) written twice")  # fmt: skip
     print(f"kills survived: {survived} of {kills}")
-    print(f"units redone:   {redone} (over {args.trials} trials of {total} units)")
+    print(f"units written twice: {redone} (over {args.trials} trials of {total} units)")
     print(f"mismatches:     {mismatches} of {args.trials} trials")
     if mismatches:
         sys.exit(1)
