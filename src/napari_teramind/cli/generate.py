@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from napari_teramind.cli._args import add_region_argument, add_slices_argument
+from napari_teramind.generate.resident import DEFAULT_CHECKPOINT_EVERY
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, SCHEMES
 
 
@@ -59,9 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint-every",
         type=int,
-        default=5,
+        default=DEFAULT_CHECKPOINT_EVERY,
         metavar="K",
-        help="steps between state checkpoints of in-memory units (default 5)",
+        help="steps between state checkpoints of in-memory units (default "
+        f"{DEFAULT_CHECKPOINT_EVERY}: one checkpoint in 15 steps)",
     )
     p.add_argument(
         "--pairs-per-unit",

@@ -110,27 +110,43 @@ def output_image_chunk(plan: GenerationPlan) -> int:
 
 
 def unit_layout(spec: JobSpec, plan: GenerationPlan, n_genes: int) -> dict[str, Any]:
-    """How a job is cut into units: resident spans when they fit the memory budget.
+    """How a job is cut into units: in-memory spans when they fit the memory budget.
 
     ``{"kind": "pairs", ...}``: a unit is ``pairs_per_unit`` slice pairs advanced
     ``steps_per_unit`` steps in memory (:func:`~napari_teramind.generate.resident.run_span`),
     checkpointed to the state arrays at its end; the manifest's "step" is then the span's
-    index and its "block" the pair group. ``{"kind": "blocks"}``: one ``(step, block)`` unit
-    on disk state, as before (a spec with ``memory_budget=0``, a pair too large for the
-    budget, or a job created before spans existed, whose plan has no ``units``).
+    index and its "block" the pair group. ``{"kind": "tiles", ...}``: a pair too large for
+    the budget is cut into square tiles of ``tile_px`` (the largest that fits), each advanced
+    ``steps_per_unit`` steps in memory with a growing halo
+    (:func:`~napari_teramind.generate.tiles.run_tile_span`); the manifest's "block" is the
+    tile. ``{"kind": "blocks"}``: one ``(step, block)`` unit on disk state, as before (a spec
+    with ``memory_budget=0``, a budget too small for one block's tile, or a job created
+    before spans existed, whose plan has no ``units``).
     """
-    from napari_teramind.generate.resident import DEFAULT_MEMORY_BUDGET, resident_nbytes
+    from napari_teramind.generate.resident import (
+        DEFAULT_CHECKPOINT_EVERY,
+        DEFAULT_MEMORY_BUDGET,
+        resident_nbytes,
+    )
+    from napari_teramind.generate.tiles import choose_tile_px, plan_tiles, tile_nbytes
 
     budget = getattr(spec, "memory_budget", None)
     budget = DEFAULT_MEMORY_BUDGET if budget is None else int(budget)
     n_pairs = len(plan.pairs)
     per = max(1, min(int(getattr(spec, "pairs_per_unit", 1) or 1), n_pairs))
-    every = max(1, min(int(getattr(spec, "checkpoint_every", 5) or 5), plan.steps))
+    every = int(getattr(spec, "checkpoint_every", None) or DEFAULT_CHECKPOINT_EVERY)
+    every = max(1, min(every, plan.steps))
     need = resident_nbytes(plan, n_genes, per)
     if budget and need <= budget:
         return {"kind": "pairs", "steps_per_unit": every, "pairs_per_unit": per,
                 "resident_nbytes": int(need), "memory_budget": budget,
                 "n_steps": -(-plan.steps // every), "n_blocks": -(-n_pairs // per)}  # fmt: skip
+    tile_px = choose_tile_px(plan, every, n_genes, budget) if budget else None
+    if tile_px is not None:
+        return {"kind": "tiles", "steps_per_unit": every, "tile_px": tile_px,
+                "resident_nbytes": tile_nbytes(plan, tile_px, every, n_genes),
+                "memory_budget": budget, "n_steps": -(-plan.steps // every),
+                "n_blocks": len(plan_tiles(plan, tile_px))}  # fmt: skip
     return {"kind": "blocks", "resident_nbytes": int(need), "memory_budget": budget,
             "n_steps": plan.steps, "n_blocks": plan.n_blocks}  # fmt: skip
 
@@ -268,14 +284,21 @@ def update_pyramids(job: JobDir, blocks: list[int]) -> None:
         return
     plan = make_plan(job.spec)
     out = BrainStore.open(job.spec.output, mode="r+")
-    if layout_of(job)["kind"] == "pairs":  # a finished pair group covers the whole region
+    layout = layout_of(job)
+    if layout["kind"] == "pairs":  # a finished pair group covers the whole region
         out.build_pyramids(names=["images"], region=plan.region, workers=1)
         return
-    for b in blocks:
-        blk = plan.block(b)
-        y0, x0 = plan.to_store(blk.y0, blk.x0)
-        y1, x1 = plan.to_store(blk.y1, blk.x1)
-        out.build_pyramids(names=["images"], region=(y0, y1, x0, x1), workers=1)
+    if layout["kind"] == "tiles":
+        from napari_teramind.generate.tiles import plan_tiles
+
+        tiles = plan_tiles(plan, int(layout["tile_px"]))
+        rects = [tiles[b].rect for b in blocks]
+    else:
+        rects = [(plan.block(b).y0, plan.block(b).y1, plan.block(b).x0, plan.block(b).x1)
+                 for b in blocks]  # fmt: skip
+    for y0, y1, x0, x1 in rects:
+        (a0, b0), (a1, b1) = plan.to_store(y0, x0), plan.to_store(y1, x1)
+        out.build_pyramids(names=["images"], region=(a0, a1, b0, b1), workers=1)
 
 
 def finalize_job(job: JobDir) -> None:
@@ -365,11 +388,14 @@ class UnitRunner:
         self.output = BrainStore.open(job.spec.output, mode="r+")
         self.layout = layout_of(job)
         self._held: dict[tuple[tuple[int, ...], int], Any] = {}
+        self._tiles: tuple | None = None
 
     def run(self, step: int, block: int, still_held: Callable[[], bool]) -> bool:
         """Run unit (step, block); write nothing unless ``still_held()``; True when written."""
         if self.layout["kind"] == "pairs":
             return self._run_span(step, block, still_held)
+        if self.layout["kind"] == "tiles":
+            return self._run_tile(step, block, still_held)
         from napari_teramind.generate.engine import run_unit, state_index
 
         read, write = state_index(step)
@@ -400,6 +426,39 @@ class UnitRunner:
         every, per = int(self.layout["steps_per_unit"]), int(self.layout["pairs_per_unit"])
         pairs = tuple(range(group * per, min(len(self.plan.pairs), (group + 1) * per)))
         return Span(pairs, index * every, min(self.plan.steps, (index + 1) * every))
+
+    def _run_tile(self, index: int, tile: int, still_held: Callable[[], bool]) -> bool:
+        """A tiled unit: span ``index`` of tile ``tile``.
+
+        Reads the grown area of the previous span's checkpoint (state array
+        ``(index - 1) % 2``, written by every tile of that span) and writes the tile's own
+        state into array ``index % 2``, or its images at the last step.
+        """
+        from napari_teramind.generate.resident import BackgroundWriter
+        from napari_teramind.generate.tiles import plan_tiles, run_tile_span
+
+        every = int(self.layout["steps_per_unit"])
+        step0, step1 = index * every, min(self.plan.steps, (index + 1) * every)
+        if self._tiles is None:
+            self._tiles = plan_tiles(self.plan, int(self.layout["tile_px"]))
+        last = step1 == self.plan.steps
+        writer = BackgroundWriter()
+        try:
+            for _ in run_tile_span(
+                self.plan, self.model, self.genes, self._tiles[tile], step0, step1,
+                state_in=self.states[(index - 1) % 2] if index else None,
+                checkpoint=None if last else _Guarded(self.states[index % 2], still_held),
+                output=_Guarded(self.output, still_held) if last else None, writer=writer,
+                device=self.device, batch_size=self.batch_size, precision=self.precision,
+                numerics=self.numerics,
+            ):  # fmt: skip
+                pass
+            writer.join()
+        except _ClaimLost:
+            return False
+        finally:
+            writer.close()
+        return True
 
     def _run_span(self, index: int, group: int, still_held: Callable[[], bool]) -> bool:
         """A resident unit: span ``index`` of pair group ``group``.

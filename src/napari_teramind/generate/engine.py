@@ -172,20 +172,28 @@ class GeneCache:
         The generation plan.
     pairs
         Pair indices to cache.
+    area
+        Region px ``(y0, y1, x0, x1)`` to cache (on the gene-block grid); by default the
+        whole region plus :attr:`MARGIN` px. A tiled span caches only what its tile reads.
     """
 
     #: Cached px around the region (a multiple of every gene block): halo 32 + phase < 64 +
     #: the overhang of a moved grid.
     MARGIN = 192
 
-    def __init__(self, source: GeneSource, plan: GenerationPlan, pairs: Sequence[int]):
+    def __init__(
+        self,
+        source: GeneSource,
+        plan: GenerationPlan,
+        pairs: Sequence[int],
+        area: tuple[int, int, int, int] | None = None,
+    ):
         self.source = source
         self.missing = source.missing
         self.gene_names = source.gene_names
         m = self.MARGIN
-        self._cache = {
-            p: source.window(plan, p, -m, plan.height + m, -m, plan.width + m) for p in pairs
-        }
+        self.area = (-m, plan.height + m, -m, plan.width + m) if area is None else area
+        self._cache = {p: source.window(plan, p, *self.area) for p in pairs}
 
     @property
     def nbytes(self) -> int:
@@ -204,12 +212,15 @@ class GeneCache:
         self, plan: GenerationPlan, pair: int, y0: int, y1: int, x0: int, x1: int
     ) -> np.ndarray:
         """Like :meth:`GeneSource.window`, from memory when the pair and window are cached."""
-        m, gb = self.MARGIN, plan.gene_block_px
+        gb = plan.gene_block_px
+        ay0, ay1, ax0, ax1 = self.area
         cached = self._cache.get(pair)
-        inside = -m <= y0 and y1 <= plan.height + m and -m <= x0 and x1 <= plan.width + m
+        inside = ay0 <= y0 and y1 <= ay1 and ax0 <= x0 and x1 <= ax1
         if cached is None or not inside or (y0 % gb) or (x0 % gb):
             return self.source.window(plan, pair, y0, y1, x0, x1)
-        return cached[:, :, (y0 + m) // gb : (y1 + m) // gb, (x0 + m) // gb : (x1 + m) // gb].copy()
+        return cached[
+            :, :, (y0 - ay0) // gb : (y1 - ay0) // gb, (x0 - ax0) // gb : (x1 - ax0) // gb
+        ].copy()
 
 
 # ---------------------------------------------------------------------- state arrays

@@ -98,8 +98,10 @@ class JobSpec:
         Bytes of host memory a unit may hold. When a unit of ``pairs_per_unit`` slice pairs
         fits (state of two steps, cached genes, features in flight), units are resident
         spans: the pairs advance ``checkpoint_every`` steps in memory and checkpoint their
-        state to disk at the end. ``None``: 8 GiB. ``0``: per-block units on disk state (the
-        step-synchronous engine without spans).
+        state to disk at the end. A pair too large for it (a whole brain) is cut into the
+        largest square tiles that fit, each advanced the same way with a growing halo
+        (:mod:`~napari_teramind.generate.tiles`). ``None``: 8 GiB. ``0``: per-block units on
+        disk state (the step-synchronous engine without spans).
     checkpoint_every
         Steps per resident span (state is written to disk every this many steps).
     pairs_per_unit
@@ -126,7 +128,7 @@ class JobSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     numerics: Numerics | None = field(default_factory=Numerics)
     memory_budget: int | None = None
-    checkpoint_every: int = 5
+    checkpoint_every: int = 8  # resident.DEFAULT_CHECKPOINT_EVERY (a test holds them equal)
     pairs_per_unit: int = 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -631,6 +633,27 @@ class JobStatus:
     workers: tuple[str, ...]
     output: str
     errors: dict[str, str]
+    #: The job's unit layout (``kind`` "blocks", "pairs" or "tiles", steps per unit, ...).
+    layout: dict[str, Any] = field(default_factory=dict)
+    #: Sampler steps of the generation (a span unit covers several).
+    sampler_steps: int = 0
+
+    @property
+    def position(self) -> str:
+        """Where the job is, in the units it runs: a step of blocks or a span of steps."""
+        step = min(self.step + 1, self.n_steps)
+        kind = self.layout.get("kind", "blocks")
+        if kind == "blocks":
+            return f"step {step}/{self.n_steps}  ({self.n_blocks} blocks per step)"
+        every = int(self.layout.get("steps_per_unit", 1))
+        s0 = (step - 1) * every + 1
+        s1 = min(self.sampler_steps or step * every, step * every)
+        what = (
+            f"{self.n_blocks} tiles of {self.layout.get('tile_px')} px"
+            if kind == "tiles"
+            else f"{self.n_blocks} pair groups"
+        )
+        return f"span {step}/{self.n_steps} (steps {s0}-{s1} of {self.sampler_steps}; {what})"
 
     @property
     def fraction(self) -> float:
@@ -639,12 +662,11 @@ class JobStatus:
 
     def summary(self) -> str:
         """A few human-readable lines (what ``teramind jobs status`` prints)."""
-        step = min(self.step + 1, self.n_steps)
         lines = [
             f"job      {self.path}",
             f"state    {self.state}",
             f"progress {self.fraction:6.1%}  units {self.units_done}/{self.units_total}  "
-            f"step {step}/{self.n_steps}  ({self.n_blocks} blocks per step)",
+            f"{self.position}",
         ]
         if self.rate:
             eta = _format_duration(self.eta_s) if self.eta_s is not None else "?"
@@ -723,7 +745,9 @@ def job_status(job_dir: str | os.PathLike[str]) -> JobStatus:
     else:
         state = "stopped"
     return JobStatus(str(job.path), state, step, job.n_steps, job.n_blocks, done,
-                     job.units_total, rate, eta, workers, job.spec.output, errors)  # fmt: skip
+                     job.units_total, rate, eta, workers, job.spec.output, errors,
+                     dict(job.plan.get("units") or {"kind": "blocks"}),
+                     job.spec.steps)  # fmt: skip
 
 
 def list_jobs(root: str | os.PathLike[str]) -> list[JobStatus]:

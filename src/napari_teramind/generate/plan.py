@@ -351,9 +351,8 @@ class GenerationPlan:
         """
         blk = self.block(block)
         py, px = self.grids(step).frame
-        rows, cols = self.block_grid
-        y1 = (self.height + (PATCH_PX if py else 0)) if blk.row == rows - 1 else blk.y1
-        x1 = (self.width + (PATCH_PX if px else 0)) if blk.col == cols - 1 else blk.x1
+        y1 = (self.height + (PATCH_PX if py else 0)) if blk.y1 == self.height else blk.y1
+        x1 = (self.width + (PATCH_PX if px else 0)) if blk.x1 == self.width else blk.x1
         return blk.y0 - py, y1 - py, blk.x0 - px, x1 - px
 
     @property
@@ -362,14 +361,37 @@ class GenerationPlan:
         return 1, self.channels, self.block_px, self.block_px
 
     def block(self, index: int | Block) -> Block:
-        """The block with ``index`` (a :class:`Block` is returned as is after a check)."""
+        """The block with ``index`` (a :class:`Block` is returned as is after a check).
+
+        A block with index ``-1`` is a **sub-block** (:meth:`sub_block`): any rectangle of
+        whole patches inside the region, computed like a plan block of that shape.
+        """
         if isinstance(index, Block):
-            if self.blocks[index.index] != index:
+            if index.index == -1:
+                return self.sub_block(index.pair, index.y0, index.y1, index.x0, index.x1)
+            if not 0 <= index.index < len(self.blocks) or self.blocks[index.index] != index:
                 raise ValueError(f"{index} does not belong to this plan")
             return index
         if not 0 <= index < len(self.blocks):
             raise IndexError(f"block {index} outside 0..{len(self.blocks) - 1}")
         return self.blocks[index]
+
+    def sub_block(self, pair: int, y0: int, y1: int, x0: int, x1: int) -> Block:
+        """A block of any whole-patch rectangle of the region (``index == -1``).
+
+        The engine computes a sub-block exactly as it computes a plan block of the same
+        pixels (its results never depend on how the region is cut into blocks); tiled spans
+        (:mod:`~napari_teramind.generate.tiles`) use them for the halo they grow.
+        """
+        if not 0 <= pair < len(self.pairs):
+            raise IndexError(f"pair index {pair} outside 0..{len(self.pairs) - 1}")
+        for lo, hi, side in ((y0, y1, self.height), (x0, x1, self.width)):
+            if not (0 <= lo < hi <= side and lo % PATCH_PX == 0 and hi % PATCH_PX == 0):
+                raise ValueError(
+                    f"sub-block ({y0}, {y1}, {x0}, {x1}) must be whole {PATCH_PX} px patches "
+                    f"inside the {self.height} x {self.width} px region"
+                )
+        return Block(-1, pair, -1, -1, y0, y1, x0, x1)
 
     def to_store(self, y: int, x: int) -> tuple[int, int]:
         """Region-relative ``(y, x)`` to store px."""
