@@ -275,7 +275,7 @@ def iter_contrast_maps(
     """
     if not store.writable:
         raise ValueError(f"{store.path} is open read-only; open it with mode='r+' to add maps")
-    asked = resolve_model_genes(store, model, pair, gene_names, checkpoint)
+    asked = resolve_model_genes(store, model.config, pair, gene_names, checkpoint)
     if len(asked.genes) != 2:
         raise ValueError(
             f"the contrast is for a gene pair; got {len(asked.genes)} gene(s): {asked.symbols}"

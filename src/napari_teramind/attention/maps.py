@@ -56,7 +56,7 @@ from napari_teramind.store.compute import compute
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from napari_teramind.model import CheckpointInfo, TeraMindUNet
+    from napari_teramind.model import CheckpointInfo, ModelConfig, TeraMindUNet
 
 __all__ = [
     "KINDS",
@@ -487,7 +487,7 @@ class ModelGenes:
 
 def resolve_model_genes(
     store: BrainStore,
-    model: TeraMindUNet,
+    config: ModelConfig,
     genes_or_preset: str | Sequence[str],
     gene_names: Sequence[str] | GenePanel | None = None,
     checkpoint: CheckpointInfo | None = None,
@@ -496,7 +496,18 @@ def resolve_model_genes(
 
     The store's panel is aligned to the model's genes by name, or through the human orthologs
     for a store named with human symbols (:func:`~napari_teramind.store.align_model_panel`);
-    genes may be given under either symbol (``Slc17a6`` or ``SLC17A6``).
+    genes may be given under either symbol (``Slc17a6`` or ``SLC17A6``). Reads no weights:
+    the widgets call it with the checkpoint's metadata
+    (:func:`~napari_teramind.model.registry.model_meta_of`) before any worker starts.
+
+    Parameters
+    ----------
+    store
+        The brain store the maps are computed on.
+    config
+        The model's configuration (``model.config``; its ``n_genes`` and slice scheme).
+    genes_or_preset, gene_names, checkpoint
+        As in :func:`iter_attention_maps`.
 
     Raises
     ------
@@ -513,11 +524,12 @@ def resolve_model_genes(
             raise ValueError("give gene_names (the model's genes, in model order) or checkpoint")
         gene_names = checkpoint.gene_names
     model_panel = gene_names if isinstance(gene_names, GenePanel) else GenePanel(gene_names)
-    if len(model_panel) != model.config.n_genes:
+    if len(model_panel) != config.n_genes:
         raise ValueError(
             f"gene_names lists {len(model_panel)} genes but the model has "
-            f"{model.config.n_genes}; pass the checkpoint's gene names"
+            f"{config.n_genes}; pass the checkpoint's gene names"
         )
+    config.slice_scheme.check_stack(store.n_slices, f"the store {store.path}")
     report = align_model_panel(model_panel, store.panel)
     if report.orthologs:  # a human store: human symbols name the model's mouse genes
         to_model = {h: m for m, h in report.orthologs.items()}
@@ -705,7 +717,7 @@ def iter_attention_maps(
 
     if not store.writable:
         raise ValueError(f"{store.path} is open read-only; open it with mode='r+' to add maps")
-    asked = resolve_model_genes(store, model, genes_or_preset, gene_names, checkpoint)
+    asked = resolve_model_genes(store, model.config, genes_or_preset, gene_names, checkpoint)
     name = name or asked.preset or "-".join(asked.symbols)
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"map name {name!r} must be non-empty, without '/' or a leading '.'")
