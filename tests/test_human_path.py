@@ -156,3 +156,34 @@ def test_4_slice_model_on_human_section_is_refused(tmp_path):
     single = config.replace(gene_slices=1, image_depth=1)
     with pytest.raises(ValueError, match=r"only 47 of the model's 229"):
         check_source(human, config=single, gene_names=GenePanel.published("638850", 229).names)
+
+
+def test_cli_ingest_reports_the_ortholog_mapping(tmp_path, capsys):
+    """`teramind ingest ... --orthologs` prints mapped, unmapped, shares and pathway genes."""
+    import pandas as pd
+
+    from napari_teramind.cli import main
+    from napari_teramind.ingest import IngestReport
+
+    orth = human_orthologs()
+    others = [g for g in human_panel_names() if g not in set(orth.values())][:19]
+    measured = [h for m, h in orth.items() if m != "Slc17a6"] + others  # 80 + 19 genes
+    rng = np.random.default_rng(0)
+    n = 4 * len(measured)
+    pd.DataFrame({"gene": measured * 4, "x": rng.uniform(0, 63, n),
+                  "y": rng.uniform(0, 63, n)}).to_csv(tmp_path / "h.csv", index=False)  # fmt: skip
+    out = tmp_path / "h.zarr"
+    args = ["ingest", "table", str(tmp_path / "h.csv"), "--out", str(out), "--pixel-size", "1",
+            "--canvas", "64", "64", "--panel", "human-orthologs-81", "--orthologs",
+            "human-orthologs-81", "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "80 of the panel's 81 genes mapped (99 % of the model's panel)" in text
+    assert "80 through their ortholog symbol" in text
+    assert "80 of the 99 genes the sample measured (81 % of the sample's panel)" in text
+    assert "unmapped: 1 panel genes the sample lacks (zero counts): Slc17a6 (SLC17A6)" in text
+    assert "pathway GLUT (Slc17a6-Slc17a7) cannot be mapped: Slc17a6 not measured" in text
+    assert "pathway DOPA (Nr4a2-Th) cannot be mapped: Th is not in the model's 81 genes" in text
+    assert "panel has no TH" in text
+    assert IngestReport.load(out).orthologs == orth  # the report keeps the mapping
+    assert BrainStore.open(out).panel.names == tuple(orth)
