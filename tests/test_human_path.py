@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 
-from _human_helpers import human_path  # noqa: F401  (module fixture)
 from napari_teramind.generate import GenerationPlan, check_source, generate_roi, slice_groups
 from napari_teramind.model import ModelConfig
 from napari_teramind.panels import human_orthologs, human_panel_names
@@ -76,7 +75,7 @@ def test_read_orthologs_builtin_and_three_column_table(tmp_path):
     assert read_orthologs(table) == {"Slc17a6": "SLC17A6"}
 
 
-def test_whole_human_path(human_path, tmp_path):  # noqa: F811  (the fixture)
+def test_whole_human_path(human_path, tmp_path):
     """Mouse phantom -> single-section model on the 81 ortholog genes -> human section."""
     human, model, info = human_path.human, human_path.model, human_path.info
     assert BrainStore.open(human).n_slices == 1
@@ -108,7 +107,7 @@ def test_whole_human_path(human_path, tmp_path):  # noqa: F811  (the fixture)
     assert np.isfinite(ev.metrics["psnr_dapi"])
 
 
-def test_attention_on_a_human_store_speaks_its_symbols(human_path, tmp_path):  # noqa: F811
+def test_attention_on_a_human_store_speaks_its_symbols(human_path, tmp_path):
     """Maps and contrast of the 81-gene model on a human section: the store's own symbols."""
     from napari_teramind.attention import compute_attention_maps
     from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
