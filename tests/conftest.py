@@ -2,6 +2,8 @@
 
 import pytest
 
+from _human_helpers import human_path  # noqa: F401  (the human path: stores and model, per module)
+
 
 @pytest.fixture(autouse=True)
 def _settings_in_tmp(tmp_path, monkeypatch):

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from napari_teramind.cli import main
 from napari_teramind.generate import GenerationPlan, check_source, generate_roi, slice_groups
-from napari_teramind.model import ModelConfig, latest_checkpoint, load_checkpoint
+from napari_teramind.model import ModelConfig
 from napari_teramind.panels import human_orthologs, human_panel_names
 from napari_teramind.phantom import PhantomSpec, write_phantom
-from napari_teramind.phantom.programs import REQUIRED_GENES
 from napari_teramind.store import BrainStore, GenePanel, align_model_panel
-
-MICRO = {
-    "model_channels": 2,
-    "channel_mult": [1, 1, 1, 2],
-    "embed_channels": 8,
-    "gene_map_channels": [2, 2, 2],
-    "num_res_blocks": 1,
-}
 
 
 def test_slice_groups_of_every_published_scheme():
@@ -84,22 +75,10 @@ def test_read_orthologs_builtin_and_three_column_table(tmp_path):
     assert read_orthologs(table) == {"Slc17a6": "SLC17A6"}
 
 
-def test_whole_human_path(tmp_path, capsys):
+def test_whole_human_path(human_path, tmp_path):
     """Mouse phantom -> single-section model on the 81 ortholog genes -> human section."""
-    mouse_genes = (*human_orthologs(), *(g for g in REQUIRED_GENES if g not in human_orthologs()))
-    mouse = tmp_path / "mouse.zarr"
-    write_phantom(mouse, PhantomSpec(seed=2, n_slices=2, height=128, width=128,
-                  genes=mouse_genes), workers=1, executor="thread")  # fmt: skip
-    human = tmp_path / "human.zarr"
-    assert main(["phantom", str(human), "--human", "--height", "128", "--width", "128",
-                 "--seed", "4", "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    human, model, info = human_path.human, human_path.model, human_path.info
     assert BrainStore.open(human).n_slices == 1
-    run = tmp_path / "run"
-    assert main(["train", str(mouse), "--out", str(run), "--gene-slices", "1", "--panel",
-                 "human-orthologs-81", "--model-json", json.dumps(MICRO), "--steps", "2",
-                 "--batch-size", "1", "--crop", "128", "--lr", "3e-3", "--device", "cpu",
-                 "--quiet"]) == 0  # fmt: skip
-    model, info = load_checkpoint(latest_checkpoint(run)[1])
     assert (model.config.gene_slices, model.config.image_depth) == (1, 1)
     assert info.gene_names == tuple(human_orthologs())
 
@@ -114,7 +93,8 @@ def test_whole_human_path(tmp_path, capsys):
 
     from napari_teramind.attention import compute_attention_maps
 
-    store = BrainStore.open(human, mode="r+")
+    shutil.copytree(human, tmp_path / "h.zarr")
+    store = BrainStore.open(tmp_path / "h.zarr", mode="r+")
     name = compute_attention_maps(store, model, "GLUT", gene_names=info.gene_names)
     meta = store.attention_metadata(name)
     assert meta["kinds"] == ["all", "expr"]  # one slice: the one attention map defined
@@ -127,6 +107,45 @@ def test_whole_human_path(tmp_path, capsys):
     assert np.isfinite(ev.metrics["psnr_dapi"])
 
 
+def test_attention_on_a_human_store_speaks_its_symbols(human_path, tmp_path):
+    """Maps and contrast of the 81-gene model on a human section: the store's own symbols."""
+    from napari_teramind.attention import compute_attention_maps
+    from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
+    from napari_teramind.layers import attention_layers
+
+    shutil.copytree(human_path.human, tmp_path / "h.zarr")
+    store = BrainStore.open(tmp_path / "h.zarr", mode="r+")
+    model, names = human_path.model, human_path.info.gene_names
+    # genes under either symbol give the same map, named and channelled with human symbols
+    name = compute_attention_maps(store, model, ["Slc17a6", "SLC17A7"], gene_names=names)
+    assert name == "SLC17A6-SLC17A7"
+    meta = store.attention_metadata(name)
+    assert meta["channels"] == ["all:SLC17A6", "all:SLC17A7", "expr:SLC17A6", "expr:SLC17A7"]
+    assert meta["genes"] == ["SLC17A6", "SLC17A7"]
+    assert meta["model_genes"] == ["Slc17a6", "Slc17a7"]
+    raw = np.asarray(store.attention(name)[:, 0])
+    counts = np.asarray(store.genes()[store.panel.indices(["SLC17A6", "SLC17A7"]), 0])
+    np.testing.assert_array_equal(raw[2:], counts[..., : raw.shape[-2], : raw.shape[-1]])
+    layer_names = [d[1]["name"] for d in attention_layers(store, [name])]
+    assert any(n.endswith("all:SLC17A6") for n in layer_names)
+    assert not any("Slc17a6" in n for n in layer_names)
+    # the contrast goes through the same alignment: it runs on the human store
+    glut = compute_contrast_maps(store, model, "GLUT", null="random", draws=2, gene_names=names)
+    cmeta = store.attention_metadata(glut)
+    assert glut == "GLUT-contrast" and cmeta["genes"] == ["SLC17A6", "SLC17A7"]
+    both = (counts > 0).all(axis=0)[..., : raw.shape[-2], : raw.shape[-1]]
+    craw = np.asarray(store.attention(glut)[:, 0])
+    np.testing.assert_array_equal(craw[4] > 0.5, both)
+    assert contrast_summary(store, glut)["n_blocks"] == int(both.sum()) > 0
+    # Nr4a2-Th: TH is not in the human panel, said in words (maps and contrast alike)
+    for fn in (compute_attention_maps, compute_contrast_maps):
+        with pytest.raises(KeyError, match=r"has no TH: human sections do not measure it|"
+                           r"panel has no TH"):  # fmt: skip
+            fn(store, model, "DOPA", gene_names=names)
+        with pytest.raises(KeyError, match=r"panel has no TH"):
+            fn(store, model, ["NR4A2", "Th"], gene_names=names)
+
+
 def test_4_slice_model_on_human_section_is_refused(tmp_path):
     human = write_phantom(tmp_path / "h.zarr", PhantomSpec(seed=1, n_slices=1, height=64,
                           width=64, species="human"), workers=1, executor="thread")  # fmt: skip
@@ -136,3 +155,34 @@ def test_4_slice_model_on_human_section_is_refused(tmp_path):
     single = config.replace(gene_slices=1, image_depth=1)
     with pytest.raises(ValueError, match=r"only 47 of the model's 229"):
         check_source(human, config=single, gene_names=GenePanel.published("638850", 229).names)
+
+
+def test_cli_ingest_reports_the_ortholog_mapping(tmp_path, capsys):
+    """`teramind ingest ... --orthologs` prints mapped, unmapped, shares and pathway genes."""
+    import pandas as pd
+
+    from napari_teramind.cli import main
+    from napari_teramind.ingest import IngestReport
+
+    orth = human_orthologs()
+    others = [g for g in human_panel_names() if g not in set(orth.values())][:19]
+    measured = [h for m, h in orth.items() if m != "Slc17a6"] + others  # 80 + 19 genes
+    rng = np.random.default_rng(0)
+    n = 4 * len(measured)
+    pd.DataFrame({"gene": measured * 4, "x": rng.uniform(0, 63, n),
+                  "y": rng.uniform(0, 63, n)}).to_csv(tmp_path / "h.csv", index=False)  # fmt: skip
+    out = tmp_path / "h.zarr"
+    args = ["ingest", "table", str(tmp_path / "h.csv"), "--out", str(out), "--pixel-size", "1",
+            "--canvas", "64", "64", "--panel", "human-orthologs-81", "--orthologs",
+            "human-orthologs-81", "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "80 of the panel's 81 genes mapped (99 % of the model's panel)" in text
+    assert "80 through their ortholog symbol" in text
+    assert "80 of the 99 genes the sample measured (81 % of the sample's panel)" in text
+    assert "unmapped: 1 panel genes the sample lacks (zero counts): Slc17a6 (SLC17A6)" in text
+    assert "pathway GLUT (Slc17a6-Slc17a7) cannot be mapped: Slc17a6 not measured" in text
+    assert "pathway DOPA (Nr4a2-Th) cannot be mapped: Th is not in the model's 81 genes" in text
+    assert "panel has no TH" in text
+    assert IngestReport.load(out).orthologs == orth  # the report keeps the mapping
+    assert BrainStore.open(out).panel.names == tuple(orth)

@@ -34,28 +34,27 @@ are counted.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_teramind.attention.maps import (
+    _PAIRS,
     MAP_FORMAT,
     PATCH_BLOCKS,
     AttentionFn,
     AttentionProgress,
     _attention_fn,
-    _block_region,
-    _check_slices,
     _checkpoint_meta,
-    _read_window,
-    _tiles,
+    _iter_windows,
+    _model_genes_meta,
+    _plan_units,
     from_patches,
-    patch_start,
-    resolve_genes,
+    resolve_model_genes,
     to_patches,
 )
+from napari_teramind.slices import SliceScheme
 from napari_teramind.store import BrainStore, GenePanel
 from napari_teramind.store.compute import compute
 
@@ -197,23 +196,28 @@ def window_contrast(
     pair: tuple[int, int],
     *,
     batch_size: int = 1024,
+    scheme: SliceScheme = _PAIRS,
     **null_kw: Any,
 ) -> tuple[np.ndarray, int]:
-    """Contrast channels ``(5, 2, H, W)`` of one gene window (``(G, 4, H, W)``, patch-aligned).
+    """Contrast channels ``(5, D, H, W)`` of one gene window (``(G, Z, H, W)``, patch-aligned).
 
-    Returns the map (channels :data:`CONTRAST_CHANNELS`, the two middle slices) and the number
-    of patches where both genes are counted (the others stay 0).
+    Returns the map (channels :data:`CONTRAST_CHANNELS`, the ``D`` image slices of the
+    model's slice scheme: the two middle slices of a 4-slice window, the one slice of a
+    single-section model) and the number of patches where both genes are counted in those
+    slices (the others stay 0).
     """
     import torch
 
     g = torch.as_tensor(np.asarray(genes) if not torch.is_tensor(genes) else genes).float()
     _, n_z, h, w = g.shape
-    if n_z != 4 or h % PATCH_BLOCKS or w % PATCH_BLOCKS:
-        raise ValueError(f"window genes must be (G, 4, 4 m, 4 n), got {tuple(g.shape)}")
+    nz = scheme.gene_slices
+    if n_z != nz or h % PATCH_BLOCKS or w % PATCH_BLOCKS:
+        raise ValueError(f"window genes must be (G, {nz}, 4 m, 4 n), got {tuple(g.shape)}")
+    s0, s1 = scheme.image_slots[0], scheme.image_slots[-1] + 1
     a, b = pair
-    both_blocks = (g[a, 1:3] > 0) & (g[b, 1:3] > 0)  # (2, H, W): the published mask
+    both_blocks = (g[a, s0:s1] > 0) & (g[b, s0:s1] > 0)  # (D, H, W): the published mask
     patches = to_patches(g)
-    middle = patches[:, [a, b], 1:3]
+    middle = patches[:, [a, b], s0:s1]
     active = torch.nonzero((middle.flatten(2) > 0).any(dim=2).all(dim=1)).flatten()
     per_patch = np.zeros((4, patches.shape[0]), dtype=np.float32)
     for start in range(0, active.numel(), max(1, int(batch_size))):
@@ -222,7 +226,7 @@ def window_contrast(
         for c, key in enumerate(CONTRAST_CHANNELS[:4]):
             per_patch[c, idx.numpy()] = res[key]
     blocks = from_patches(per_patch.T, h, w)  # (4, H, W)
-    out = np.zeros((len(CONTRAST_CHANNELS), 2, h, w), dtype=np.float32)
+    out = np.zeros((len(CONTRAST_CHANNELS), s1 - s0, h, w), dtype=np.float32)
     out[:4] = blocks[:, None]
     out[4] = both_blocks.numpy()
     return out, int(active.numel())
@@ -271,40 +275,21 @@ def iter_contrast_maps(
     """
     if not store.writable:
         raise ValueError(f"{store.path} is open read-only; open it with mode='r+' to add maps")
-    preset, genes = resolve_genes(pair)
-    if len(genes) != 2:
-        raise ValueError(f"the contrast is for a gene pair; got {len(genes)} gene(s): {genes}")
+    asked = resolve_model_genes(store, model.config, pair, gene_names, checkpoint)
+    if len(asked.genes) != 2:
+        raise ValueError(
+            f"the contrast is for a gene pair; got {len(asked.genes)} gene(s): {asked.symbols}"
+        )
     if null not in NULLS:
         raise ValueError(f"null must be one of {NULLS}, not {null!r}")
     if int(draws) < 2:
         raise ValueError(f"draws must be at least 2 (a null needs a spread), got {draws}")
-    if gene_names is None:
-        if checkpoint is None:
-            raise ValueError("give gene_names (the model's genes, in model order) or checkpoint")
-        gene_names = checkpoint.gene_names
-    model_panel = gene_names if isinstance(gene_names, GenePanel) else GenePanel(gene_names)
-    if len(model_panel) != model.config.n_genes:
-        raise ValueError(
-            f"gene_names lists {len(model_panel)} genes but the model has "
-            f"{model.config.n_genes}; pass the checkpoint's gene names"
-        )
-    for gname in genes:
-        model_panel.index(gname)  # KeyError with close matches
-        if gname not in store.panel:
-            raise KeyError(
-                f"gene {gname} is not in the store's panel at {store.path}; pick genes the "
-                "store measured"
-            )
-    a, b = model_panel.indices(genes)
-    alignment = model_panel.align(store.panel)
-    name = name or f"{preset or '-'.join(genes)}-contrast"
+    a, b = asked.rows
+    name = name or f"{asked.preset or '-'.join(asked.symbols)}-contrast"
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"map name {name!r} must be non-empty, without '/' or a leading '.'")
-    if tile_blocks <= 0 or tile_blocks % PATCH_BLOCKS:
-        raise ValueError(f"tile_blocks must be a positive multiple of 4, got {tile_blocks}")
-    blocks, px_region = _block_region(store, region)
-    wanted = _check_slices(store, slices)
-    units = [(k, t) for k in sorted({s // 2 for s in wanted}) for t in _tiles(blocks, tile_blocks)]
+    scheme = model.config.slice_scheme
+    plan = _plan_units(store, scheme, region, slices, tile_blocks)
     fn = _attention_fn(model, device)
     dim = model.rna_blocks.gene_block.attn.dim
     null_kw: dict[str, Any] = {"null": null, "draws": int(draws), "seed": int(seed)}
@@ -313,8 +298,9 @@ def iter_contrast_maps(
     meta: dict[str, Any] = {
         "format": MAP_FORMAT,
         "kind": CONTRAST_KIND,
-        "preset": preset,
-        "genes": list(genes),
+        "preset": asked.preset,
+        "genes": list(asked.symbols),
+        **_model_genes_meta(asked),
         "channels_meaning": {
             "weight": "(A[a,b] + A[b,a]) / 2, all-slices attention A3, per patch",
             "null_mean": "mean of the null weights on the same counts",
@@ -325,50 +311,29 @@ def iter_contrast_maps(
         "null": null,
         "draws": int(draws),
         "seed": int(seed),
-        "checkpoint": _checkpoint_meta(model, model_panel.names, checkpoint),
-        "missing_model_genes": list(alignment.missing),
-        "region": list(px_region) if px_region is not None else None,
-        "region_blocks": list(blocks),
-        "slices": wanted,
+        "checkpoint": _checkpoint_meta(model, asked.model_panel.names, checkpoint),
+        "missing_model_genes": list(asked.report.alignment.missing),
+        "region": list(plan.px_region) if plan.px_region is not None else None,
+        "region_blocks": list(plan.blocks),
+        "slices": plan.wanted,
         "tile_blocks": int(tile_blocks),
         "units_done": 0,
-        "units_total": len(units),
+        "units_total": len(plan.units),
         "complete": False,
     }
     keys = ("format", "genes", "null", "draws", "seed", "region_blocks", "slices", "checkpoint",
             "tile_blocks")  # fmt: skip
-    start_unit = 0
-    if resume and name in store.attention_names():
-        old = store.attention_metadata(name)
-        if {k: old.get(k) for k in keys} == {k: meta[k] for k in keys}:
-            if old.get("complete"):
-                yield AttentionProgress(name, len(units), len(units), done=True)
-                return
-            start_unit = int(old.get("units_done", 0))
-            meta["units_done"] = start_unit
-    if start_unit == 0:
-        store.create_derived(name, list(CONTRAST_CHANNELS), attrs=meta)
-    t0 = time.perf_counter()
-    for u in range(start_unit, len(units)):
-        k, (ty0, ty1, tx0, tx1) = units[u]
-        py0, px0 = patch_start(ty0), patch_start(tx0)
-        py1 = patch_start(ty1 - 1) + PATCH_BLOCKS
-        px1 = patch_start(tx1 - 1) + PATCH_BLOCKS
-        window = _read_window(store, k, (py0, py1, px0, px1), alignment.take)
-        maps, n_active = window_contrast(window, fn, (a, b), batch_size=batch_size, **null_kw)
-        crop = maps[:, :, ty0 - py0 : ty1 - py0, tx0 - px0 : tx1 - px0]
-        for slot, z in ((0, 2 * k), (1, 2 * k + 1)):
-            if z in wanted:
-                store.write_derived(name, z, ty0, tx0, np.ascontiguousarray(crop[:, slot]))
-        store.update_derived_metadata(name, {"units_done": u + 1})
-        yield AttentionProgress(
-            name, u + 1, len(units), k, (ty0, ty1, tx0, tx1), n_active, time.perf_counter() - t0
-        )
-    store.build_pyramids(names=[f"attention/{name}"], region=px_region)
-    store.update_derived_metadata(name, {"complete": True})
-    yield AttentionProgress(
-        name, len(units), len(units), elapsed_s=time.perf_counter() - t0, done=True
-    )
+
+    def job_params(m: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: m.get(k) for k in keys}
+
+    def window_fn(window: np.ndarray) -> tuple[np.ndarray, int]:
+        return window_contrast(window, fn, (a, b), batch_size=batch_size, scheme=scheme, **null_kw)
+
+    yield from _iter_windows(
+        store, name, CONTRAST_CHANNELS, meta, job_params, plan, window_fn,
+        asked.report.alignment.take, scheme, resume,
+    )  # fmt: skip
 
 
 def compute_contrast_maps(*args: Any, **kwargs: Any) -> str:

@@ -44,18 +44,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_teramind.slices import SliceGroup, SliceScheme
-from napari_teramind.store import PATHWAYS, BrainStore, GenePanel, align_model_panel
+from napari_teramind.store import (
+    PATHWAYS,
+    BrainStore,
+    GenePanel,
+    ModelPanelReport,
+    align_model_panel,
+)
 from napari_teramind.store.compute import compute
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from napari_teramind.model import CheckpointInfo, TeraMindUNet
+    from napari_teramind.model import CheckpointInfo, ModelConfig, TeraMindUNet
 
 __all__ = [
     "KINDS",
     "PRESETS",
     "AttentionProgress",
+    "ModelGenes",
     "channel_names",
     "compute_attention_maps",
     "iter_attention_maps",
@@ -63,6 +70,7 @@ __all__ = [
     "patch_start",
     "preset_genes",
     "resolve_genes",
+    "resolve_model_genes",
     "window_maps",
     "window_slices",
 ]
@@ -446,6 +454,198 @@ def _job_params(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {k: meta.get(k) for k in keys}
 
 
+@dataclass(frozen=True)
+class ModelGenes:
+    """Requested genes resolved against a model's genes and a store's panel.
+
+    Attributes
+    ----------
+    preset
+        The pathway preset asked for, or ``None`` for a list of genes.
+    genes
+        The genes under the model's symbols (mouse symbols for every published model).
+    symbols
+        The same genes under the store's symbols (``SLC17A6`` on a human store): they name the
+        map's channels and, by default, the map.
+    rows
+        Model positions of ``genes``.
+    model_panel
+        The model's genes, in model order.
+    report
+        How the store's panel serves the model (:func:`~napari_teramind.store.align_model_panel`):
+        its alignment feeds the store's counts to the model, through the human orthologs on a
+        human store.
+    """
+
+    preset: str | None
+    genes: tuple[str, ...]
+    symbols: tuple[str, ...]
+    rows: tuple[int, ...]
+    model_panel: GenePanel
+    report: ModelPanelReport
+
+
+def resolve_model_genes(
+    store: BrainStore,
+    config: ModelConfig,
+    genes_or_preset: str | Sequence[str],
+    gene_names: Sequence[str] | GenePanel | None = None,
+    checkpoint: CheckpointInfo | None = None,
+) -> ModelGenes:
+    """Resolve a preset or genes against the model's genes and the store's panel, or refuse.
+
+    The store's panel is aligned to the model's genes by name, or through the human orthologs
+    for a store named with human symbols (:func:`~napari_teramind.store.align_model_panel`);
+    genes may be given under either symbol (``Slc17a6`` or ``SLC17A6``). Reads no weights:
+    the widgets call it with the checkpoint's metadata
+    (:func:`~napari_teramind.model.registry.model_meta_of`) before any worker starts.
+
+    Parameters
+    ----------
+    store
+        The brain store the maps are computed on.
+    config
+        The model's configuration (``model.config``; its ``n_genes`` and slice scheme).
+    genes_or_preset, gene_names, checkpoint
+        As in :func:`iter_attention_maps`.
+
+    Raises
+    ------
+    ValueError
+        Without gene names, for gene names that do not fit the model, or for a human store that
+        shares too few of the model's genes (:meth:`~napari_teramind.store.ModelPanelReport.check`).
+    KeyError
+        For a gene the model or the store lacks; on the human path it says why (TH is not in the
+        human panel) and which pathways can be mapped.
+    """
+    preset, genes = resolve_genes(genes_or_preset)
+    if gene_names is None:
+        if checkpoint is None:
+            raise ValueError("give gene_names (the model's genes, in model order) or checkpoint")
+        gene_names = checkpoint.gene_names
+    model_panel = gene_names if isinstance(gene_names, GenePanel) else GenePanel(gene_names)
+    if len(model_panel) != config.n_genes:
+        raise ValueError(
+            f"gene_names lists {len(model_panel)} genes but the model has "
+            f"{config.n_genes}; pass the checkpoint's gene names"
+        )
+    config.slice_scheme.check_stack(store.n_slices, f"the store {store.path}")
+    report = align_model_panel(model_panel, store.panel)
+    if report.orthologs:  # a human store: human symbols name the model's mouse genes
+        to_model = {h: m for m, h in report.orthologs.items()}
+        genes = tuple(to_model.get(g, g) for g in genes)
+    unknown = [g for g in genes if g not in model_panel]
+    if unknown:
+        why = report.unavailable_reason(unknown)
+        if why:
+            raise KeyError(why)
+        model_panel.index(unknown[0])  # KeyError with close matches
+    present = dict(zip(model_panel.names, report.alignment.present, strict=True))
+    missing_store = [g for g in genes if not present[g]]
+    if missing_store:
+        shown = [report.orthologs.get(g, g) for g in missing_store]
+        raise KeyError(
+            f"gene(s) {', '.join(shown)} are not in the store's panel "
+            f"({len(store.panel)} genes) at {store.path}; pick genes the store measured"
+        )
+    if not report.alignment.present.any():
+        raise ValueError("the store shares no gene names with the model")
+    report.check()
+    symbols = tuple(report.orthologs.get(g, g) for g in genes)
+    return ModelGenes(
+        preset, genes, symbols, tuple(model_panel.indices(genes)), model_panel, report
+    )
+
+
+@dataclass(frozen=True)
+class _Units:
+    """The units of work of a map job: gene windows x streaming tiles."""
+
+    blocks: tuple[int, int, int, int]
+    px_region: tuple[int, int, int, int] | None
+    wanted: list[int]
+    groups: dict[int, SliceGroup]
+    units: list[tuple[int, tuple[int, int, int, int]]]
+
+
+def _plan_units(
+    store: BrainStore,
+    scheme: SliceScheme,
+    region: Sequence[int] | None,
+    slices: Sequence[int] | None,
+    tile_blocks: int,
+) -> _Units:
+    """Validate region, slices and tiles; the windows of the model's scheme times the tiles."""
+    if tile_blocks <= 0 or tile_blocks % PATCH_BLOCKS:
+        raise ValueError(f"tile_blocks must be a positive multiple of 4, got {tile_blocks}")
+    blocks, px_region = _block_region(store, region)
+    wanted = _check_slices(store, slices)
+    scheme.check_stack(store.n_slices, f"the store {store.path}")
+    groups: dict[int, SliceGroup] = {g.k: g for g in scheme.groups(wanted)}
+    tiles = _tiles(blocks, tile_blocks)
+    return _Units(blocks, px_region, wanted, groups, [(k, t) for k in groups for t in tiles])
+
+
+#: ``window_fn(genes (G, Z, h, w)) -> (maps (C, D, h, w), patches computed)``.
+WindowFn = Callable[[np.ndarray], tuple[np.ndarray, int]]
+
+
+def _iter_windows(
+    store: BrainStore,
+    name: str,
+    channels: Sequence[str],
+    meta: dict[str, Any],
+    job_params: Callable[[Mapping[str, Any]], dict[str, Any]],
+    plan: _Units,
+    window_fn: WindowFn,
+    take: Callable[[np.ndarray], np.ndarray],
+    scheme: SliceScheme,
+    resume: bool,
+) -> Iterator[AttentionProgress]:
+    """Stream a map job unit by unit into ``attention/<name>``: the loop of every map kind.
+
+    Each unit reads one gene window (the model's slice group, counts aligned to the model by
+    ``take``) over the patches covering one tile, computes it with ``window_fn``, writes the
+    tile of each of the group's image slices that was asked for and records the progress, so
+    that a job resumes after its last finished unit when ``job_params`` of the stored metadata
+    equal those of ``meta``. The pyramids are built and the map is marked complete at the end.
+    """
+    units = plan.units
+    start_unit = 0
+    if resume and name in store.attention_names():
+        old = store.attention_metadata(name)
+        if job_params(old) == job_params(meta):
+            if old.get("complete"):
+                yield AttentionProgress(name, len(units), len(units), done=True)
+                return
+            start_unit = int(old.get("units_done", 0))
+            meta["units_done"] = start_unit
+    if start_unit == 0:
+        store.create_derived(name, list(channels), attrs=meta)
+    t0 = time.perf_counter()
+    for u in range(start_unit, len(units)):
+        k, (ty0, ty1, tx0, tx1) = units[u]
+        py0, px0 = patch_start(ty0), patch_start(tx0)
+        py1 = patch_start(ty1 - 1) + PATCH_BLOCKS
+        px1 = patch_start(tx1 - 1) + PATCH_BLOCKS
+        window = _read_window(store, k, (py0, py1, px0, px1), take, scheme)
+        maps, n_active = window_fn(window)
+        crop = maps[:, :, ty0 - py0 : ty1 - py0, tx0 - px0 : tx1 - px0]
+        for slot, z in enumerate(plan.groups[k].image):
+            if z in plan.wanted:
+                store.write_derived(name, z, ty0, tx0, np.ascontiguousarray(crop[:, slot]))
+        meta["units_done"] = u + 1
+        store.update_derived_metadata(name, {"units_done": u + 1})
+        yield AttentionProgress(
+            name, u + 1, len(units), k, (ty0, ty1, tx0, tx1), n_active, time.perf_counter() - t0
+        )
+    store.build_pyramids(names=[f"attention/{name}"], region=plan.px_region)
+    store.update_derived_metadata(name, {"complete": True})
+    yield AttentionProgress(
+        name, len(units), len(units), elapsed_s=time.perf_counter() - t0, done=True
+    )
+
+
 def iter_attention_maps(
     store: BrainStore,
     model: TeraMindUNet,
@@ -464,9 +664,10 @@ def iter_attention_maps(
 ) -> Iterator[AttentionProgress]:
     """Compute attention maps and write them to ``attention/<name>``, yielding progress.
 
-    Streams unit by unit (one gene window of 4 slices x one spatial tile of ``tile_blocks``
-    gene blocks), so memory stays bounded for any brain. Closing the generator stops between
-    units; calling again with the same arguments resumes after the last finished unit.
+    Streams unit by unit (one gene window of the model's slice scheme x one spatial tile of
+    ``tile_blocks`` gene blocks), so memory stays bounded for any brain. Closing the generator
+    stops between units; calling again with the same arguments resumes after the last finished
+    unit.
 
     Parameters
     ----------
@@ -475,15 +676,17 @@ def iter_attention_maps(
     model
         The network; only its gene-gene attention block is used.
     genes_or_preset
-        ``"GLUT"``, ``"DOPA"``, ``"BLOD"`` or gene names (``L >= 1``).
+        ``"GLUT"``, ``"DOPA"``, ``"BLOD"`` or gene names (``L >= 1``), under the model's or the
+        store's symbols.
     gene_names
         The model's ``G`` genes in model order (``CheckpointInfo.gene_names``); taken from
-        ``checkpoint`` when omitted. Store counts are aligned to them by name; model genes the
-        store lacks are fed as zero counts (listed in the metadata).
+        ``checkpoint`` when omitted. Store counts are aligned to them by name (through the
+        human orthologs on a store named with human symbols); model genes the store lacks are
+        fed as zero counts (listed in the metadata).
     checkpoint
         The model's :class:`~napari_teramind.model.CheckpointInfo`, recorded in the metadata.
     name
-        Map name; the preset name, or the genes joined by ``-``.
+        Map name; the preset name, or the genes (the store's symbols) joined by ``-``.
     region
         ``(y0, y1, x0, x1)`` in image px; the whole sections by default. Blocks outside stay 0.
     slices
@@ -504,45 +707,18 @@ def iter_attention_maps(
     ------
     AttentionProgress
         After every unit, and a last item with ``done=True``.
+
+    Notes
+    -----
+    Channels are named with the store's symbols (``all:SLC17A6`` on a human store), and so is
+    the metadata's ``genes``; ``model_genes`` then records the model's symbols.
     """
     import torch
 
     if not store.writable:
         raise ValueError(f"{store.path} is open read-only; open it with mode='r+' to add maps")
-    preset, genes = resolve_genes(genes_or_preset)
-    if gene_names is None:
-        if checkpoint is None:
-            raise ValueError("give gene_names (the model's genes, in model order) or checkpoint")
-        gene_names = checkpoint.gene_names
-    model_panel = gene_names if isinstance(gene_names, GenePanel) else GenePanel(gene_names)
-    if len(model_panel) != model.config.n_genes:
-        raise ValueError(
-            f"gene_names lists {len(model_panel)} genes but the model has "
-            f"{model.config.n_genes}; pass the checkpoint's gene names"
-        )
-    report = align_model_panel(model_panel, store.panel)
-    if report.orthologs:  # a human store: human symbols name the model's mouse genes
-        to_model = {h: m for m, h in report.orthologs.items()}
-        genes = tuple(to_model.get(g, g) for g in genes)
-    unknown = [g for g in genes if g not in model_panel]
-    if unknown:
-        why = report.unavailable_reason(unknown)
-        if why:
-            raise KeyError(why)
-        model_panel.index(unknown[0])  # KeyError with close matches
-    present = dict(zip(model_panel.names, report.alignment.present, strict=True))
-    missing_store = [g for g in genes if not present[g]]
-    if missing_store:
-        shown = [report.orthologs.get(g, g) for g in missing_store]
-        raise KeyError(
-            f"gene(s) {', '.join(shown)} are not in the store's panel "
-            f"({len(store.panel)} genes) at {store.path}; pick genes the store measured"
-        )
-    rows = model_panel.indices(genes)
-    alignment = report.alignment
-    if not alignment.present.any():
-        raise ValueError("the store shares no gene names with the model")
-    name = name or preset or "-".join(genes)
+    asked = resolve_model_genes(store, model.config, genes_or_preset, gene_names, checkpoint)
+    name = name or asked.preset or "-".join(asked.symbols)
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"map name {name!r} must be non-empty, without '/' or a leading '.'")
     if isinstance(autocast, str):
@@ -551,36 +727,31 @@ def iter_attention_maps(
         if autocast.lower() not in table:
             raise ValueError(f"autocast must be fp16, bf16 or none, not {autocast!r}")
         autocast = table[autocast.lower()]
-    if tile_blocks <= 0 or tile_blocks % PATCH_BLOCKS:
-        raise ValueError(f"tile_blocks must be a positive multiple of 4, got {tile_blocks}")
-    blocks, px_region = _block_region(store, region)
-    wanted = _check_slices(store, slices)
     scheme = model.config.slice_scheme
-    scheme.check_stack(store.n_slices, f"the store {store.path}")
+    plan = _plan_units(store, scheme, region, slices, tile_blocks)
     kinds = map_kinds(scheme)
-    groups: dict[int, SliceGroup] = {g.k: g for g in scheme.groups(wanted)}
-    tiles = _tiles(blocks, tile_blocks)
-    units = [(k, t) for k in groups for t in tiles]
     fn = _attention_fn(model, device)
+    alignment = asked.report.alignment
 
     meta: dict[str, Any] = {
         "format": MAP_FORMAT,
         "kind": "gene-gene attention",
-        "preset": preset,
-        "genes": list(genes),
+        "preset": asked.preset,
+        "genes": list(asked.symbols),
+        **_model_genes_meta(asked),
         "kinds": list(kinds),
-        "checkpoint": _checkpoint_meta(model, model_panel.names, checkpoint),
+        "checkpoint": _checkpoint_meta(model, asked.model_panel.names, checkpoint),
         "missing_model_genes": list(alignment.missing),
         "normalisation": {
             "attention": "log2(1 + n_genes * value)",
-            "n_genes": len(model_panel),
+            "n_genes": len(asked.model_panel),
             "expression": "log2(1 + count)",
             "mask": "all",
             "sigma_blocks": 2.0,
         },
-        "region": list(px_region) if px_region is not None else None,
-        "region_blocks": list(blocks),
-        "slices": wanted,
+        "region": list(plan.px_region) if plan.px_region is not None else None,
+        "region_blocks": list(plan.blocks),
+        "slices": plan.wanted,
         "tile_blocks": int(tile_blocks),
         "patch_grid": "offset: patch corners at -32 + 64 k px (4 x 4 blocks per patch)",
         "windows": "slices 2k-1..2k+2 (empty padding), maps of the middle slices 2k, 2k+1"
@@ -589,47 +760,25 @@ def iter_attention_maps(
         f"{scheme.gene_window(0)[0]:+d}..{scheme.gene_window(0)[-1]:+d} around slices "
         f"{scheme.image_depth}k..{scheme.image_depth}k+{scheme.image_depth - 1}",
         "units_done": 0,
-        "units_total": len(units),
+        "units_total": len(plan.units),
         "complete": False,
     }
-    start_unit = 0
-    if resume and name in store.attention_names():
-        old = store.attention_metadata(name)
-        if _job_params(old) == _job_params(meta):
-            if old.get("complete"):
-                yield AttentionProgress(name, len(units), len(units), done=True)
-                return
-            start_unit = int(old.get("units_done", 0))
-            meta["units_done"] = start_unit
-    if start_unit == 0:
-        store.create_derived(name, channel_names(genes, kinds), attrs=meta)
 
-    take = alignment.take  # store order -> model order (missing genes: 0)
-    t0 = time.perf_counter()
-    for u in range(start_unit, len(units)):
-        k, (ty0, ty1, tx0, tx1) = units[u]
-        py0, px0 = patch_start(ty0), patch_start(tx0)
-        py1 = patch_start(ty1 - 1) + PATCH_BLOCKS
-        px1 = patch_start(tx1 - 1) + PATCH_BLOCKS
-        window = _read_window(store, k, (py0, py1, px0, px1), take, scheme)
-        maps, n_active = window_maps(
-            window, fn, rows, batch_size=batch_size, device=device, autocast=autocast,
+    def window_fn(window: np.ndarray) -> tuple[np.ndarray, int]:
+        return window_maps(
+            window, fn, asked.rows, batch_size=batch_size, device=device, autocast=autocast,
             scheme=scheme,
         )  # fmt: skip
-        crop = maps[:, :, ty0 - py0 : ty1 - py0, tx0 - px0 : tx1 - px0]
-        for slot, z in enumerate(groups[k].image):
-            if z in wanted:
-                store.write_derived(name, z, ty0, tx0, np.ascontiguousarray(crop[:, slot]))
-        meta["units_done"] = u + 1
-        store.update_derived_metadata(name, {"units_done": u + 1})
-        yield AttentionProgress(
-            name, u + 1, len(units), k, (ty0, ty1, tx0, tx1), n_active, time.perf_counter() - t0
-        )
-    store.build_pyramids(names=[f"attention/{name}"], region=px_region)
-    store.update_derived_metadata(name, {"complete": True})
-    yield AttentionProgress(
-        name, len(units), len(units), elapsed_s=time.perf_counter() - t0, done=True
-    )
+
+    yield from _iter_windows(
+        store, name, channel_names(asked.symbols, kinds), meta, _job_params, plan, window_fn,
+        alignment.take, scheme, resume,
+    )  # fmt: skip
+
+
+def _model_genes_meta(asked: ModelGenes) -> dict[str, list[str]]:
+    """``{"model_genes": [...]}`` where the store names the genes otherwise (human orthologs)."""
+    return {"model_genes": list(asked.genes)} if asked.symbols != asked.genes else {}
 
 
 def compute_attention_maps(*args: Any, **kwargs: Any) -> str:

@@ -126,6 +126,8 @@ class PanelPlan:
     missing: dict[int, list[str]]
     model_genes_missing: list[str]
     target_mode: bool
+    #: Target symbol -> sample symbol used to find the target genes (empty: names only).
+    orthologs: dict[str, str] = field(default_factory=dict)
 
     def coder(self, control_pattern: str | None) -> GeneCoder:
         """A :class:`GeneCoder` for this plan."""
@@ -218,7 +220,7 @@ def plan_panel(
                 if genes
                 else list(target.names)
             )
-    plan = PanelPlan(target, index, lower, missing, [], True)
+    plan = PanelPlan(target, index, lower, missing, [], True, dict(orthologs or {}))
     plan.model_genes_missing = sorted({g for m in missing.values() for g in m}, key=target.index)
     return plan
 
@@ -420,7 +422,9 @@ def run_ingest(
     store, state = _open_or_create(out, config_hash, overwrite, create, inputs)
     if store.complete:
         return IngestReport.load(out)
-    report = IngestReport(kind=kind, panel=list(plan.panel.names), notes=list(notes))
+    report = IngestReport(
+        kind=kind, panel=list(plan.panel.names), notes=list(notes), orthologs=dict(plan.orthologs)
+    )
     for z, rep in state.done.items():
         report.slices[z] = SliceReport.from_json(rep)
     coder = plan.coder(options.control_pattern)

@@ -117,6 +117,9 @@ class IngestReport:
         Genes of the target (model) panel that no slice of the sample provides.
     notes
         Free-text remarks (assumptions made, options used).
+    orthologs
+        The ortholog mapping the ingest was given (panel symbol -> sample symbol, e.g.
+        ``Slc17a7 -> SLC17A7``); empty when genes were matched by name only.
     """
 
     kind: str
@@ -124,6 +127,7 @@ class IngestReport:
     slices: dict[int, SliceReport] = field(default_factory=dict)
     model_genes_missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    orthologs: dict[str, str] = field(default_factory=dict)
 
     @property
     def read(self) -> int:
@@ -154,6 +158,7 @@ class IngestReport:
             },
             "panel": list(self.panel),
             "model_genes_missing": list(self.model_genes_missing),
+            "orthologs": dict(self.orthologs),
             "notes": list(self.notes),
             "drop_reasons": DROP_REASONS,
             "slices": {str(z): s.to_json() for z, s in sorted(self.slices.items())},
@@ -168,6 +173,7 @@ class IngestReport:
             slices={int(z): SliceReport.from_json(s) for z, s in obj.get("slices", {}).items()},
             model_genes_missing=list(obj.get("model_genes_missing", [])),
             notes=list(obj.get("notes", [])),
+            orthologs=dict(obj.get("orthologs", {})),
         )
 
     def save(self, store_path: str | Path) -> Path:
@@ -209,5 +215,42 @@ class IngestReport:
             lines.append(
                 f"  the sample lacks {len(self.model_genes_missing)} model genes: {head}{more}"
             )
+        if self.orthologs:
+            lines.extend(f"  {line}" for line in self.ortholog_lines())
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+    def ortholog_lines(self) -> list[str]:
+        """The ortholog mapping in words: mapped and unmapped genes, shares, pathway genes.
+
+        The panel is the model's (the target of ``--panel``, mouse symbols); the sample's
+        genes are those it measured (binned into the panel, or left out as not in it).
+        """
+        from napari_teramind.store import GenePanel, align_model_panel
+
+        lacking = set(self.model_genes_missing)
+        mapped = [g for g in self.panel if g not in lacking]
+        renamed = [g for g in mapped if self.orthologs.get(g, g) != g]
+        unknown = {g for s in self.slices.values() for g in s.unknown_genes}
+        n_sample = len({self.orthologs.get(g, g) for g in mapped} | unknown)
+        n = len(self.panel)
+        lines = [
+            f"ortholog mapping: {len(mapped)} of the panel's {n} genes mapped "
+            f"({100 * len(mapped) / max(n, 1):.0f} % of the model's panel), "
+            f"{len(renamed)} through their ortholog symbol; they are {len(mapped)} of the "
+            f"{n_sample} genes the sample measured "
+            f"({100 * len(mapped) / max(n_sample, 1):.0f} % of the sample's panel)"
+        ]
+        if renamed:
+            shown = ", ".join(f"{self.orthologs[g]}->{g}" for g in renamed[:8])
+            lines.append(f"renamed: {shown}" + (", ..." if len(renamed) > 8 else ""))
+        if lacking:
+            gone = [g for g in self.panel if g in lacking]
+            shown = ", ".join(f"{g} ({self.orthologs.get(g, g)})" for g in gone[:12])
+            lines.append(
+                f"unmapped: {len(gone)} panel genes the sample lacks (zero counts): {shown}"
+                + (", ..." if len(gone) > 12 else "")
+            )
+        report = align_model_panel(self.panel, GenePanel(mapped or ["-"]), orthologs=None)
+        lines.extend(f"pathway {line}" for line in report.pathway_lines())
+        return lines

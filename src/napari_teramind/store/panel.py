@@ -319,12 +319,25 @@ class ModelPanelReport:
         if self.missing:
             lines.append(f"missing: {', '.join(self.missing[:12])}"
                          + (", ..." if len(self.missing) > 12 else ""))  # fmt: skip
+        lines.extend(self.pathway_lines())
+        return "\n".join(lines)
+
+    def pathway_lines(self) -> list[str]:
+        """One line per pathway preset that cannot be mapped, saying which genes and why.
+
+        Examples
+        --------
+        >>> r = align_model_panel(GenePanel.named("human-orthologs-81"), GenePanel(["SLC17A7"]))
+        >>> print(r.pathway_lines()[1])  # doctest: +ELLIPSIS
+        DOPA (Nr4a2-Th) cannot be mapped: Th is not in the model's 81 genes: ...
+        """
+        lines = []
         for name, genes in self.missing_pathways.items():
             why = self._core_reason(genes) or (
                 f"{', '.join(genes)} not measured by the store or not in the model"
             )
             lines.append(f"{name} ({'-'.join(PATHWAYS[name])}) cannot be mapped: {why}")
-        return "\n".join(lines)
+        return lines
 
     def check(self, min_share: float = MIN_ORTHOLOG_SHARE) -> None:
         """Refuse a human store that shares too few of the model's genes.

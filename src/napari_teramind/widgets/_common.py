@@ -35,6 +35,7 @@ from napari_teramind.widgets._slices import (
     bind_slice_keys,
     current_slice,
     show_slice,
+    single_section_slices,
     slice_origin,
 )
 from napari_teramind.widgets._stores import StorePicker, stores_in_viewer
@@ -82,6 +83,7 @@ __all__ = [
     "set_tooltip",
     "settings_path",
     "show_slice",
+    "single_section_slices",
     "slice_origin",
     "stores_in_viewer",
     "viewer_camera",

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QToolButton, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QToolButton,
+    QWidget,
+)
 
 from napari_teramind.widgets._settings import get_setting, save_settings
 
@@ -79,3 +87,32 @@ class ModelPicker(QWidget):
                 "choose one, or pick 'bundled'"
             )
         return text
+
+
+def model_store_text(config: Any, report: Any) -> str:
+    """What a model makes of a store, for the widgets' model label.
+
+    The model's slice scheme (:meth:`~napari_teramind.slices.SliceScheme.describe`) and, where
+    the store's panel differs from the model's (missing genes, or human ortholog symbols), the
+    panel report (:meth:`~napari_teramind.store.ModelPanelReport.summary`): shared genes, their
+    share of the model's panel, the missing genes and the pathways that cannot be mapped.
+    """
+    scheme = config.slice_scheme
+    text = f"Model: {scheme.describe()}"
+    if scheme.image_depth > 1:
+        d = scheme.image_depth
+        text += f" (slices are generated in groups of {d}: 0-{d - 1}, {d}-{2 * d - 1}, ...)"
+    if report.missing or report.uses_orthologs:
+        text += "\n" + report.summary()
+    return text
+
+
+def model_label() -> QLabel:
+    """The label where a widget shows :func:`model_store_text` or why it refuses the model."""
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setToolTip(
+        "How the model serves this store: its slice scheme and, where the store measures other "
+        "genes than the model (a human section), the genes they share and those missing"
+    )
+    return label

@@ -64,3 +64,24 @@ def show_slice(viewer: napari.viewer.Viewer, store: Any, k: int) -> None:
         return
     z0, dz = slice_origin(store)
     viewer.dims.set_point(0, z0 + min(max(k, 0), store.n_slices - 1) * dz)
+
+
+#: Tooltip suffix of a slices field on a store of one section.
+ONE_SECTION_TIP = " (this store has one section: there is nothing to pick)"
+
+
+def single_section_slices(edit: Any, store: Any, default: str) -> None:
+    """Follow ``store``'s sections in a slices field (a ``QLineEdit``).
+
+    A store of one section (a human section) has no slices, pairs or groups to pick: the field
+    shows ``0`` and is disabled. A store of several sections enables it again (``default``
+    replaces the ``0`` that was forced).
+    """
+    one = int(store.n_slices) == 1
+    tip = edit.toolTip().removesuffix(ONE_SECTION_TIP)
+    if one:
+        edit.setText("0")
+    elif not edit.isEnabled():
+        edit.setText(default)
+    edit.setEnabled(not one)
+    edit.setToolTip(tip + (ONE_SECTION_TIP if one else ""))

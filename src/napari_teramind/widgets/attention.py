@@ -38,13 +38,16 @@ from napari_teramind.widgets._common import (
     add_layer_data,
     bind_slice_keys,
     current_slice,
+    for_people,
     load_model,
     notify_error,
     parse_slices,
     show_slice,
+    single_section_slices,
 )
 from napari_teramind.widgets._compat import show_colorbar
 from napari_teramind.widgets._layout import scroll_body
+from napari_teramind.widgets._models import model_label, model_store_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -258,7 +261,9 @@ class AttentionWidget(QWidget):
             "Compute only inside the rectangle of the 'Generate a region' widget (faster); "
             "the rest of the map stays empty"
         )
+        self.model_label = model_label()
         rf.addRow("Model", self.model_picker)
+        rf.addRow(self.model_label)
         rf.addRow("Device", self.device_picker)
         rf.addRow("Slices", self.slices_edit)
         rf.addRow(self.region_box)
@@ -321,18 +326,56 @@ class AttentionWidget(QWidget):
                 combo.setCurrentText(keep)
             combo.blockSignals(False)
         self._preset_changed(self.preset_combo.currentText())
+        single_section_slices(self.slices_edit, self.store, "all")
         self.maps_combo.clear()
         self.maps_combo.addItems(self.store.attention_names())
         return self.store
+
+    def store_symbols(self, genes: tuple[str, ...]) -> tuple[str, ...]:
+        """``genes`` (a preset's mouse symbols) under the open store's symbols, where it has them.
+
+        A human store names ``Slc17a6`` ``SLC17A6`` (the built-in orthologs); a gene it has under
+        neither name (TH) keeps its own.
+        """
+        if self.store is None:
+            return genes
+        from napari_teramind.store import GenePanel, align_model_panel
+
+        orthologs = align_model_panel(GenePanel(genes), self.store.panel).orthologs
+        return tuple(orthologs.get(g, g) for g in genes)
+
+    def check_model(self, store: BrainStore, spec: str | None, genes: Any) -> Any:
+        """Resolve ``genes`` against the model's metadata and ``store``, before any worker.
+
+        Shows the model's slice scheme and the panel report in the model label and returns
+        the :class:`~napari_teramind.attention.maps.ModelGenes`; raises (and the label says
+        why) for a pair the store cannot give (TH on a human section), a model generating
+        several slices together on one section, or a human store sharing too few genes.
+        """
+        from napari_teramind.attention.maps import resolve_model_genes
+        from napari_teramind.model.registry import model_meta_of
+
+        try:
+            config, names = model_meta_of(spec)
+            try:
+                asked = resolve_model_genes(store, config, genes, names)
+            except KeyError as exc:  # a sentence (why TH is missing), not a missing key
+                raise ValueError(str(exc.args[0])) from exc
+        except Exception as exc:
+            self.model_label.setText(f"Refused: {for_people(exc)}")
+            raise
+        self.model_label.setText(model_store_text(config, asked.report))
+        return asked
 
     def _preset_changed(self, preset: str) -> None:
         from napari_teramind.attention import PRESETS
 
         custom = preset == CUSTOM
+        shown = () if custom else self.store_symbols(PRESETS[preset])
         for i, combo in enumerate(self.gene_combos):
             combo.setEnabled(custom)
             if not custom:
-                combo.setCurrentText(PRESETS[preset][i] if i < len(PRESETS[preset]) else "")
+                combo.setCurrentText(shown[i] if i < len(shown) else "")
 
     def genes(self) -> str | tuple[str, ...]:
         """The preset name, or the two genes of the custom pair."""
@@ -372,6 +415,7 @@ class AttentionWidget(QWidget):
             )
             region = self._region(store) if self.region_box.isChecked() else None
             spec = self.model_picker.spec()
+            self.check_model(store, spec, genes)
         except Exception as exc:
             notify_error("Cannot compute attention maps", exc)
             return None

@@ -351,6 +351,7 @@ class BrowseWidget(QWidget):
         _, _, n = self._z_step()
         n = max([s.n_slices for s in self.stores.values()] or [n])
         self.slice_slider.setMaximum(max(0, n - 1))
+        self.slice_slider.setEnabled(n > 1)  # one section (a human section): nothing to pick
         self._on_dims_changed()
 
     def current_slice(self) -> int:

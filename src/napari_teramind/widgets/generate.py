@@ -42,6 +42,7 @@ from napari_teramind.widgets._common import (
     batched_layer_update,
     bind_slice_keys,
     current_slice,
+    for_people,
     get_setting,
     load_model,
     notify_error,
@@ -49,9 +50,11 @@ from napari_teramind.widgets._common import (
     parse_slices,
     save_settings,
     show_slice,
+    single_section_slices,
     viewer_camera,
 )
 from napari_teramind.widgets._layout import scroll_body
+from napari_teramind.widgets._models import model_label, model_store_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -248,8 +251,10 @@ class GenerateWidget(QWidget):
         self.live_box = QCheckBox("Live preview")
         self.live_box.setChecked(True)
         self.live_box.setToolTip("Show each step's estimate of the image as it emerges from noise")
+        self.model_label = model_label()
         form.addRow("Slices", self.slices_edit)
         form.addRow("Model", self.model_picker)
+        form.addRow(self.model_label)
         steps_row = QHBoxLayout()
         steps_row.addWidget(self.steps_spin)
         steps_row.addWidget(QLabel("seed"))
@@ -290,7 +295,28 @@ class GenerateWidget(QWidget):
             self.store = BrainStore.open(path)
             for name, spin in self.coord_spins.items():  # the fields cannot leave the canvas
                 spin.setMaximum(self.store.height if name[0] == "y" else self.store.width)
+            single_section_slices(self.slices_edit, self.store, "current")
         return self.store
+
+    def check_model(self, store: BrainStore, spec: str | None) -> Any:
+        """Check the model against ``store`` from its metadata (no weights), before any worker.
+
+        Shows the model's slice scheme and the panel report in the model label and returns the
+        :class:`~napari_teramind.store.ModelPanelReport`. Raises (and the label says why) for
+        a model generating several slices together asked for one section, or a human store
+        sharing under half of the model's genes.
+        """
+        from napari_teramind.generate import check_source
+        from napari_teramind.model.registry import model_meta_of
+
+        try:
+            config, names = model_meta_of(spec)
+            report = check_source(store, config=config, gene_names=names)
+        except Exception as exc:
+            self.model_label.setText(f"Refused: {for_people(exc)}")
+            raise
+        self.model_label.setText(model_store_text(config, report))
+        return report
 
     def step_slice(self, delta: int) -> None:
         """Show the next (``delta=1``) or previous (``-1``) slice."""
@@ -420,6 +446,7 @@ class GenerateWidget(QWidget):
                 self.slices_edit.text(), store.n_slices, current_slice(self.viewer, store)
             )
             spec = self.model_picker.spec()
+            self.check_model(store, spec)
         except Exception as exc:
             notify_error("Cannot generate", exc)
             return None
