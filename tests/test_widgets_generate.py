@@ -191,7 +191,11 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     assert w.compare() is browse
     # Browse reuses the result layers: no second "generated DAPI"
     stains = [x for x in viewer.layers if x.metadata.get("teramind_role") == "stain"]
-    assert [x for x in stains if x.name.startswith("generated")] == w.result_layers
+    from napari_teramind.layers import store_display_name
+
+    prefix = store_display_name(gen)  # "<folder> generated": which run it comes from
+    assert prefix.endswith(" generated") and w.result_layers[0].name == f"{prefix} DAPI"
+    assert [x for x in stains if x.name.startswith(prefix)] == w.result_layers
     viewer.reset_view()
     qtbot.wait(300)
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), "generate-side-by-side.png")

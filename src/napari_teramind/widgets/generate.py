@@ -30,7 +30,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_teramind.layers import AXIS_LABELS, STAIN_COLORMAPS, UNITS
+from napari_teramind.layers import (
+    AXIS_LABELS,
+    STAIN_COLORMAPS,
+    UNITS,
+    store_display_name,
+    store_stem,
+)
 from napari_teramind.selection import region_from_rectangle
 from napari_teramind.widgets._common import (
     DevicePicker,
@@ -403,9 +409,7 @@ class GenerateWidget(QWidget):
     # ------------------------------------------------------------------ generate
     def default_output(self, store: BrainStore) -> str:
         """``<store>-generated.zarr`` next to the real store."""
-        path = Path(store.path)
-        stem = path.name[:-5] if path.name.endswith(".zarr") else path.name
-        return str(path.with_name(f"{stem}-generated.zarr"))
+        return str(Path(store.path).with_name(f"{store_stem(store.path)}-generated.zarr"))
 
     def generate(self) -> Any:
         """Collect the parameters and start the generation worker (errors are notified)."""
@@ -479,7 +483,7 @@ class GenerateWidget(QWidget):
             level.translation[2] + y0 * level.scale[2],
             level.translation[3] + x0 * level.scale[3],
         )
-        job = Path(self.output_path or "generated").name.removesuffix(".zarr")
+        job = store_display_name(self.output_path or "generated")
         for c, stain in enumerate(channels):
             name = f"{job} {stain} ({PREVIEW_PREFIX}, generating)"
             layer = self.preview_layers.get(stain)

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_teramind.generate.job import EXECUTORS
+from napari_teramind.layers import store_stem
 from napari_teramind.widgets._common import (
     ModelPicker,
     OneAtATime,
@@ -311,7 +312,7 @@ class JobsWidget(QWidget):
 
             region = rectangle_region(self.viewer, store)
         region = snap_region(region, store.height, store.width)  # whole 64 px patches
-        stem = Path(store.path).name.removesuffix(".zarr")
+        stem = store_stem(store.path)
         name = self.name_edit.text().strip() or f"{stem}-{self.seed_spin.value()}"
         job_dir = self.jobs_root() / name
         if job_dir.exists():
