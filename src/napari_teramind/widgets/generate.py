@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -48,7 +47,6 @@ from napari_teramind.widgets._common import (
     batched_layer_update,
     bind_slice_keys,
     current_slice,
-    get_setting,
     load_model,
     notify_error,
     notify_info,
@@ -57,7 +55,7 @@ from napari_teramind.widgets._common import (
     show_slice,
     viewer_camera,
 )
-from napari_teramind.widgets._layout import scroll_body
+from napari_teramind.widgets._layout import add_sampler_rows, scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -229,22 +227,6 @@ class GenerateWidget(QWidget):
             "Slices to generate: 'current' (the slice shown), 'all', '2', '0-3' or '0,2,5-6'"
         )
         self.model_picker = ModelPicker()
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1000)
-        self.steps_spin.setValue(int(get_setting("steps")))
-        self.steps_spin.setToolTip("DDIM sampler steps (more: slower, finer)")
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.seed_spin.setValue(int(get_setting("seed")))
-        self.seed_spin.setToolTip("Seed of the initial noise (same seed, same result)")
-        self.block_spin = QSpinBox()
-        self.block_spin.setRange(64, 8192)
-        self.block_spin.setSingleStep(64)
-        self.block_spin.setValue(int(get_setting("block_px")))
-        self.block_spin.setToolTip(
-            "Block size in pixels: the region is generated block by block (exact tiling, the "
-            "result does not depend on it); smaller blocks use less memory"
-        )
         self.device_picker = DevicePicker()
         self.output_edit = QLineEdit()
         self.output_edit.setPlaceholderText("default: <store>-generated.zarr next to the store")
@@ -256,12 +238,7 @@ class GenerateWidget(QWidget):
         self.live_box.setToolTip("Show each step's estimate of the image as it emerges from noise")
         form.addRow("Slices", self.slices_edit)
         form.addRow("Model", self.model_picker)
-        steps_row = QHBoxLayout()
-        steps_row.addWidget(self.steps_spin)
-        steps_row.addWidget(QLabel("seed"))
-        steps_row.addWidget(self.seed_spin)
-        form.addRow("Steps", steps_row)
-        form.addRow("Block px", self.block_spin)
+        self.steps_spin, self.seed_spin, self.block_spin = add_sampler_rows(form)
         form.addRow("Device", self.device_picker)
         form.addRow("Output", self.output_edit)
         form.addRow(self.live_box)
