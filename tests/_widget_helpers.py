@@ -139,9 +139,10 @@ class EventLoopWatch:
     each new layer's controls on the GUI thread (~0.2 s on the loaded test machine); gaps in
     which a layer was inserted are reported apart (:attr:`insert_gaps`).
 
-    A background thread samples the GUI thread's stack every 5 ms while no tick has come for
-    ``stall_s``: :meth:`stall_report` names the functions the longest stalls were spent in
-    (what a failing assertion prints, and how the user guide's figures were found).
+    With ``$TERAMIND_STALL_SAMPLER=1`` a background thread samples the GUI thread's stack
+    every 5 ms while no tick has come for ``stall_s``: :meth:`stall_report` names the functions
+    the longest stalls were spent in (how the user guide's figures were found). It is off by
+    default: the sampler competes for the GIL and lengthens the stalls it measures.
     """
 
     def __init__(self, viewer=None, interval_ms: int = 20, stall_s: float = 0.06):
@@ -209,11 +210,13 @@ class EventLoopWatch:
             current[1].append((*stack(gui), "| other threads: " + "; ".join(others)))
 
     def __enter__(self):
+        import os
         import threading
 
         self._running = True
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
+        if os.environ.get("TERAMIND_STALL_SAMPLER") == "1":
+            self._sampler = threading.Thread(target=self._sample, daemon=True)
+            self._sampler.start()
         self.timer.start()
         return self
 
