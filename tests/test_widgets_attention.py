@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
+    EventLoopWatch,
+    assert_responsive,
     content_stats,
+    idle_max_gap,
     isolated_settings,
     model_spec,
     save_screenshot,
@@ -48,9 +51,15 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     assert found == ["Aqp4"]
     w.preset_combo.setCurrentText("GLUT")
 
-    worker = w.compute()
-    assert worker is not None
-    qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+    idle = idle_max_gap(qtbot)
+    watch = EventLoopWatch(viewer)  # the maps are computed, shown and plotted: no freeze
+    with watch:
+        worker = w.compute()
+        assert worker is not None
+        qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+        qtbot.waitUntil(lambda: w.plot is not None and w.plot.points > 0, timeout=20_000)
+        qtbot.wait(100)
+    assert_responsive(watch, idle, "attention")  # #17 item 2
     assert w.task.state == "done", w.task.status.text()
     assert w.map_name == "GLUT" and "GLUT" in phantom.attention_names()
     names = [layer.name for layer in w.layers]

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
+    EventLoopWatch,
+    assert_responsive,
     content_stats,
+    idle_max_gap,
     isolated_settings,
     save_screenshot,
     show_store,
@@ -56,8 +59,13 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
         units=("um", "um"),  # the stores' units, as napari 0.9's "new shapes" button
     )
     w.nuclei_combo.setCurrentText("classical")
-    assert w.evaluate() is not None
-    qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+    idle = idle_max_gap(qtbot)
+    watch = EventLoopWatch(viewer)  # scored, tabled and drawn without freezing napari
+    with watch:
+        assert w.evaluate() is not None
+        qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+        qtbot.wait(100)
+    assert_responsive(watch, idle, "evaluation")  # #17 item 2
     assert w.task.state == "done", w.task.status.text()
     headers = [w.table.horizontalHeaderItem(i).text() for i in range(w.table.columnCount())]
     assert headers == ["generated", "mean", "blur"]

@@ -1,5 +1,7 @@
 """The "Generation jobs" widget: launch, table refresh, cancel, resume, open the output."""
 
+from pathlib import Path
+
 import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
@@ -37,6 +39,15 @@ def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
         w.model_picker.source.setCurrentText("checkpoint")
         w.model_picker.path.setText(spec)
     return viewer, w
+
+
+def test_layer_names_say_which_job_a_generic_store_comes_from():
+    from napari_teramind.layers import store_display_name
+
+    assert store_display_name("/data/jobs/glut-1/generated.zarr") == "glut-1 generated"
+    assert store_display_name(Path("/data/jobs/dopa/perturbed.zarr")) == "dopa perturbed"
+    assert store_display_name("/data/brain.zarr") == "brain"
+    assert store_display_name("/data/brain-generated.zarr") == "brain-generated"
 
 
 def test_format_duration():
@@ -112,7 +123,8 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     qtbot.waitUntil(lambda: w.table.item(0, 1).text() == "complete", timeout=10_000)
     assert w.table.item(0, 2).text().startswith("100%")
     layers = w.open_output(job_dir)
-    assert [layer.name for layer in layers] == ["generated DAPI", "generated PolyT"]
+    # the job's name tells its generated.zarr from every other job's (#17 item 7)
+    assert [layer.name for layer in layers] == ["tiny generated DAPI", "tiny generated PolyT"]
     assert layers[0].data[0].shape[-2:] == (phantom.height, phantom.width)
     viewer.reset_view()
     qtbot.wait(300)

@@ -4,6 +4,9 @@ import pytest
 
 from _widget_helpers import isolated_settings, tiny_phantom  # noqa: F401 (fixtures)
 
+#: Least width a dock's content may need (the evaluation dock, widest of the others, 397 px).
+DOCK_WIDTH_PX = 400
+
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
@@ -37,6 +40,9 @@ def test_three_docks_fit_a_1080_px_screen(make_napari_viewer, qtbot, phantom, mo
         assert widget.scroll_area.widget().sizeHint().height() > 0
         assert widget.minimumSizeHint().height() < 200, name
     assert sum(w.minimumSizeHint().height() for w in docks.values()) < 1080 - 200
+    # and fits napari's dock column: the jobs dock needed 460 px (#17 item 1)
+    for name, widget in docks.items():
+        assert widget.scroll_area.widget().minimumSizeHint().width() <= DOCK_WIDTH_PX, name
     # all five widgets scroll
     for cls in (BrowseWidget, AttentionWidget):
         widget = cls(viewer)

@@ -66,10 +66,29 @@ UNITS = ("um", "um", "um")
 AXIS_LABELS = ("z", "y", "x")
 
 
-def store_display_name(store: BrainStore) -> str:
-    """Short name of a store for layer names: its directory name without ``.zarr``."""
-    name = Path(store.path).name
-    return name[: -len(".zarr")] if name.endswith(".zarr") else name
+#: Store names that say what a store is but not which one (job outputs are all
+#: ``<job>/generated.zarr``): layer names put the parent directory before them.
+GENERIC_STORE_NAMES = frozenset({"generated", "perturbed", "output", "result", "store"})
+
+
+def store_stem(path: str | Path) -> str:
+    """The directory name of the store at ``path`` without ``.zarr``."""
+    return Path(path).name.removesuffix(".zarr")
+
+
+def store_display_name(store: BrainStore | str | Path) -> str:
+    """Short name of a store (or a store's path) for layer names.
+
+    The directory name without ``.zarr``; a generic one (:data:`GENERIC_STORE_NAMES`, such as a
+    job's ``generated.zarr``) is preceded by its parent directory, the job's name, so that two
+    jobs' layers can be told apart: ``jobs/glut-1/generated.zarr`` is ``"glut-1 generated"``.
+    Every place that names layers after a store uses this function.
+    """
+    path = Path(store if isinstance(store, str | Path) else store.path)
+    stem = store_stem(path)
+    if stem.lower() in GENERIC_STORE_NAMES and path.parent.name:
+        return f"{store_stem(path.parent)} {stem}"
+    return stem
 
 
 #: Gene colours that stand apart from the stains (blue DAPI, green PolyT): used instead of a
@@ -477,6 +496,7 @@ def brain_layers(
 
 
 __all__ = [
+    "GENERIC_STORE_NAMES",
     "GENE_COLORS",
     "PATHWAY_COLORS",
     "STAIN_COLORMAPS",
@@ -493,4 +513,5 @@ __all__ = [
     "region_layer",
     "stain_layers",
     "store_display_name",
+    "store_stem",
 ]

@@ -148,9 +148,10 @@ def edits_from_args(args: argparse.Namespace) -> list:
 def _unedited_path(args: argparse.Namespace) -> Path:
     if args.unedited:
         return Path(args.unedited)
+    from napari_teramind.layers import store_stem
+
     out = Path(args.out)
-    stem = out.name[:-5] if out.name.endswith(".zarr") else out.name
-    return out.with_name(f"{stem}-unedited.zarr")
+    return out.with_name(f"{store_stem(out)}-unedited.zarr")
 
 
 def _perturb(args: argparse.Namespace) -> int:

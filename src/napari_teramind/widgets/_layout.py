@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -49,3 +49,34 @@ def scroll_body(widget: QWidget) -> QVBoxLayout:
     outer.addWidget(area)
     widget.scroll_area = area  # type: ignore[attr-defined]
     return QVBoxLayout(body)
+
+
+def add_sampler_rows(form: QFormLayout, max_block_px: int = 8192) -> tuple[QSpinBox, ...]:
+    """Add the sampler's rows to ``form`` and return its ``(steps, seed, block)`` spin boxes.
+
+    ``Steps`` (with the seed beside it) and ``Block px`` on two rows, from the remembered
+    settings: one layout for every widget that samples, narrow enough for napari's dock column.
+    """
+    from napari_teramind.widgets._settings import get_setting
+
+    steps = set_tooltip(QSpinBox(), "DDIM sampler steps (more: slower, finer)")
+    steps.setRange(1, 1000)
+    steps.setValue(int(get_setting("steps")))
+    seed = set_tooltip(QSpinBox(), "Seed of the initial noise (same seed, same result)")
+    seed.setRange(0, 2**31 - 1)
+    seed.setValue(int(get_setting("seed")))
+    block = set_tooltip(
+        QSpinBox(),
+        "Block size in pixels: the region is generated block by block (exact tiling, the "
+        "result does not depend on it); smaller blocks use less memory",
+    )
+    block.setRange(64, max_block_px)
+    block.setSingleStep(64)
+    block.setValue(max(64, int(get_setting("block_px")) // 64 * 64))
+    row = QHBoxLayout()
+    row.addWidget(steps)
+    row.addWidget(QLabel("seed"))
+    row.addWidget(seed)
+    form.addRow("Steps", row)
+    form.addRow("Block px", block)
+    return steps, seed, block

@@ -91,11 +91,25 @@ def run_attention(
     return load_attention(store_path, last.name)
 
 
+def import_plot_modules() -> None:
+    """Import matplotlib's figure and Qt canvas off the GUI thread.
+
+    Call it before :class:`AttentionPlot` is built on the GUI thread: measured, the first plot
+    froze napari 2.6-3.4 s importing them on the loaded test machine.
+    """
+    import matplotlib.backends.backend_qtagg
+    import matplotlib.figure  # noqa: F401
+
+
 def load_attention(store_path: str, name: str) -> tuple[str, list[Any]]:
-    """Layer data of map ``name`` (contrast limits are read here: call it off the GUI thread)."""
+    """Layer data of map ``name`` (contrast limits are read here: call it off the GUI thread).
+
+    Also imports the plot's modules (:func:`import_plot_modules`): the plot follows the map.
+    """
     from napari_teramind.layers import attention_layers
     from napari_teramind.store import BrainStore
 
+    import_plot_modules()
     store = BrainStore.open(store_path)
     return name, attention_layers(store, [name], metadata={ATTENTION_META: name})
 

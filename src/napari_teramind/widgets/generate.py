@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -30,7 +29,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_teramind.layers import AXIS_LABELS, STAIN_COLORMAPS, UNITS
+from napari_teramind.layers import (
+    AXIS_LABELS,
+    STAIN_COLORMAPS,
+    UNITS,
+    store_display_name,
+    store_stem,
+)
 from napari_teramind.selection import region_from_rectangle
 from napari_teramind.widgets._common import (
     DevicePicker,
@@ -43,7 +48,6 @@ from napari_teramind.widgets._common import (
     bind_slice_keys,
     current_slice,
     for_people,
-    get_setting,
     load_model,
     notify_error,
     notify_info,
@@ -53,7 +57,7 @@ from napari_teramind.widgets._common import (
     single_section_slices,
     viewer_camera,
 )
-from napari_teramind.widgets._layout import scroll_body
+from napari_teramind.widgets._layout import add_sampler_rows, scroll_body
 from napari_teramind.widgets._models import model_label, model_store_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -226,22 +230,6 @@ class GenerateWidget(QWidget):
             "Slices to generate: 'current' (the slice shown), 'all', '2', '0-3' or '0,2,5-6'"
         )
         self.model_picker = ModelPicker()
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1000)
-        self.steps_spin.setValue(int(get_setting("steps")))
-        self.steps_spin.setToolTip("DDIM sampler steps (more: slower, finer)")
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.seed_spin.setValue(int(get_setting("seed")))
-        self.seed_spin.setToolTip("Seed of the initial noise (same seed, same result)")
-        self.block_spin = QSpinBox()
-        self.block_spin.setRange(64, 8192)
-        self.block_spin.setSingleStep(64)
-        self.block_spin.setValue(int(get_setting("block_px")))
-        self.block_spin.setToolTip(
-            "Block size in pixels: the region is generated block by block (exact tiling, the "
-            "result does not depend on it); smaller blocks use less memory"
-        )
         self.device_picker = DevicePicker()
         self.output_edit = QLineEdit()
         self.output_edit.setPlaceholderText("default: <store>-generated.zarr next to the store")
@@ -255,12 +243,7 @@ class GenerateWidget(QWidget):
         form.addRow("Slices", self.slices_edit)
         form.addRow("Model", self.model_picker)
         form.addRow(self.model_label)
-        steps_row = QHBoxLayout()
-        steps_row.addWidget(self.steps_spin)
-        steps_row.addWidget(QLabel("seed"))
-        steps_row.addWidget(self.seed_spin)
-        form.addRow("Steps", steps_row)
-        form.addRow("Block px", self.block_spin)
+        self.steps_spin, self.seed_spin, self.block_spin = add_sampler_rows(form)
         form.addRow("Device", self.device_picker)
         form.addRow("Output", self.output_edit)
         form.addRow(self.live_box)
@@ -429,9 +412,7 @@ class GenerateWidget(QWidget):
     # ------------------------------------------------------------------ generate
     def default_output(self, store: BrainStore) -> str:
         """``<store>-generated.zarr`` next to the real store."""
-        path = Path(store.path)
-        stem = path.name[:-5] if path.name.endswith(".zarr") else path.name
-        return str(path.with_name(f"{stem}-generated.zarr"))
+        return str(Path(store.path).with_name(f"{store_stem(store.path)}-generated.zarr"))
 
     def generate(self) -> Any:
         """Collect the parameters and start the generation worker (errors are notified)."""
@@ -506,7 +487,7 @@ class GenerateWidget(QWidget):
             level.translation[2] + y0 * level.scale[2],
             level.translation[3] + x0 * level.scale[3],
         )
-        job = Path(self.output_path or "generated").name.removesuffix(".zarr")
+        job = store_display_name(self.output_path or "generated")
         for c, stain in enumerate(channels):
             name = f"{job} {stain} ({PREVIEW_PREFIX}, generating)"
             layer = self.preview_layers.get(stain)

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_teramind.generate.job import EXECUTORS
+from napari_teramind.layers import store_stem
 from napari_teramind.widgets._common import (
     ModelPicker,
     OneAtATime,
@@ -53,7 +54,7 @@ from napari_teramind.widgets._common import (
     parse_slices,
     save_settings,
 )
-from napari_teramind.widgets._layout import scroll_body
+from napari_teramind.widgets._layout import add_sampler_rows, scroll_body
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -158,24 +159,6 @@ class JobsWidget(QWidget):
         self.slices_edit = QLineEdit("all")
         self.slices_edit.setToolTip("Slices: 'all', 'current', '2', '0-3' or '0,2,5-6'")
         self.model_picker = ModelPicker()
-        params = QHBoxLayout()
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1000)
-        self.steps_spin.setValue(int(get_setting("steps")))
-        self.steps_spin.setToolTip("DDIM sampler steps")
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
-        self.seed_spin.setValue(int(get_setting("seed")))
-        self.seed_spin.setToolTip("Seed of the initial noise")
-        self.block_spin = QSpinBox()
-        self.block_spin.setRange(64, 16384)
-        self.block_spin.setSingleStep(64)
-        self.block_spin.setValue(max(64, int(get_setting("block_px")) // 64 * 64))
-        self.block_spin.setToolTip("Block edge in pixels (one unit of work per step and block)")
-        for label, spin in (("steps", self.steps_spin), ("seed", self.seed_spin),
-                            ("block", self.block_spin)):  # fmt: skip
-            params.addWidget(QLabel(label))
-            params.addWidget(spin)
         self.executor_combo = QComboBox()
         self.executor_combo.addItems(EXECUTORS)
         self.executor_combo.setToolTip(
@@ -212,7 +195,7 @@ class JobsWidget(QWidget):
         form.addRow("Region", self.region_combo)
         form.addRow("Slices", self.slices_edit)
         form.addRow("Model", self.model_picker)
-        form.addRow("Sampler", params)
+        self.steps_spin, self.seed_spin, self.block_spin = add_sampler_rows(form, 16384)
         form.addRow("Executor", self.executor_combo)
         form.addRow("Devices", self.device_list)
         form.addRow("Workers", self.workers_spin)
@@ -311,7 +294,7 @@ class JobsWidget(QWidget):
 
             region = rectangle_region(self.viewer, store)
         region = snap_region(region, store.height, store.width)  # whole 64 px patches
-        stem = Path(store.path).name.removesuffix(".zarr")
+        stem = store_stem(store.path)
         name = self.name_edit.text().strip() or f"{stem}-{self.seed_spin.value()}"
         job_dir = self.jobs_root() / name
         if job_dir.exists():

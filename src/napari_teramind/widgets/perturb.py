@@ -333,9 +333,9 @@ class PerturbWidget(GenerateWidget):
     # ------------------------------------------------------------------ run
     def default_output(self, store: BrainStore) -> str:
         """``<store>-perturbed.zarr`` next to the real store."""
-        path = Path(store.path)
-        stem = path.name[:-5] if path.name.endswith(".zarr") else path.name
-        return str(path.with_name(f"{stem}-perturbed.zarr"))
+        from napari_teramind.layers import store_stem
+
+        return str(Path(store.path).with_name(f"{store_stem(store.path)}-perturbed.zarr"))
 
     def generate(self) -> Any:
         """Collect the parameters and start the perturbation worker (errors are notified)."""
