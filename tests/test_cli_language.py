@@ -189,3 +189,16 @@ def test_generate_draws_a_live_progress_bar(tiny, tmp_path, capsys):
     # --quiet: no bar at all
     rc = main(["generate", "--resume", str(tmp_path / "g.job"), "--quiet"])
     assert rc == 0 and "generate:" not in capsys.readouterr().err
+
+
+def test_job_bar_moves_inside_a_unit(capsys):
+    """Between two units of a whole-brain job lie minutes: the bar shows the blocks between."""
+    from napari_teramind.cli._progress import JobBar
+
+    jb = JobBar(quiet=False, done=1, total=4)
+    jb.part(3, 8)  # 3 of the running unit's 8 block-steps
+    jb.part(8, 8)  # the unit's end: its own JobProgress follows, nothing drawn
+    jb.bar.close()
+    err = capsys.readouterr().err
+    assert "1.375/4" in err and "block-step 3/8" in err
+    assert "2/4" not in err

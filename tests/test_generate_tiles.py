@@ -178,7 +178,15 @@ def test_tiled_job_equals_the_per_block_job_and_resumes(store, model, gene_names
     assert status.state == "stopped"
     assert "span 2/2 (steps 3-4 of 4" in status.summary() and "tiles of 128 px" in status.summary()
     STATE_IO.reset()
-    run_job(job.path)
+    calls: list[tuple[int, int]] = []
+    run_job(job.path, on_block=lambda done, total: calls.append((done, total)))
+    # progress inside each remaining unit: 1..total block-steps of its grown geometry
+    totals = sorted({t for _, t in calls})
+    assert calls and all(d <= t for d, t in calls) and calls[-1][0] == calls[-1][1]
+    assert sum(d == t for d, t in calls) == job.units_total - (n_tiles + 1)
+    grown = {sum(len(ts.blocks) for ts in tile_geometry(plan, t, 2, STEPS))
+             for t in plan_tiles(plan, 128)}  # fmt: skip
+    assert set(totals) <= grown
     assert np.array_equal(images(job.spec.output), images(whole.spec.output))
     assert STATE_IO.read > 0
     assert job_status(job.path).state == "complete"

@@ -46,6 +46,7 @@ class Bar:
             bar.set_postfix_str(postfix, refresh=False)
         if done != bar.n:
             bar.update(done - bar.n)
+            bar.n = done  # exact, also for fractions of a unit
         if done >= total:
             self._finished = True
             self.close()
@@ -86,12 +87,46 @@ class StageBars:
             bar.close()
 
 
-def job_bar(quiet: bool) -> tuple[Any, Bar]:
-    """A ``progress(JobProgress)`` callback for generation jobs, and its bar (to close)."""
-    bar = Bar("generate", "unit", quiet)
+class JobBar:
+    """A generation job's bar that moves inside units as well as between them.
 
-    def show(p: Any) -> None:
+    Whole units come from each ``JobProgress``, the part of the running unit from
+    ``part(done, total)`` (blocks of a span unit).
+
+    Call it with each ``JobProgress``; pass :meth:`part` as ``run_job(on_block=...)``.
+    """
+
+    def __init__(self, quiet: bool, done: int = 0, total: int = 0) -> None:
+        self.bar = Bar("generate", "unit", quiet)
+        self._done = done
+        self._total = total
+        self._postfix = ""
+
+    def __call__(self, p: Any) -> None:
+        """Show a finished unit."""
         step = min(p.step + 1, p.n_steps)
-        bar(p.units_done, p.units_total, postfix=f"step {step}/{p.n_steps}")
+        self._done, self._total = p.units_done, p.units_total
+        self._postfix = f"step {step}/{p.n_steps}"
+        self.bar(p.units_done, p.units_total, postfix=self._postfix)
 
-    return show, bar
+    def part(self, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` blocks of the running unit."""
+        if not self._total or done >= total:
+            return  # the unit's own JobProgress follows
+        self.bar(round(self._done + done / total, 3), self._total,
+                 postfix=f"{self._postfix} block-step {done}/{total}")  # fmt: skip
+
+
+def job_bar(quiet: bool, job_dir: Any = None) -> tuple[JobBar, Bar]:
+    """A ``progress(JobProgress)`` callback for generation jobs, and its bar (to close).
+
+    With ``job_dir`` the bar knows the job's units before the first one finishes.
+    """
+    done = total = 0
+    if job_dir is not None:
+        from napari_teramind.generate.job import JobDir
+
+        job = JobDir(job_dir)
+        done, total = job.units_done(), job.units_total
+    jb = JobBar(quiet, done, total)
+    return jb, jb.bar

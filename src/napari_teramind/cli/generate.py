@@ -111,11 +111,14 @@ def _size(text: str) -> int:
         ) from None
 
 
-def _progress_printer(quiet: bool):
-    """A ``progress(JobProgress)`` callback drawing a live bar (units, rate, ETA) on stderr."""
+def _progress_printer(quiet: bool, job_dir=None):
+    """A ``progress(JobProgress)`` callback drawing a live bar (units, rate, ETA) on stderr.
+
+    Its ``part`` method moves the bar inside a unit (``run_job(on_block=...)``).
+    """
     from napari_teramind.cli._progress import job_bar
 
-    return job_bar(quiet)[0]
+    return job_bar(quiet, job_dir)[0]
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -207,7 +210,8 @@ def _run_explained(job_dir, args: argparse.Namespace):
     from napari_teramind.store.errors import explain_os_error
 
     try:
-        return run_job(job_dir, progress=_progress_printer(args.quiet), device=args.device)
+        bar = _progress_printer(args.quiet, job_dir)
+        return run_job(job_dir, progress=bar, device=args.device, on_block=bar.part)
     except (FileNotFoundError, FileExistsError):
         raise
     except OSError as exc:

@@ -366,9 +366,13 @@ class UnitRunner:
         The job.
     device
         Torch device of this worker (``"cpu"``, ``"cuda:1"``).
+    on_block
+        Called as ``on_block(done, total)`` after every block of every step of a span unit
+        (progress inside a unit).
     """
 
-    def __init__(self, job: JobDir, device: str = "cpu"):
+    def __init__(self, job: JobDir, device: str = "cpu",
+                 on_block: Callable[[int, int], None] | None = None):  # fmt: skip
         from napari_teramind.generate.engine import GeneSource, open_state_arrays
         from napari_teramind.store import BrainStore
 
@@ -389,6 +393,7 @@ class UnitRunner:
         self.layout = layout_of(job)
         self._held: dict[tuple[tuple[int, ...], int], Any] = {}
         self._tiles: tuple | None = None
+        self.on_block = on_block
 
     def run(self, step: int, block: int, still_held: Callable[[], bool]) -> bool:
         """Run unit (step, block); write nothing unless ``still_held()``; True when written."""
@@ -435,7 +440,7 @@ class UnitRunner:
         state into array ``index % 2``, or its images at the last step.
         """
         from napari_teramind.generate.resident import BackgroundWriter
-        from napari_teramind.generate.tiles import plan_tiles, run_tile_span
+        from napari_teramind.generate.tiles import plan_tiles, run_tile_span, tile_geometry
 
         every = int(self.layout["steps_per_unit"])
         step0, step1 = index * every, min(self.plan.steps, (index + 1) * every)
@@ -443,16 +448,19 @@ class UnitRunner:
             self._tiles = plan_tiles(self.plan, int(self.layout["tile_px"]))
         last = step1 == self.plan.steps
         writer = BackgroundWriter()
+        total = sum(len(ts.blocks) for ts in tile_geometry(self.plan, self._tiles[tile],
+                                                           step0, step1))  # fmt: skip
         try:
-            for _ in run_tile_span(
+            for done, _ in enumerate(run_tile_span(
                 self.plan, self.model, self.genes, self._tiles[tile], step0, step1,
                 state_in=self.states[(index - 1) % 2] if index else None,
                 checkpoint=None if last else _Guarded(self.states[index % 2], still_held),
                 output=_Guarded(self.output, still_held) if last else None, writer=writer,
                 device=self.device, batch_size=self.batch_size, precision=self.precision,
                 numerics=self.numerics,
-            ):  # fmt: skip
-                pass
+            ), 1):  # fmt: skip
+                if self.on_block is not None:
+                    self.on_block(done, total)
             writer.join()
         except _ClaimLost:
             return False
@@ -476,14 +484,19 @@ class UnitRunner:
         last = span.step1 == self.plan.steps
         writer = BackgroundWriter()
         final = None
+        done = 0
+        total = (span.step1 - span.step0) * sum(b.pair in span.pairs for b in self.plan.blocks)
         try:
-            for _, _, _, st in run_span(
+            for _, blk, _, st in run_span(
                 self.plan, self.model, self.genes, span, state, device=self.device,
                 batch_size=self.batch_size, precision=self.precision,
                 output=_Guarded(self.output, still_held) if last else None,
                 checkpoint=None if last else _Guarded(self.states[index % 2], still_held),
                 writer=writer, numerics=self.numerics,
             ):  # fmt: skip
+                if blk is not None and self.on_block is not None:
+                    done += 1
+                    self.on_block(done, total)
                 final = st
             writer.join()
         except _ClaimLost:

@@ -182,8 +182,10 @@ def _order(n_blocks: int, worker_index: int, n_workers: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------- in-process
-def _iter_inprocess(job: JobDir, clock: _Clock, device: str) -> Iterator[JobProgress]:
-    runner = _bridge.UnitRunner(job, device=device)
+def _iter_inprocess(job: JobDir, clock: _Clock, device: str,
+                    on_block: Callable[[int, int], None] | None = None,
+                    ) -> Iterator[JobProgress]:  # fmt: skip
+    runner = _bridge.UnitRunner(job, device=device, on_block=on_block)
     owner = Owner(worker=f"inprocess-{os.getpid()}")
     for step in range(job.n_steps):
         if job.step_done(step):
@@ -386,7 +388,8 @@ def _iter_dask(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
 
 # ---------------------------------------------------------------------- public
 def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
-             device: str = "cpu") -> Iterator[JobProgress]:  # fmt: skip
+             device: str = "cpu", on_block: Callable[[int, int], None] | None = None,
+             ) -> Iterator[JobProgress]:  # fmt: skip
     """Run (or resume) a job, yielding :class:`JobProgress` after every unit.
 
     Parameters
@@ -397,6 +400,10 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
         Override the spec's executor: ``"inprocess"``, ``"local"`` or ``"dask"``.
     device
         Device of the in-process executor.
+    on_block
+        In-process executor only: called as ``on_block(done, total)`` after every block of
+        every step inside a span unit (``total`` blocks in the running unit), so a progress
+        bar can move between units, which take minutes on a whole brain.
 
     Closing the generator stops the in-process executor between units; a cancel request
     (:func:`cancel_job`, ``teramind jobs cancel``) stops every executor between units and
@@ -423,7 +430,7 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
         _bridge.prepare_job(job)
         clock = _Clock(job)
         if kind == "inprocess":
-            it = _iter_inprocess(job, clock, device)
+            it = _iter_inprocess(job, clock, device, on_block)
         elif kind == "local":
             it = _iter_local(job, clock)
         else:
@@ -444,13 +451,15 @@ def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
 
 
 def run_job(job_dir: str | os.PathLike[str], progress: Callable[[JobProgress], None] | None = None,
-            executor: str | None = None, device: str = "cpu") -> Path:  # fmt: skip
+            executor: str | None = None, device: str = "cpu",
+            on_block: Callable[[int, int], None] | None = None) -> Path:  # fmt: skip
     """Run (or resume) a job to the end and return the path of the generated brain store.
 
-    ``progress`` is called with every :class:`JobProgress`.
+    ``progress`` is called with every :class:`JobProgress`; ``on_block`` as for
+    :func:`iter_job`.
     """
     last = None
-    for p in iter_job(job_dir, executor=executor, device=device):
+    for p in iter_job(job_dir, executor=executor, device=device, on_block=on_block):
         last = p
         if progress is not None:
             progress(p)
