@@ -9,7 +9,10 @@ Both engines run the same spec in this one process on CPU, as in-process jobs wi
 CLI's defaults except the unit layout: ``memory_budget=0`` (the step-synchronous engine of
 before: every step of every block reads its block plus halo from a float32 zarr state array
 and writes the block back) against the default (a slice pair's state stays in memory for
-``checkpoint_every = 5`` steps and is checkpointed at the end of each span). For each it
+``checkpoint_every = 8`` steps and is checkpointed at the end of each span) and, for the
+multi-block job, a budget too small for the pair (tiles of half its side advanced with a
+growing halo, :mod:`napari_teramind.generate.tiles`). The last lines project the defaults on
+a whole-brain slice pair from the tile geometry the job would run (no generation). For each it
 prints seconds per output patch per step, and bytes per output patch per step of
 
 * **state I/O**: bytes the engine moved to and from the state arrays (counted in the state
@@ -98,6 +101,50 @@ def run_case(name: str, d: Path, store: Path, model: Path, region, slices, steps
             "units": job.units_total, "kind": kind}, images  # fmt: skip
 
 
+def _tile_budget(d: Path, region, slices, steps: int, block_px: int) -> int:
+    """A memory budget that fits tiles of half the region's side, not the whole pair."""
+    from napari_teramind.generate.plan import GenerationPlan
+    from napari_teramind.generate.resident import DEFAULT_CHECKPOINT_EVERY
+    from napari_teramind.generate.schemes import DEFAULT_SCHEME
+    from napari_teramind.generate.tiles import tile_nbytes
+    from napari_teramind.store import BrainStore
+
+    src = BrainStore.open(d / "ph.zarr")
+    plan = GenerationPlan(src.shape, region, slices, block_px=block_px, steps=steps,
+                          scheme=DEFAULT_SCHEME)  # fmt: skip
+    half = (region[1] - region[0]) // 2
+    return tile_nbytes(plan, half, DEFAULT_CHECKPOINT_EVERY, len(src.panel))
+
+
+def whole_brain_projection(steps: int, n_genes: int = 500) -> None:
+    """The defaults on one whole-brain slice pair, from the geometry the job would run."""
+    from napari_teramind.generate.plan import GenerationPlan
+    from napari_teramind.generate.resident import (
+        DEFAULT_CHECKPOINT_EVERY,
+        DEFAULT_MEMORY_BUDGET,
+        resident_nbytes,
+    )
+    from napari_teramind.generate.schemes import DEFAULT_SCHEME
+    from napari_teramind.generate.tiles import (
+        choose_tile_px,
+        tile_nbytes,
+        tile_overhead,
+        tile_state_io,
+    )
+
+    plan = GenerationPlan((50, 73216, 105984), (0, 73216, 0, 105984), (0, 1), seed=0,
+                          steps=steps, scheme=DEFAULT_SCHEME)  # fmt: skip
+    every = DEFAULT_CHECKPOINT_EVERY
+    t = choose_tile_px(plan, every, n_genes, DEFAULT_MEMORY_BUDGET)
+    print(f"whole-brain pair ({n_genes} genes, {steps} steps, {DEFAULT_SCHEME}, defaults): "
+          "a resident pair needs "
+          f"{resident_nbytes(plan, n_genes) / 2**30:.0f} GiB > "
+          f"{DEFAULT_MEMORY_BUDGET / 2**30:.0f} GiB budget -> tiles of {t} px, "
+          f"{tile_nbytes(plan, t, every, n_genes) / 2**30:.2f} GiB per unit, state I/O "
+          f"{tile_state_io(plan, t, every) / 1000:.1f} KB per output patch per step, "
+          f"{tile_overhead(plan, t, every):.3f}x patches computed per output patch")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--px", type=int, default=512, help="ROI side (the multi-block job: 2x)")
@@ -140,18 +187,27 @@ def main() -> None:
         if name not in chosen:
             continue
         rows = []
-        for label, budget in (("per-block, disk state", 0), ("resident spans (default)", None)):
-            key = f"{name.split()[0]}-{'old' if budget == 0 else 'new'}"
+        engines = [("per-block, disk state", 0), ("resident spans (default)", None)]
+        if name != "ROI":  # a budget too small for the pair: tiles of half its side
+            engines.append(
+                (
+                    f"tiled spans ({side // 2} px)",
+                    _tile_budget(d, region, slices, args.steps, block),
+                )
+            )
+        for i, (label, budget) in enumerate(engines):
+            key = f"{name.split()[0]}-{i}"
             fig, img = run_case(key, d, d / "ph.zarr", d / "model", region, slices, args.steps,
                                 block, budget)  # fmt: skip
             rows.append((label, fig, img))
             print(f"{name:16} {label:28} {fig['units']:>5} {fig['s']:>13.4f} "
                   f"{fig['state'] / 1024:>8.1f} KiB {fig['io'] / 1024:>8.1f} KiB")  # fmt: skip
-        same = np.array_equal(rows[0][2], rows[1][2])
+        same = all(np.array_equal(rows[0][2], r[2]) for r in rows[1:])
         print(f"{name:16} outputs identical: {same}; state I/O "
               f"{rows[0][1]['state'] / max(1, rows[1][1]['state']):.1f}x less, time "
               f"{rows[0][1]['s'] / rows[1][1]['s']:.2f}x")  # fmt: skip
-        assert same, f"{name}: the two engines differ"
+        assert same, f"{name}: the engines differ"
+    whole_brain_projection(15)
     # bf16 autocast on CPU against float32 (the ROI case)
     model, info = load_checkpoint(d / "model")
     outs = []

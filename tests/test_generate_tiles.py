@@ -27,7 +27,9 @@ from napari_teramind.generate.resident import (
     IOCounter,
 )
 from napari_teramind.generate.tiles import (
+    TilePrefetcher,
     WindowState,
+    _area,
     choose_tile_px,
     plan_tiles,
     run_tile_span,
@@ -177,6 +179,7 @@ def test_tiled_job_equals_the_per_block_job_and_resumes(store, model, gene_names
     status = job_status(job.path)
     assert status.state == "stopped"
     assert "span 2/2 (steps 3-4 of 4" in status.summary() and "tiles of 128 px" in status.summary()
+    left = [t for t in plan_tiles(plan, 128) if not job.unit_done(1, t.index)]
     STATE_IO.reset()
     calls: list[tuple[int, int]] = []
     run_job(job.path, on_block=lambda done, total: calls.append((done, total)))
@@ -188,15 +191,20 @@ def test_tiled_job_equals_the_per_block_job_and_resumes(store, model, gene_names
              for t in plan_tiles(plan, 128)}  # fmt: skip
     assert set(totals) <= grown
     assert np.array_equal(images(job.spec.output), images(whole.spec.output))
-    assert STATE_IO.read > 0
+    # each remaining unit read its grown window once (read ahead while the one before it
+    # computed: the prefetch is used, never read twice)
+    want = sum(_area(tile_geometry(plan, t, 2, STEPS)[0].reads) for t in left)
+    assert STATE_IO.read == want * plan.channels * 4
     assert job_status(job.path).state == "complete"
 
 
 def test_whole_brain_defaults_fit_memory_and_the_io_goal():
     """The CLI's defaults on a whole-brain slice pair (500 genes): tiles that fit 8 GiB,
     state I/O under 16 KB per output patch per step, under 15 % extra compute."""
+    from napari_teramind.generate.schemes import DEFAULT_SCHEME
+
     plan = GenerationPlan((50, 73216, 105984), (0, 73216, 0, 105984), [0, 1], seed=0,
-                          steps=15)  # fmt: skip
+                          steps=15, scheme=DEFAULT_SCHEME)  # fmt: skip
     every = DEFAULT_CHECKPOINT_EVERY
     from napari_teramind.generate.job import JobSpec
 
@@ -206,4 +214,22 @@ def test_whole_brain_defaults_fit_memory_and_the_io_goal():
     assert tile_nbytes(plan, tile_px, every, 500) <= DEFAULT_MEMORY_BUDGET
     assert tile_nbytes(plan, tile_px + plan.block_px, every, 500) > DEFAULT_MEMORY_BUDGET
     assert tile_state_io(plan, tile_px, every) <= 16_000
-    assert tile_overhead(plan, tile_px, every) < 1.15
+    assert tile_overhead(plan, tile_px, every) < 1.15  # the halo's extra patches
+
+
+def test_prefetcher_hands_over_only_its_own_unit():
+    pre = TilePrefetcher()
+    try:
+        pre.start((1, 2), lambda: "inputs of (1, 2)")
+        assert pre.take((1, 3)) is None  # another unit: read it yourself
+        assert pre.take((1, 2)) == "inputs of (1, 2)"
+        assert pre.take((1, 2)) is None  # handed over once
+
+        def broken():
+            raise OSError("disk gone")
+
+        pre.start((2, 0), broken)
+        with pytest.raises(OSError, match="disk gone"):
+            pre.take((2, 0))
+    finally:
+        pre.close()

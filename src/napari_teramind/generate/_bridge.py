@@ -393,6 +393,8 @@ class UnitRunner:
         self.layout = layout_of(job)
         self._held: dict[tuple[tuple[int, ...], int], Any] = {}
         self._tiles: tuple | None = None
+        self._prefetcher: Any = None
+        self._next: tuple[int, int] | None = None
         self.on_block = on_block
 
     def run(self, step: int, block: int, still_held: Callable[[], bool]) -> bool:
@@ -432,6 +434,43 @@ class UnitRunner:
         pairs = tuple(range(group * per, min(len(self.plan.pairs), (group + 1) * per)))
         return Span(pairs, index * every, min(self.plan.steps, (index + 1) * every))
 
+    @property
+    def tiles(self) -> tuple:
+        """The tiles of a tiled job (:func:`~napari_teramind.generate.tiles.plan_tiles`)."""
+        if self._tiles is None:
+            from napari_teramind.generate.tiles import plan_tiles
+
+            self._tiles = plan_tiles(self.plan, int(self.layout["tile_px"]))
+        return self._tiles
+
+    def _tile_steps(self, index: int) -> tuple[int, int]:
+        every = int(self.layout["steps_per_unit"])
+        return index * every, min(self.plan.steps, (index + 1) * every)
+
+    def prefetch(self, step: int, block: int) -> None:
+        """Name the unit this worker will probably run after the next one (tiled jobs).
+
+        The next tiled unit takes its own inputs (read ahead, if they were) and then starts
+        reading this one's in the background (genes, the grown checkpoint window), so the
+        reads overlap its compute. Only units of the span being worked on are named: the
+        checkpoint they read is complete.
+        """
+        self._next = (step, block) if self.layout["kind"] == "tiles" else None
+
+    def _start_prefetch(self) -> None:
+        if self._next is None:
+            return
+        from napari_teramind.generate.tiles import TilePrefetcher, read_tile_inputs
+
+        (step, block), self._next = self._next, None
+        if self._prefetcher is None:
+            self._prefetcher = TilePrefetcher()
+        step0, step1 = self._tile_steps(step)
+        state_in = self.states[(step - 1) % 2] if step else None
+        tile = self.tiles[block]
+        self._prefetcher.start((step, block), lambda: read_tile_inputs(
+            self.plan, self.genes, tile, step0, step1, state_in))  # fmt: skip
+
     def _run_tile(self, index: int, tile: int, still_held: Callable[[], bool]) -> bool:
         """A tiled unit: span ``index`` of tile ``tile``.
 
@@ -440,19 +479,21 @@ class UnitRunner:
         state into array ``index % 2``, or its images at the last step.
         """
         from napari_teramind.generate.resident import BackgroundWriter
-        from napari_teramind.generate.tiles import plan_tiles, run_tile_span, tile_geometry
+        from napari_teramind.generate.tiles import run_tile_span, tile_geometry
 
-        every = int(self.layout["steps_per_unit"])
-        step0, step1 = index * every, min(self.plan.steps, (index + 1) * every)
-        if self._tiles is None:
-            self._tiles = plan_tiles(self.plan, int(self.layout["tile_px"]))
+        step0, step1 = self._tile_steps(index)
+        try:
+            inputs = self._prefetcher.take((index, tile)) if self._prefetcher else None
+        except Exception:  # a failed prefetch: read again here, where errors are reported
+            inputs = None
+        self._start_prefetch()  # the next unit's reads overlap this one's compute
         last = step1 == self.plan.steps
         writer = BackgroundWriter()
-        total = sum(len(ts.blocks) for ts in tile_geometry(self.plan, self._tiles[tile],
+        total = sum(len(ts.blocks) for ts in tile_geometry(self.plan, self.tiles[tile],
                                                            step0, step1))  # fmt: skip
         try:
             for done, _ in enumerate(run_tile_span(
-                self.plan, self.model, self.genes, self._tiles[tile], step0, step1,
+                self.plan, self.model, self.genes, self.tiles[tile], step0, step1, inputs=inputs,
                 state_in=self.states[(index - 1) % 2] if index else None,
                 checkpoint=None if last else _Guarded(self.states[index % 2], still_held),
                 output=_Guarded(self.output, still_held) if last else None, writer=writer,

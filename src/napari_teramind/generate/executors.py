@@ -152,7 +152,7 @@ def work_on_step(job: JobDir, runner: _bridge.UnitRunner, owner: Owner, step: in
     blocks = list(range(job.n_blocks)) if order is None else order
     while True:
         waiting = False
-        for block in blocks:
+        for i, block in enumerate(blocks):
             if job.cancel_requested():
                 raise JobCancelled(f"job {job.path} was cancelled (resume it with --resume)")
             if job.unit_done(step, block):
@@ -164,6 +164,10 @@ def work_on_step(job: JobDir, runner: _bridge.UnitRunner, owner: Owner, step: in
             if job.unit_done(step, block):  # finished by another worker just before our claim
                 claim.release()
                 continue
+            # read the next unit's inputs while this one computes (tiled jobs)
+            nxt = next((b for b in blocks[i + 1 :] if not job.unit_done(step, b)), None)
+            if nxt is not None:
+                runner.prefetch(step, nxt)
             run_claimed_unit(job, runner, step, block, claim)
             yield block
         if job.step_done(step):

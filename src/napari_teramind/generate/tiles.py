@@ -56,10 +56,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Tile",
+    "TileInputs",
+    "TilePrefetcher",
     "TileStep",
     "WindowState",
     "choose_tile_px",
     "plan_tiles",
+    "read_tile_inputs",
     "run_tile_span",
     "tile_geometry",
     "tile_nbytes",
@@ -254,7 +257,11 @@ def tile_nbytes(
     plan: GenerationPlan, tile_px: int, steps_per_unit: int, n_genes: int,
     model_channels: int = 256, batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> int:  # fmt: skip
-    """Host memory of the largest tiled span (state in and out, cached genes, features)."""
+    """Host memory of the largest tiled span (state in and out, cached genes, features).
+
+    It counts the next unit's inputs too (genes and first state), which a worker reads in
+    the background while this unit computes (:class:`TilePrefetcher`).
+    """
     worst = 0
     # an interior tile grows the most: the first three rows and columns hold one
     pick = [t for t in plan_tiles(plan, tile_px)
@@ -266,7 +273,9 @@ def tile_nbytes(
             held = [_area(geo[0].reads)] + [_area(ts.out) for ts in geo]
             state = max(a + b for a, b in itertools.pairwise(held))
             genes = n_genes * plan.gene_depth * 4 * _area(geo[0].genes) // plan.gene_block_px**2
-            worst = max(worst, plan.channels * 4 * state + genes)
+            first = plan.channels * 4 * _area(geo[0].reads) if s0 else 0
+            # the unit computing, plus the next unit's inputs read meanwhile (prefetch)
+            worst = max(worst, plan.channels * 4 * state + genes + genes + first)
     side = plan.block_px // PATCH_PX + 2
     feats = (side * side + batch_size) * model_channels * _FEATURE_BYTES_PER_CHANNEL
     return int(worst + feats)
@@ -356,6 +365,90 @@ class WindowState:
         self.array[self._local(key)] = value
 
 
+@dataclass
+class TileInputs:
+    """What a tiled span reads before it computes: its geometry, genes and first state.
+
+    Made by :func:`read_tile_inputs`, possibly in a background thread while another unit
+    computes (:class:`TilePrefetcher`).
+    """
+
+    tile: Tile
+    step0: int
+    step1: int
+    geometry: list[TileStep]
+    genes: GeneCache
+    state: WindowState | None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self.genes.nbytes + (0 if self.state is None else self.state.nbytes)
+
+
+def read_tile_inputs(
+    plan: GenerationPlan,
+    genes: GeneSource,
+    tile: Tile,
+    step0: int,
+    step1: int,
+    state_in: Any = None,
+    counter: IOCounter = STATE_IO,
+) -> TileInputs:
+    """Read a tiled span's genes (once, its whole area) and its grown ``x_{step0}``."""
+    if step0 > 0 and state_in is None:
+        raise ValueError(f"a tiled span starting at step {step0} needs the state of that step")
+    geo = tile_geometry(plan, tile, step0, step1)
+    area = None
+    for ts in geo:
+        area = _union(area, ts.genes)
+    gb = plan.gene_block_px
+    area = (area[0] // gb * gb, -(-area[1] // gb) * gb, area[2] // gb * gb, -(-area[3] // gb) * gb)
+    cache = GeneCache(genes, plan, [tile.pair], area=area)
+    state = None
+    if step0 > 0:
+        fy, fx = plan.grids(step0 - 1).frame
+        r = geo[0].reads
+        state = WindowState.read(state_in, tile.pair,
+                                 (r[0] + fy, r[1] + fy, r[2] + fx, r[3] + fx), counter)  # fmt: skip
+    return TileInputs(tile, step0, step1, geo, cache, state)
+
+
+class TilePrefetcher:
+    """Reads the next unit's inputs in one background thread while this one computes.
+
+    ``start(key, fn)`` begins ``fn()`` for ``key`` (dropping any other prefetched unit);
+    ``take(key)`` returns its result (waiting for it) or None when another key was
+    prefetched. Errors of a prefetch are raised by ``take``; the unit then reads again.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="teramind-prefetch")
+        self._key: Any = None
+        self._future: Any = None
+
+    def start(self, key: Any, fn: Any) -> None:
+        """Prefetch ``fn()`` for ``key`` (a no-op when it is already prefetched)."""
+        if key == self._key:
+            return
+        if self._future is not None:
+            self._future.cancel()
+        self._key, self._future = key, self._pool.submit(fn)
+
+    def take(self, key: Any) -> Any:
+        """The prefetched result for ``key``, or None."""
+        if key != self._key or self._future is None:
+            return None
+        future, self._key, self._future = self._future, None, None
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the thread (a running prefetch finishes first)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_tile_span(
     plan: GenerationPlan,
     model: TeraMindUNet,
@@ -375,6 +468,7 @@ def run_tile_span(
     pad_to: int | None = None,
     numerics: Numerics | None = None,
     counter: IOCounter = STATE_IO,
+    inputs: TileInputs | None = None,
 ) -> Iterator[tuple[int, Block, np.ndarray]]:
     """Advance ``tile`` from ``step0`` to ``step1`` in memory.
 
@@ -395,6 +489,8 @@ def run_tile_span(
         Brain store receiving the tile's images at the plan's last step.
     writer
         Runs the checkpoint and image writes in the background; the caller joins it.
+    inputs
+        The unit's inputs read beforehand (:func:`read_tile_inputs`); read here if None.
 
     Yields
     ------
@@ -403,22 +499,12 @@ def run_tile_span(
         last step the tile's own blocks and their images, as
         :func:`~napari_teramind.generate.engine.advance` yields them).
     """
-    if step0 > 0 and state_in is None:
-        raise ValueError(f"a tiled span starting at step {step0} needs the state of that step")
-    geo = tile_geometry(plan, tile, step0, step1)
-    area = None
-    for ts in geo:
-        area = _union(area, ts.genes)
-    gb = plan.gene_block_px
-    area = (area[0] // gb * gb, -(-area[1] // gb) * gb, area[2] // gb * gb, -(-area[3] // gb) * gb)
-    cache = GeneCache(genes, plan, [tile.pair], area=area)
+    if inputs is None:
+        inputs = read_tile_inputs(plan, genes, tile, step0, step1, state_in, counter)
+    elif (inputs.tile, inputs.step0, inputs.step1) != (tile, step0, step1):
+        raise ValueError("the prepared inputs are another unit's")
+    geo, cache, cur = inputs.geometry, inputs.genes, inputs.state
     last = plan.steps - 1
-    cur = None
-    if step0 > 0:
-        fy, fx = plan.grids(step0 - 1).frame
-        r = geo[0].reads
-        cur = WindowState.read(state_in, tile.pair, (r[0] + fy, r[1] + fy, r[2] + fx, r[3] + fx),
-                               counter)  # fmt: skip
 
     def write_output(blk: Block, x0: np.ndarray) -> None:
         from napari_teramind.generate.engine import write_output_block
