@@ -42,6 +42,16 @@ MICRO = ModelConfig(
 )
 
 
+def micro_model(n_genes: int, seed: int = 1):
+    """A seeded, randomly initialised :data:`MICRO` network for ``n_genes`` genes, in eval."""
+    import dataclasses
+
+    from napari_teramind.model import TeraMindUNet
+
+    torch.manual_seed(seed)
+    return TeraMindUNet(dataclasses.replace(MICRO, n_genes=n_genes)).eval()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def single_thread():
     """These tensors are tiny; one thread avoids OpenMP overhead on busy CI machines."""

@@ -4,9 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
-from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
+from _model_helpers import micro_model, single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.evaluate import seam_ratio
 from napari_teramind.generate import (
     SCHEMES,
@@ -20,7 +19,6 @@ from napari_teramind.generate import (
     step_grids,
 )
 from napari_teramind.generate.schemes import FUSED_STEPS, fusion_weight
-from napari_teramind.model import ModelConfig, TeraMindUNet
 from napari_teramind.phantom import PhantomSpec, write_phantom
 from napari_teramind.store import BrainStore
 
@@ -44,10 +42,7 @@ def gene_names(store):
 
 @pytest.fixture(scope="module")
 def model(gene_names):
-    torch.manual_seed(1)
-    cfg = ModelConfig(n_genes=len(gene_names), model_channels=4, channel_mult=(1, 1, 1, 2),
-                      num_res_blocks=1, embed_channels=8, gene_map_channels=(4, 4, 4))  # fmt: skip
-    return TeraMindUNet(cfg).eval()
+    return micro_model(len(gene_names))
 
 
 def plan_of(store, scheme, block_px=64):

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
+from _model_helpers import micro_model, single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.generate import (
     SCHEMES,
     GenerationPlan,
@@ -38,7 +37,6 @@ from napari_teramind.generate.tiles import (
     tile_overhead,
     tile_state_io,
 )
-from napari_teramind.model import ModelConfig, TeraMindUNet
 from napari_teramind.phantom import PhantomSpec, write_phantom
 
 SPEC = PhantomSpec(seed=5, n_slices=3, height=256, width=384)
@@ -60,10 +58,7 @@ def gene_names(store):
 
 @pytest.fixture(scope="module")
 def model(gene_names):
-    torch.manual_seed(1)
-    cfg = ModelConfig(n_genes=len(gene_names), model_channels=4, channel_mult=(1, 1, 1, 2),
-                      num_res_blocks=1, embed_channels=8, gene_map_channels=(4, 4, 4))  # fmt: skip
-    return TeraMindUNet(cfg).eval()
+    return micro_model(len(gene_names))
 
 
 def _plan(store, scheme):

@@ -192,6 +192,26 @@ class BackgroundWriter:
         self._thread.join()
 
 
+def output_writer(
+    plan: GenerationPlan, output: BrainStore | None, writer: BackgroundWriter | None
+) -> Callable[[Block, np.ndarray], None]:
+    """The ``write_output(block, x0)`` callback of a unit.
+
+    It writes the images into ``output`` (if any), in the background ``writer`` when there
+    is one.
+    """
+
+    def write_output(blk: Block, x0: np.ndarray) -> None:
+        if output is None:
+            return
+        if writer is None:
+            write_output_block(plan, output, blk, x0)
+        else:
+            writer.submit(lambda: write_output_block(plan, output, blk, x0))
+
+    return write_output
+
+
 def resident_nbytes(
     plan: GenerationPlan, n_genes: int, n_pairs: int = 1, model_channels: int = 256,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -264,14 +284,7 @@ def run_span(
     blocks = [b for b in plan.blocks if b.pair in span.pairs]
     last = plan.steps - 1
 
-    def write_output(blk: Block, x0: np.ndarray) -> None:
-        if output is None:
-            return
-        if writer is None:
-            write_output_block(plan, output, blk, x0)
-        else:
-            writer.submit(lambda: write_output_block(plan, output, blk, x0))
-
+    write_output = output_writer(plan, output, writer)
     cur = state
     for step in range(span.step0, span.step1):
         nxt = None if step == last else PairState.zeros(plan, span.pairs)

@@ -45,6 +45,7 @@ from napari_teramind.generate.resident import (
     STATE_IO,
     BackgroundWriter,
     IOCounter,
+    output_writer,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -506,16 +507,7 @@ def run_tile_span(
     geo, cache, cur = inputs.geometry, inputs.genes, inputs.state
     last = plan.steps - 1
 
-    def write_output(blk: Block, x0: np.ndarray) -> None:
-        from napari_teramind.generate.engine import write_output_block
-
-        if output is None:
-            return
-        if writer is None:
-            write_output_block(plan, output, blk, x0)
-        else:
-            writer.submit(lambda: write_output_block(plan, output, blk, x0))
-
+    write_output = output_writer(plan, output, writer)
     for ts in geo:
         nxt = None if ts.step == last else WindowState.zeros(plan, tile.pair, ts.out)
         for blk, x0 in advance(plan, model, cache, cur, nxt, ts.step, ts.blocks, device=device,
