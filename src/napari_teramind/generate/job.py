@@ -177,6 +177,8 @@ class JobSpec:
             "job": job,
             "writer": job,
             **({"edits": self.extra["edits"]} if "edits" in self.extra else {}),
+            # threads and precision change the last bits: part of what a region holds
+            **({"numerics": self.numerics.to_dict()} if self.numerics is not None else {}),
         }
 
     def replace(self, **changes: Any) -> JobSpec:

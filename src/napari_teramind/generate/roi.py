@@ -175,7 +175,7 @@ def open_output_store(
 #: Record fields that decide a generated region's pixels (with the model).
 GENERATION_FIELDS = (
     "region", "slices", "seed", "sampler", "scheme", "steps", "gene_blind", "source_store",
-    "edits",
+    "edits", "numerics",
 )  # fmt: skip
 
 
@@ -199,6 +199,8 @@ def same_generation(a: dict[str, Any], b: dict[str, Any]) -> bool:
             va, vb = va or LEGACY_SCHEME, vb or LEGACY_SCHEME
         elif k == "edits":  # no edits and an empty edit list are the same pixels
             va, vb = va or [], vb or []
+        elif k == "numerics" and (va is None or vb is None):
+            continue  # a record from before the numerics record: not known to differ
         if va != vb:
             return False
     return _same_model(a, b)
@@ -216,6 +218,8 @@ def _describe(rec: dict[str, Any]) -> str:
     sl = rec["slices"]
     slices = f"{sl[0]}-{sl[-1]}" if list(sl) == list(range(sl[0], sl[-1] + 1)) else str(sl)
     blind = ", gene-blind" if rec.get("gene_blind") else ""
+    threads = (rec.get("numerics") or {}).get("threads")
+    blind += f", {threads} threads" if threads else ""
     return (f"slices {slices}, region y {y0}:{y1}, x {x0}:{x1}, seed {rec.get('seed')} "
             f"({rec.get('sampler')}, {rec.get('scheme') or LEGACY_SCHEME}, {rec.get('steps')} steps"
             f"{blind})")  # fmt: skip
