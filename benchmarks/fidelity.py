@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print("seam ratio = worst residue mod 64 / median; @0, @32 = those residues / median")
     print(f"{'set':14s} {'DAPI ratio @0 @32':>20s} {'PolyT ratio @0 @32':>21s} "
-          f"{'s/patch':>8s} {'cost':>5s} {'nuclei':>6s} {'area':>6s} "
+          f"{'s/patch':>8s} {'cost':>5s} {'nuclei':>6s} {'area':>6s} {'solid':>5s} "
           f"{'PSNR D/P':>11s} {'SSIM D/P':>11s}")  # fmt: skip
     print(f"{'truth':14s} {'':>20s} {'':>21s} {'':>8s} {'':>5s} "
           f"{truth['count']:6.0f} {truth['area_mean']:6.1f}")  # fmt: skip
@@ -149,10 +149,14 @@ def main(argv: list[str] | None = None) -> None:
         d = f"{sr[0][0]:5.2f} {sr[0][1]:5.2f} {sr[0][2]:5.2f}" if sr else ""
         p = f"{sr[1][0]:5.2f} {sr[1][1]:5.2f} {sr[1][2]:5.2f}" if sr else ""
         cost = f"{spp / base:5.2f}" if spp and base else ""
-        n = f"{nuc['count']:6.0f} {nuc['area_mean']:6.1f}" if nuc else ""
+        n = (
+            f"{nuc['count']:6.0f} {nuc['area_mean']:6.1f} {nuc['solidity_mean']:5.3f}"
+            if nuc
+            else ""
+        )
         ps = f"{im['psnr_dapi']:5.1f}/{im['psnr_polyt']:5.1f}"
         ss = f"{im['ssim_dapi']:5.3f}/{im['ssim_polyt']:5.3f}"
-        print(f"{name:14s} {d:>20s} {p:>21s} {spp or 0:8.3f} {cost:>5s} {n:>13s} "
+        print(f"{name:14s} {d:>20s} {p:>21s} {spp or 0:8.3f} {cost:>5s} {n:>19s} "
               f"{ps:>11s} {ss:>11s}")  # fmt: skip
     goal = [max(1.15, sr_real[s][0] + 0.05) for s in range(2)]
     print(f"goal: seam ratio <= {goal[0]:.2f} (DAPI), {goal[1]:.2f} (PolyT); cost <= 1.30")

@@ -290,6 +290,22 @@ def test_classical_nuclei_ignore_faint_specks_on_nucleus_free_tissue():
     stats = nuclei_stats(segment_nuclei(np.clip(tissue, 0, 255).astype(np.uint8)))
     assert stats["count"] == len(centres)
     assert 40 <= stats["area_mean"] <= 70  # disc of radius 4: 49 px
+    assert stats["solidity_mean"] > 0.8  # round (a 49 px digital disc: 0.86)
+
+
+def test_solidity_tells_round_nuclei_from_worm_shaped_blobs():
+    yy, xx = np.mgrid[:64, :128]
+    labels = np.zeros((64, 128), np.int32)
+    labels[(yy - 32) ** 2 + (xx - 32) ** 2 <= 100] = 1  # a round nucleus
+    worm = ((yy - 20) ** 2 + (xx - 96) ** 2 <= 400) & ((yy - 20) ** 2 + (xx - 96) ** 2 >= 144)
+    labels[worm & (yy >= 20)] = 2  # a bent, merged blob (half a ring)
+    round_only = nuclei_stats(np.where(labels == 1, 1, 0))
+    both = nuclei_stats(labels)
+    assert round_only["solidity_mean"] > 0.9  # a 317 px digital disc: 0.93
+    assert both["count"] == 2 and both["solidity_mean"] < 0.85
+    mask = np.zeros_like(labels, bool)
+    mask[:, :64] = True  # only the round one's centroid
+    assert nuclei_stats(labels, mask)["solidity_mean"] == round_only["solidity_mean"]
 
 
 def test_cellpose_without_weights_names_the_fix(tmp_path, monkeypatch):

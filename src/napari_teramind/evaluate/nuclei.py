@@ -234,20 +234,29 @@ def _cellpose(dapi, cellpose_models, device) -> np.ndarray:
 
 
 def nuclei_stats(labels: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
-    """Count and area (px) of labelled nuclei, counting those whose centroid is in ``mask``."""
+    """Count, area (px) and solidity of labelled nuclei whose centroid is in ``mask``.
+
+    Solidity is a nucleus's area over its convex hull's (1 for a convex shape; merged,
+    worm-shaped blobs score lower: real nuclei are round or oval).
+    """
     from skimage.measure import regionprops_table
 
+    empty = {"count": 0, "area_mean": float("nan"), "area_std": float("nan"),
+             "solidity_mean": float("nan")}  # fmt: skip
     if labels.max() == 0:
-        return {"count": 0, "area_mean": float("nan"), "area_std": float("nan")}
-    props = regionprops_table(labels, properties=("area", "centroid"))
+        return empty
+    props = regionprops_table(labels, properties=("area", "centroid", "solidity"))
     area = np.asarray(props["area"], np.float64)
+    solidity = np.asarray(props["solidity"], np.float64)
     if mask is not None:
         cy = np.clip(np.asarray(props["centroid-0"]).astype(int), 0, labels.shape[0] - 1)
         cx = np.clip(np.asarray(props["centroid-1"]).astype(int), 0, labels.shape[1] - 1)
-        area = area[np.asarray(mask)[cy, cx]]
+        keep = np.asarray(mask)[cy, cx]
+        area, solidity = area[keep], solidity[keep]
     if area.size == 0:
-        return {"count": 0, "area_mean": float("nan"), "area_std": float("nan")}
-    return {"count": int(area.size), "area_mean": float(area.mean()), "area_std": float(area.std())}
+        return empty
+    return {"count": int(area.size), "area_mean": float(area.mean()),
+            "area_std": float(area.std()), "solidity_mean": float(solidity.mean())}  # fmt: skip
 
 
 def ground_truth_stats(spec, z: int, box, mask: np.ndarray | None = None) -> dict[str, float]:

@@ -167,6 +167,13 @@ def _score(real, gen, tissue, metrics, nuclei_method, labels_real, cellpose_mode
             if sr["count"] and sg["count"]
             else float("nan")
         )
+        out["nuclei_solidity_real"] = sr["solidity_mean"]
+        out["nuclei_solidity"] = sg["solidity_mean"]
+        out["nuclei_solidity_error"] = (
+            (sg["solidity_mean"] - sr["solidity_mean"]) / sr["solidity_mean"]
+            if sr["count"] and sg["count"]
+            else float("nan")
+        )
     return out, labels
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from .image_metrics import VIEWS
 
 IMAGE_COLUMNS = tuple(f"{m}_{v}" for m in ("psnr", "ssim") for v in VIEWS)
-NUCLEI_COLUMNS = ("nuclei_count_error", "nuclei_area_error")
+NUCLEI_COLUMNS = ("nuclei_count_error", "nuclei_area_error", "nuclei_solidity_error")
 
 
 class EvaluationReport:

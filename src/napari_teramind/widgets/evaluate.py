@@ -91,6 +91,9 @@ ROWS: tuple[tuple[str, str, bool | None], ...] = (
     ("nuclei_area_real", "nucleus area in real (µm²)", None),
     ("nuclei_area", "nucleus area found (µm²)", None),
     ("nuclei_area_error", "nucleus area error (%)", None),
+    ("nuclei_solidity_real", "nucleus solidity in real (0-1)", None),
+    ("nuclei_solidity", "nucleus solidity found (0-1)", None),
+    ("nuclei_solidity_error", "nucleus solidity error (%)", None),
     ("nuclei_method", "nuclei segmentation", None),
     ("tissue_fraction", "tissue in region (%)", None),
 )
