@@ -10,9 +10,10 @@ CLI's defaults except the unit layout: ``memory_budget=0`` (the step-synchronous
 before: every step of every block reads its block plus halo from a float32 zarr state array
 and writes the block back) against the default (a slice pair's state stays in memory for
 ``checkpoint_every = 8`` steps and is checkpointed at the end of each span) and, for the
-multi-block job, a budget one byte too small for the pair (the largest tiles that fit,
-advanced with a growing halo, :mod:`napari_teramind.generate.tiles`; at this small size the
-halo is most of a tile, so tiles cost more than they will on a whole brain). The last lines
+multi-block job, tiles of half its side (``tile_px``, as a whole-brain pair runs when it
+does not fit the budget: each tile advanced a span with a growing halo,
+:mod:`napari_teramind.generate.tiles`; at this small size the halo is a large part of a
+tile, so tiles cost more time and I/O than they will on a whole brain). The last lines
 project the defaults on a whole-brain slice pair from the tile geometry the job would run (no
 generation). For each engine it prints seconds per output patch per step, and bytes per
 output patch per step of
@@ -67,7 +68,8 @@ def proc_io() -> int:
 
 
 def run_case(name: str, d: Path, store: Path, model: Path, region, slices, steps: int,
-             block_px: int, budget: int | None) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
+             block_px: int, budget: int | None, tile_px: int | None = None,
+             ) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
     """One in-process job; returns its figures and its images."""
     import napari_teramind.generate.engine as engine
     from napari_teramind.generate.executors import run_job
@@ -83,7 +85,7 @@ def run_case(name: str, d: Path, store: Path, model: Path, region, slices, steps
 
     spec = JobSpec(source=str(store), model=str(model), region=region, slices=slices,
                    output=str(d / f"{name}.zarr"), seed=3, steps=steps, block_px=block_px,
-                   memory_budget=budget)  # fmt: skip
+                   memory_budget=budget, tile_px=tile_px)  # fmt: skip
     job = create_job(d / f"{name}.job", spec)
     engine.open_state_arrays = counting_open
     try:
@@ -102,19 +104,6 @@ def run_case(name: str, d: Path, store: Path, model: Path, region, slices, steps
     return {"s": seconds / per, "state": counts["state"] / per, "io": io / per,
             "units": job.units_total, "kind": kind,
             "tile_px": job.plan["units"].get("tile_px")}, images  # fmt: skip
-
-
-def _tile_budget(d: Path, region, slices, steps: int, block_px: int) -> int:
-    """A memory budget one byte short of a resident slice pair: the job runs tiles."""
-    from napari_teramind.generate.plan import GenerationPlan
-    from napari_teramind.generate.resident import resident_nbytes
-    from napari_teramind.generate.schemes import DEFAULT_SCHEME
-    from napari_teramind.store import BrainStore
-
-    src = BrainStore.open(d / "ph.zarr")
-    plan = GenerationPlan(src.shape, region, slices, block_px=block_px, steps=steps,
-                          scheme=DEFAULT_SCHEME)  # fmt: skip
-    return resident_nbytes(plan, len(src.panel)) - 1
 
 
 def whole_brain_projection(steps: int, n_genes: int = 500) -> None:
@@ -188,13 +177,13 @@ def main() -> None:
         if name not in chosen:
             continue
         rows = []
-        engines = [("per-block, disk state", 0), ("resident spans (default)", None)]
-        if name != "ROI":  # a budget just too small for the pair: the largest tiles that fit
-            engines.append(("tiled spans", _tile_budget(d, region, slices, args.steps, block)))
-        for i, (label, budget) in enumerate(engines):
+        engines = [("per-block, disk state", 0, None), ("resident spans (default)", None, None)]
+        if name != "ROI":  # tiles of half the side, as a whole brain runs (--tile-px)
+            engines.append(("tiled spans", None, side // 2))
+        for i, (label, budget, tile_px) in enumerate(engines):
             key = f"{name.split()[0]}-{i}"
             fig, img = run_case(key, d, d / "ph.zarr", d / "model", region, slices, args.steps,
-                                block, budget)  # fmt: skip
+                                block, budget, tile_px)  # fmt: skip
             if fig["kind"] == "tiles":
                 label = f"{label} ({fig['tile_px']} px)"
             rows.append((label, fig, img))

@@ -228,3 +228,24 @@ def test_prefetcher_hands_over_only_its_own_unit():
             pre.take((2, 0))
     finally:
         pre.close()
+
+
+def test_tile_side_can_be_chosen_and_is_checked(store, model, gene_names, tmp_path):
+    from napari_teramind.generate.job import JobSpec, create_job
+    from napari_teramind.model import save_checkpoint
+
+    save_checkpoint(tmp_path / "model", model, None, gene_names)
+
+    def spec(**kw):
+        return JobSpec(source=str(store.path), model=str(tmp_path / "model"), region=REGION,
+                       slices=tuple(SLICES), output=str(tmp_path / "o.zarr"), steps=STEPS,
+                       block_px=64, **kw)  # fmt: skip
+
+    job = create_job(tmp_path / "j", spec(tile_px=192))  # the pair would fit: tiles anyway
+    assert job.plan["units"]["kind"] == "tiles" and job.plan["units"]["tile_px"] == 192
+    assert job.n_blocks == len(plan_tiles(_plan(store, "shifted-fused"), 192))
+    with pytest.raises(ValueError, match=r"multiple of the block size 64 px \(--tile-px\)"):
+        create_job(tmp_path / "k", spec(tile_px=100))
+    with pytest.raises(ValueError, match=r"more than the memory budget .*--tile-px"):
+        create_job(tmp_path / "m", spec(tile_px=192, memory_budget=1000))
+    assert not (tmp_path / "k").exists() and not (tmp_path / "m").exists()

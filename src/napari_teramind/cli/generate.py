@@ -66,6 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{DEFAULT_CHECKPOINT_EVERY}: one checkpoint in 15 steps)",
     )
     p.add_argument(
+        "--tile-px",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="tile side of tiled in-memory units, a multiple of --block-px (default: tiles "
+        "only when a slice pair does not fit --memory-budget, the largest that fit)",
+    )
+    p.add_argument(
         "--pairs-per-unit",
         type=int,
         default=1,
@@ -187,6 +195,7 @@ def _generate_or_resume(args: argparse.Namespace) -> int:
         gene_blind=args.gene_blind,
         memory_budget=args.memory_budget,
         checkpoint_every=args.checkpoint_every,
+        tile_px=args.tile_px,
         pairs_per_unit=args.pairs_per_unit,
         **extra,
     )

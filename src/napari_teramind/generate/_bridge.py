@@ -137,6 +137,19 @@ def unit_layout(spec: JobSpec, plan: GenerationPlan, n_genes: int) -> dict[str, 
     every = int(getattr(spec, "checkpoint_every", None) or DEFAULT_CHECKPOINT_EVERY)
     every = max(1, min(every, plan.steps))
     need = resident_nbytes(plan, n_genes, per)
+    asked = getattr(spec, "tile_px", None)
+    if asked:
+        tile_need = tile_nbytes(plan, int(asked), every, n_genes)
+        if budget and tile_need > budget:
+            raise ValueError(
+                f"a {asked} px tile needs {tile_need / 2**30:.2f} GiB, more than the memory "
+                f"budget {budget / 2**30:.2f} GiB: choose smaller tiles (--tile-px) or a larger "
+                "--memory-budget"
+            )
+        return {"kind": "tiles", "steps_per_unit": every, "tile_px": int(asked),
+                "resident_nbytes": tile_need, "memory_budget": budget,
+                "n_steps": -(-plan.steps // every),
+                "n_blocks": len(plan_tiles(plan, int(asked)))}  # fmt: skip
     if budget and need <= budget:
         return {"kind": "pairs", "steps_per_unit": every, "pairs_per_unit": per,
                 "resident_nbytes": int(need), "memory_budget": budget,

@@ -106,6 +106,10 @@ class JobSpec:
         Steps per resident span (state is written to disk every this many steps).
     pairs_per_unit
         Slice pairs per resident span (batched together on the device).
+    tile_px
+        Side of the tiles of tiled spans (a multiple of ``block_px``). ``None``: tiles only
+        when a pair does not fit ``memory_budget``, the largest that fit. A value runs tiles
+        of that side (refused when one does not fit the budget).
     """
 
     source: str
@@ -130,6 +134,7 @@ class JobSpec:
     memory_budget: int | None = None
     checkpoint_every: int = 8  # resident.DEFAULT_CHECKPOINT_EVERY (a test holds them equal)
     pairs_per_unit: int = 1
+    tile_px: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``spec.json`` holds)."""
@@ -485,6 +490,11 @@ def _validate_spec(spec: JobSpec) -> None:
         )
     if spec.pairs_per_unit < 1:
         raise ValueError(f"pairs per unit must be at least 1, got {spec.pairs_per_unit}")
+    if spec.tile_px is not None and (spec.tile_px <= 0 or spec.tile_px % spec.block_px):
+        raise ValueError(
+            f"tile side {spec.tile_px} px must be a positive multiple of the block size "
+            f"{spec.block_px} px (--tile-px)"
+        )
     if spec.workers is not None and spec.workers < 1:
         raise ValueError(f"workers must be at least 1, got {spec.workers}")
     if not Path(spec.source).exists():
