@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/interactions.py train --out /work/train-runs/interaction --steps 400
-    python benchmarks/interactions.py score --out /work/train-runs/interaction
+    python benchmarks/interactions.py score --out /work/train-runs/interaction \
+        [--score-dir DIR] [--checkpoint CKPT] [--models trained,random] [--skip-attention]
 
 ``train`` writes the interaction phantom (``PhantomSpec(interactions=True)``: 4 x 1024 x 1536
 px, the 6 required genes + the 20 interaction genes) to ``OUT/phantom.zarr`` and trains the
@@ -17,15 +18,22 @@ bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumabl
 (b) the attention contrast of :mod:`napari_teramind.attention.contrast` against a randomly
     initialised model null (mean z over the same blocks) and against the gene-identity
     permutation null;
-(c) the perturbation interaction score f(A,B) - f(A,0) - f(0,B) + f(0,0): the mean absolute
-    DAPI difference of crops generated with the pair's counts kept / knocked out (same noise),
-    over crops where both genes are high. TODO(#16 item 2): switch to h-j's
-    ``napari_teramind.generate.edits.perturb`` when it lands; the crops here use
-    :func:`~napari_teramind.train.loop.sample_crop` on edited gene tensors, which is the same
-    model and sampler but not the whole-region engine.
+(c) the perturbation interaction score, from the library's
+    :func:`~napari_teramind.perturb.interaction_map` (the whole-region generation engine:
+    ``f(A,B) - f(A,0) - f(0,B) + f(0,0)`` of generated DAPI, the same noise for all four), on
+    ``--regions`` 128 px regions per pair (chosen from the truth alone: in tissue, both-high
+    fraction closest to one half) x ``--seeds`` noise seeds, held-out slices 2-3. Defined from
+    the planted design, not from any model's answer: the AND phenotype acts only where both
+    genes are high, so the score is the Welch t of block ``|I|`` inside the pair's both-high
+    mask against tissue blocks away from it (``perturbation``; the model's own second-order
+    noise is the reference), with the signed variant along the planted direction measured on
+    the phantom's own images (``perturbation_signed``) and the uncalibrated mean ``|I|``
+    inside (``perturbation_mean_abs``); see :func:`perturbation_scores`.
 
 and prints the ROC AUC of the AND pairs over the controls for the trained model and for a
-randomly initialised one (the null). Numbers go to docs/attention.md.
+randomly initialised one (the null: ``TeraMindUNet`` seeded 12345, saved as a checkpoint in
+the score directory). Everything is resumable (finished generations are reused); results go
+to ``SCORE_DIR/score.json`` after every row. Numbers go to docs/attention.md.
 """
 
 from __future__ import annotations
