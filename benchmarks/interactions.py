@@ -227,10 +227,15 @@ def planted_direction(store) -> tuple[float, dict[str, float]]:
             dapi = _block_means(img)
             keep = _tissue_blocks(spec, z) & ~other
 
-            d = [float(dapi[keep & m].mean()) for m in (a & b, a & ~b, ~a & b, ~a & ~b)]
-            vals.append(d[0] - d[1] - d[2] + d[3])
-        out[p.name] = float(np.mean(vals))
+            cells = [keep & m for m in (a & b, a & ~b, ~a & b, ~a & ~b)]
+            if all(c.any() for c in cells):  # a slice lacking one of the four says nothing
+                d = [float(dapi[c].mean()) for c in cells]
+                vals.append(d[0] - d[1] - d[2] + d[3])
+        out[p.name] = float(np.mean(vals)) if vals else float("nan")
     ands = [out[p.name] for p in INTERACTION_PAIRS if p.kind == "and"]
+    ands = [v for v in ands if np.isfinite(v)]
+    if not ands:
+        raise SystemExit("no AND pair has blocks of all four expression states; a larger phantom")
     return float(np.sign(np.mean(ands))), out
 
 
