@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/interactions.py train --out /work/train-runs/interaction --steps 400
-    python benchmarks/interactions.py score --out /work/train-runs/interaction
+    python benchmarks/interactions.py score --out /work/train-runs/interaction \
+        [--score-dir DIR] [--checkpoint CKPT] [--models trained,random] [--skip-attention]
 
 ``train`` writes the interaction phantom (``PhantomSpec(interactions=True)``: 4 x 1024 x 1536
 px, the 6 required genes + the 20 interaction genes) to ``OUT/phantom.zarr`` and trains the
@@ -17,15 +18,22 @@ bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumabl
 (b) the attention contrast of :mod:`napari_teramind.attention.contrast` against a randomly
     initialised model null (mean z over the same blocks) and against the gene-identity
     permutation null;
-(c) the perturbation interaction score f(A,B) - f(A,0) - f(0,B) + f(0,0): the mean absolute
-    DAPI difference of crops generated with the pair's counts kept / knocked out (same noise),
-    over crops where both genes are high. TODO(#16 item 2): switch to h-j's
-    ``napari_teramind.generate.edits.perturb`` when it lands; the crops here use
-    :func:`~napari_teramind.train.loop.sample_crop` on edited gene tensors, which is the same
-    model and sampler but not the whole-region engine.
+(c) the perturbation interaction score, from the library's
+    :func:`~napari_teramind.perturb.interaction_map` (the whole-region generation engine:
+    ``f(A,B) - f(A,0) - f(0,B) + f(0,0)`` of generated DAPI, the same noise for all four), on
+    ``--regions`` 128 px regions per pair (chosen from the truth alone: in tissue, both-high
+    fraction closest to one half) x ``--seeds`` noise seeds, held-out slices 2-3. Defined from
+    the planted design, not from any model's answer: the AND phenotype acts only where both
+    genes are high, so the score is the Welch t of block ``|I|`` inside the pair's both-high
+    mask against tissue blocks away from it (``perturbation``; the model's own second-order
+    noise is the reference), with the signed variant along the planted direction measured on
+    the phantom's own images (``perturbation_signed``) and the uncalibrated mean ``|I|``
+    inside (``perturbation_mean_abs``); see :func:`perturbation_scores`.
 
 and prints the ROC AUC of the AND pairs over the controls for the trained model and for a
-randomly initialised one (the null). Numbers go to docs/attention.md.
+randomly initialised one (the null: ``TeraMindUNet`` seeded 12345, saved as a checkpoint in
+the score directory). Everything is resumable (finished generations are reused); results go
+to ``SCORE_DIR/score.json`` after every row. Numbers go to docs/attention.md.
 """
 
 from __future__ import annotations
@@ -99,12 +107,22 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--checkpoint-every", type=int, default=50)
     t.set_defaults(func=cmd_train)
     s = sub.add_parser("score")
-    s.add_argument("--out", default="/work/train-runs/interaction")
-    s.add_argument("--null-draws", type=int, default=4)
-    s.add_argument("--crops", type=int, default=4, help="crops per pair for the perturbation")
-    s.add_argument("--ddim-steps", type=int, default=10)
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--out", default="/work/train-runs/interaction", help="the train --out")
+    s.add_argument("--score-dir", help="where score.json and the generations go (default: --out)")
     s.add_argument("--checkpoint", help="score this checkpoint (default: the run's latest)")
+    s.add_argument("--models", help="comma list of 'trained', 'random' (default: both)")
+    s.add_argument("--null-draws", type=int, default=4)
+    s.add_argument("--skip-attention", action="store_true", help="perturbation scores only")
+    s.add_argument(
+        "--keep-store",
+        action="store_true",
+        help="reuse SCORE_DIR/score.zarr (attention maps of an earlier run)",
+    )
+    s.add_argument("--regions", type=int, default=2, help="regions per pair (0: no perturbation)")
+    s.add_argument("--region-px", type=int, default=REGION_PX)
+    s.add_argument("--seeds", type=int, default=2, help="noise seeds per region")
+    s.add_argument("--ddim-steps", type=int, default=8)
+    s.add_argument("--threads", type=int, default=2)
     s.add_argument("--pairs", type=int, default=len(INTERACTION_PAIRS), help="first N pairs")
     s.set_defaults(func=cmd_score)
     args = ap.parse_args(argv)
@@ -124,70 +142,173 @@ def _published_score(store, name: str) -> float:
     return float(score[both].mean()) if both.any() else float("nan")
 
 
-def _crop_genes(store, pair, z: int, side_blocks: int = 8, margin: int = 2):
-    """Genes ``(G, 4, s + 2m, s + 2m)`` of the crop of slices ``(z, z + 1)`` where the pair's
-    both-high mask is densest (the margin holds the real neighbouring counts)."""
-    from napari_teramind.phantom import planted_mask
-    from napari_teramind.store.compute import compute
-
-    mask = planted_mask(store, pair.name, z=z).astype(np.float32)
-    hb, wb = mask.shape
-    best, where = -1.0, (0, 0)
-    for y in range(margin, hb - side_blocks - margin + 1, 4):
-        for x in range(margin, wb - side_blocks - margin + 1, 4):
-            frac = float(mask[y : y + side_blocks, x : x + side_blocks].mean())
-            if frac > best:
-                best, where = frac, (y, x)
-    y, x = where
-    n = side_blocks + 2 * margin
-    out = np.zeros((len(store.panel), 4, n, n), dtype=np.float32)
-    for k, zz in enumerate(range(z - 1, z + 3)):
-        if 0 <= zz < store.n_slices:
-            out[:, k] = compute(
-                store.genes()[:, zz, y - margin : y - margin + n, x - margin : x - margin + n]
-            )
-    return torch.from_numpy(out), best
+# ---------------------------------------------------------------------- perturbation score
+#: Side (px) of a scored region; 8 x 8 gene blocks, the lattice step of the expression fields.
+REGION_PX = 128
 
 
-def perturbation_score(model, store, pair, z: int, steps: int, seeds: int) -> float:
-    """Mean |f(A,B) - f(A,0) - f(0,B) + f(0,0)| of DAPI (grey levels) over one crop.
+def _tissue_blocks(spec, z: int, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Tissue gene blocks (not background, not ventricle) of slice ``z`` in ``(y0, x0, h, w)``."""
+    from napari_teramind.phantom.anatomy import region_at
+    from napari_teramind.phantom.programs import VENTRICLE
 
-    TODO(#16 item 2): use ``napari_teramind.generate.edits.perturb`` (h-j) over a region once
-    it lands; this knocks the genes out of the crop's gene tensor (all four gene slices, the
-    margin included) and generates with the same noise per seed via ``sample_crop``.
+    y0, x0, h, w = window or (0, 0, spec.height, spec.width)
+    ys = np.arange(y0 + 8, y0 + h, 16, dtype=np.float64)[:, None]
+    xs = np.arange(x0 + 8, x0 + w, 16, dtype=np.float64)[None, :]
+    lab = region_at(spec, z, ys, xs)
+    return (lab != 0) & (lab != VENTRICLE)
+
+
+def _block_means(img: np.ndarray, gb: int = 16) -> np.ndarray:
+    h, w = img.shape
+    return img.reshape(h // gb, gb, w // gb, gb).mean(axis=(1, 3))
+
+
+def pair_regions(spec, pair, n: int, side: int = REGION_PX, stride: int = 64) -> list[tuple]:
+    """``n`` non-overlapping ``(y0, y1, x0, x1)`` regions for ``pair``, chosen from the truth only.
+
+    Candidates lie wholly in tissue on both scored slices; they are ranked by how close the
+    pair's both-high fraction is to one half (as many blocks where the planted joint effect can
+    act as blocks where it cannot: the two sides the score compares), then taken greedily
+    without overlap.
     """
-    from napari_teramind.train.loop import sample_crop
+    from napari_teramind.phantom import planted_mask
 
-    genes, _ = _crop_genes(store, pair, z)
-    ia, ib = store.panel.indices(pair.genes)
-    total = 0.0
-    for seed in range(seeds):
-        f = {}
-        for keep_a in (True, False):
-            for keep_b in (True, False):
-                g = genes.clone()
-                if not keep_a:
-                    g[ia] = 0
-                if not keep_b:
-                    g[ib] = 0
-                f[keep_a, keep_b] = sample_crop(model, g, steps, seed=seed)[:2]
-        inter = f[True, True] - f[True, False] - f[False, True] + f[False, False]
-        total += float(inter.abs().mean()) * 127.5
-    return total / seeds
+    s = side // 16
+    both = [planted_mask(spec, pair.name, z=z) for z in SCORE_SLICES]
+    tissue = [_tissue_blocks(spec, z) for z in SCORE_SLICES]
+    cands = []
+    for y in range(0, spec.height - side + 1, stride):
+        for x in range(0, spec.width - side + 1, stride):
+            win = (slice(y // 16, y // 16 + s), slice(x // 16, x // 16 + s))
+            if min(float(t[win].mean()) for t in tissue) < 0.95:
+                continue
+            frac = float(np.mean([b[win].mean() for b in both]))
+            cands.append((abs(frac - 0.5), y, x))
+    picked: list[tuple[int, int]] = []
+    for _, y, x in sorted(cands):
+        if all(abs(y - py) >= side or abs(x - px) >= side for py, px in picked):
+            picked.append((y, x))
+        if len(picked) == n:
+            break
+    if len(picked) < n:
+        raise SystemExit(f"only {len(picked)} tissue regions of {side} px for {pair.name}")
+    return [(y, y + side, x, x + side) for y, x in picked]
 
 
-def cmd_score(args: argparse.Namespace) -> None:
-    import shutil
+def planted_direction(store) -> tuple[float, dict[str, float]]:
+    """Sign of the AND phenotype in block-mean DAPI, measured on the phantom's own images.
 
-    from napari_teramind.attention import compute_attention_maps
-    from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
+    The observational interaction contrast of each pair on the real images of the scored
+    slices, ``D(A,B) - D(A,-) - D(-,B) + D(-,-)`` (mean DAPI of tissue blocks where both, only
+    one or neither gene is high; blocks where *another* AND pair is jointly high are left out),
+    is the planted truth's answer to the question the perturbation asks the model. Its mean over
+    the AND pairs gives the direction along which the signed perturbation score is read; the
+    per-pair contrasts (controls near 0) are reported with it.
+    """
+    from napari_teramind.phantom import spec_of
+    from napari_teramind.phantom.interactions import high_states
+
+    spec = spec_of(store)
+    ys = np.arange(8, spec.height, 16, dtype=np.float64)[:, None]
+    xs = np.arange(8, spec.width, 16, dtype=np.float64)[None, :]
+    states = high_states(spec.seed, ys + 0 * xs, xs + 0 * ys)
+    joint = {p.name: states[2 * k] & states[2 * k + 1] for k, p in enumerate(INTERACTION_PAIRS)}
+    out: dict[str, float] = {}
+    for k, p in enumerate(INTERACTION_PAIRS):
+        a, b = states[2 * k], states[2 * k + 1]
+        other = np.zeros_like(a)
+        for q in INTERACTION_PAIRS:
+            if q.kind == "and" and q.name != p.name:
+                other |= joint[q.name]
+        vals = []
+        for z in SCORE_SLICES:
+            img = np.asarray(store.array("images", 0)[0, z], dtype=np.float64)
+            dapi = _block_means(img)
+            keep = _tissue_blocks(spec, z) & ~other
+
+            cells = [keep & m for m in (a & b, a & ~b, ~a & b, ~a & ~b)]
+            if all(c.any() for c in cells):  # a slice lacking one of the four says nothing
+                d = [float(dapi[c].mean()) for c in cells]
+                vals.append(d[0] - d[1] - d[2] + d[3])
+        out[p.name] = float(np.mean(vals)) if vals else float("nan")
+    ands = [out[p.name] for p in INTERACTION_PAIRS if p.kind == "and"]
+    ands = [v for v in ands if np.isfinite(v)]
+    if not ands:
+        raise SystemExit("no AND pair has blocks of all four expression states; a larger phantom")
+    return float(np.sign(np.mean(ands))), out
+
+
+def welch_t(inside: np.ndarray, outside: np.ndarray) -> float:
+    """``(mean_in - mean_out) / its standard error`` (Welch); 0 when both sides are constant."""
+    a, b = np.asarray(inside, np.float64), np.asarray(outside, np.float64)
+    if a.size < 2 or b.size < 2:
+        return float("nan")
+    se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+    diff = float(a.mean() - b.mean())
+    return 0.0 if se == 0 else diff / se
+
+
+def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: int,
+                        workdir: Path, direction: float) -> dict[str, float]:  # fmt: skip
+    """Perturbation interaction scores of ``pair`` from the library's :func:`interaction_map`.
+
+    For each region and noise seed, ``I = f(A,B) - f(A,0) - f(0,B) + f(0,0)`` of the generated
+    DAPI (grey levels; the four generations of the whole-region engine share the noise, the
+    knockouts cover the region). Per gene block of each scored slice, ``|I|`` and ``I`` are
+    averaged; *inside* are the tissue blocks where both genes are high (where the planted
+    phenotype acts), *outside* the tissue blocks at least one block away from them (where
+    the truth has no joint effect). Pooled over regions, seeds and slices:
+
+    * ``perturbation``: Welch t of block ``|I|`` inside vs outside (a joint effect beyond the
+      model's own second-order noise);
+    * ``perturbation_signed``: Welch t of ``direction * I`` inside vs outside (the joint effect
+      along the planted direction, :func:`planted_direction`);
+    * ``perturbation_mean_abs``: mean block ``|I|`` inside (uncalibrated, grey levels).
+    """
+    from scipy.ndimage import binary_dilation
+
+    from napari_teramind.perturb import interaction_map
+    from napari_teramind.phantom import planted_mask, spec_of
+
+    spec = spec_of(source)
+    ins_abs, out_abs, ins_sig, out_sig = [], [], [], []
+    for r, region in enumerate(regions):
+        y0, y1, x0, x1 = region
+        window = (y0, x0, y1 - y0, x1 - x0)
+        for seed in range(seeds):
+            where = workdir / f"r{r}-s{seed}"
+            im = interaction_map(source, model, region, list(SCORE_SLICES), *pair.genes,
+                                 workdir=where, seed=seed, steps=steps)  # fmt: skip
+            dapi = im.map[0].astype(np.float64)
+            for k, z in enumerate(im.slices):
+                inside = planted_mask(spec, pair.name, z=z, window=window)
+                outside = _tissue_blocks(spec, z, window) & ~binary_dilation(inside)
+                absb, sigb = _block_means(np.abs(dapi[k])), _block_means(dapi[k]) * direction
+                ins_abs.append(absb[inside])
+                out_abs.append(absb[outside])
+                ins_sig.append(sigb[inside])
+                out_sig.append(sigb[outside])
+    cat = np.concatenate
+    return {
+        "perturbation": welch_t(cat(ins_abs), cat(out_abs)),
+        "perturbation_signed": welch_t(cat(ins_sig), cat(out_sig)),
+        "perturbation_mean_abs": float(cat(ins_abs).mean()),
+        "blocks_inside": int(cat(ins_abs).size),
+        "blocks_outside": int(cat(out_abs).size),
+    }
+
+
+def _models(args: argparse.Namespace, out: Path, score_dir: Path):
+    """``(label, checkpoint path, step)`` of the scored models; the random one is saved once."""
     from napari_teramind.model import ModelConfig, TeraMindUNet
-    from napari_teramind.model.checkpoint import load_checkpoint
-    from napari_teramind.store import BrainStore
+    from napari_teramind.model.checkpoint import (
+        is_native_checkpoint,
+        load_checkpoint,
+        save_checkpoint,
+    )
     from napari_teramind.train.loop import checkpoint_weights, latest_checkpoint
 
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
     if args.checkpoint:
         step, ckpt = None, Path(args.checkpoint)
     else:
@@ -195,61 +316,100 @@ def cmd_score(args: argparse.Namespace) -> None:
         if found is None:
             raise SystemExit(f"{out / 'run'} holds no checkpoint yet; run `train` first")
         step, ckpt = found
-    trained, info = load_checkpoint(checkpoint_weights(ckpt)[0])
-    trained.eval()
-    torch.manual_seed(12345)
-    random = TeraMindUNet(ModelConfig.from_dict(trained.config.to_dict())).eval()
-    work = out / "score.zarr"
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(out / "phantom.zarr", work)
+    weights = checkpoint_weights(ckpt)[0]
+    trained, info = load_checkpoint(weights)
+    random_path = score_dir / "random-init"
+    if not is_native_checkpoint(random_path):
+        torch.manual_seed(12345)
+        random = TeraMindUNet(ModelConfig.from_dict(trained.config.to_dict()))
+        prov = {"init": "TeraMindUNet default init, torch seed 12345"}
+        save_checkpoint(random_path, random, None, list(info.gene_names), provenance=prov)
+    label = f"step{step}" if step is not None else Path(args.checkpoint).name
+    models = {label: weights, "random": random_path}
+    wanted = [m.strip() for m in args.models.split(",")] if args.models else list(models)
+    wanted = [label if m == "trained" else m for m in wanted]
+    unknown = [m for m in wanted if m not in models]
+    if unknown:
+        raise SystemExit(f"unknown --models {unknown}; choose from 'trained', 'random'")
+    return [(m, models[m]) for m in wanted], step, label
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import shutil
+
+    from napari_teramind.attention import compute_attention_maps
+    from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
+    from napari_teramind.model.checkpoint import load_checkpoint
+    from napari_teramind.phantom import spec_of
+    from napari_teramind.store import BrainStore
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    score_dir = Path(args.score_dir or args.out)
+    score_dir.mkdir(parents=True, exist_ok=True)
+    models, step, _ = _models(args, out, score_dir)
+    work = score_dir / "score.zarr"
+    if not args.keep_store or not work.exists():
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(out / "phantom.zarr", work)
     store = BrainStore.open(work, mode="r+")
-    genes = list(info.gene_names)
+    spec = spec_of(store)
+    direction, truth = planted_direction(store)
+    print(f"planted direction {direction:+.0f}; real-image interaction contrast per pair "
+          f"(grey levels): {json.dumps({k: round(v, 3) for k, v in truth.items()})}",
+          flush=True)  # fmt: skip
     rows = []
     t0 = time.perf_counter()
-    first = "trained" if not args.checkpoint else Path(args.checkpoint).name
     ands = [p for p in INTERACTION_PAIRS if p.kind == "and"]
     ctrls = [p for p in INTERACTION_PAIRS if p.kind == "control"]
     order = [p for pair in zip(ands, ctrls, strict=True) for p in pair]
     order += [p for p in INTERACTION_PAIRS if p.kind == "additive"]
+    meta = {"direction": direction, "truth_contrast": truth, "regions": {},
+            "seeds": args.seeds, "ddim_steps": args.ddim_steps,
+            "region_px": args.region_px}  # fmt: skip
     for p in order[: args.pairs]:  # AND1, CTRL1, AND2, ...: a partial run stays balanced
-        for label, model in ((first, trained), ("random", random)):
-            name = f"{label}-{p.name}"
-            kw = {"gene_names": genes, "slices": list(SCORE_SLICES)}
-            compute_attention_maps(store, model, list(p.genes), name=name, **kw)
-            cname = compute_contrast_maps(store, model, list(p.genes), null="random",
-                                          draws=args.null_draws, name=f"{name}-contrast",
-                                          **kw)  # fmt: skip
-            pname = compute_contrast_maps(store, model, list(p.genes), null="permuted",
-                                          draws=2, name=f"{name}-permuted", **kw)  # fmt: skip
-            row = {
-                "model": label,
-                "pair": p.name,
-                "kind": p.kind,
-                "published": _published_score(store, name),
-                "contrast_z": contrast_summary(store, cname)["z"],
-                "permuted_z": contrast_summary(store, pname)["z"],
-            }
-            if args.crops:
-                row["perturbation"] = perturbation_score(
-                    model, store, p, 2, args.ddim_steps, args.crops
-                )
+        regions = pair_regions(spec, p, args.regions, args.region_px) if args.regions else []
+        meta["regions"][p.name] = regions
+        for label, ckpt in models:
+            row: dict = {"model": label, "pair": p.name, "kind": p.kind}
+            if not args.skip_attention:
+                model, info = load_checkpoint(ckpt)
+                model.eval()
+                name = f"{label}-{p.name}"
+                kw = {"gene_names": list(info.gene_names), "slices": list(SCORE_SLICES)}
+                compute_attention_maps(store, model, list(p.genes), name=name, **kw)
+                cname = compute_contrast_maps(store, model, list(p.genes), null="random",
+                                              draws=args.null_draws, name=f"{name}-contrast",
+                                              **kw)  # fmt: skip
+                pname = compute_contrast_maps(store, model, list(p.genes), null="permuted",
+                                              draws=2, name=f"{name}-permuted", **kw)  # fmt: skip
+                row["published"] = _published_score(store, name)
+                row["contrast_z"] = contrast_summary(store, cname)["z"]
+                row["permuted_z"] = contrast_summary(store, pname)["z"]
+            if regions:
+                row.update(perturbation_scores(
+                    work, str(ckpt), p, regions, args.seeds, args.ddim_steps,
+                    score_dir / "perturb" / label / p.name, direction))  # fmt: skip
             rows.append(row)
             print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
-            _report(out, step, rows, first)
+            _report(score_dir, step, rows, [m for m, _ in models], meta)
 
 
-def _report(out: Path, step: int | None, rows: list[dict], first: str) -> None:
+def _report(out: Path, step: int | None, rows: list[dict], labels: list[str],
+            meta: dict) -> None:  # fmt: skip
     """AUC of AND over control pairs per model and score; ``OUT/score.json`` (after each row)."""
     from napari_teramind.attention.validate import roc_auc
 
-    report: dict = {"checkpoint_step": step, "rows": rows, "auc": {}}
-    for label in (first, "random"):
+    report: dict = {"checkpoint_step": step, **meta, "rows": rows, "auc": {}}
+    keys = ("published", "contrast_z", "permuted_z", "perturbation", "perturbation_signed",
+            "perturbation_mean_abs")  # fmt: skip
+    for label in labels:
         sub = [r for r in rows if r["model"] == label and r["kind"] in ("and", "control")]
         y = np.array([r["kind"] == "and" for r in sub])
         if not sub:
             continue
-        for key in ("published", "contrast_z", "permuted_z", "perturbation"):
+        for key in keys:
             if key in sub[0]:
                 report["auc"][f"{label} {key}"] = roc_auc(np.array([r[key] for r in sub]), y)
     print(json.dumps(report["auc"]), flush=True)

@@ -24,6 +24,7 @@ from napari_teramind.generate.executors import run_job
 from napari_teramind.generate.job import JobSpec, create_job
 from napari_teramind.model import ModelConfig, TeraMindUNet, save_checkpoint
 from napari_teramind.perturb import (
+    PerturbSettings,
     difference,
     format_table,
     interaction_map,
@@ -214,6 +215,32 @@ def test_interaction_with_a_gene_absent_from_the_mask_is_exactly_zero(inputs, tm
     ab = _arrays(inter.stores["AB"])[0].astype(int)
     zero_b = _arrays(inter.stores["0B"])[0].astype(int)
     assert np.abs(ab - zero_b).sum() > 0  # knocking out A alone does change the images
+    # the same settings as one record, regenerated from scratch: the same four generations
+    again = interaction_map(store, model, REGION, SLICES, a, store.panel.names[b],
+                            workdir=tmp_path, mask=mask, settings=PerturbSettings(**KW),
+                            overwrite=True)  # fmt: skip
+    assert np.array_equal(_arrays(again.stores["0B"])[0], zero_b.astype(np.uint8))
+
+
+def test_settings_travel_as_one_record(inputs, tmp_path):
+    """``settings=PerturbSettings(...)`` and keywords build the same job; bad names refused."""
+    from napari_teramind.perturb.api import prepare_perturbation
+
+    store, model = inputs
+    edits = [Knockout(_top_gene(store))]
+    out = tmp_path / "s.zarr"
+    by_kw = prepare_perturbation(store, model, REGION, SLICES, edits, output=out, **KW)
+    rec = PerturbSettings(**KW)
+    by_rec = prepare_perturbation(store, model, REGION, SLICES, edits, output=out, settings=rec)
+    assert by_kw.to_dict() == by_rec.to_dict()
+    assert (by_rec.seed, by_rec.steps, by_rec.block_px, by_rec.sampler) == (3, 2, 64, "ddim")
+    # a keyword overrides the record; the record is left as it was
+    later = prepare_perturbation(store, model, REGION, SLICES, edits, output=out,
+                                 settings=rec, seed=4)  # fmt: skip
+    assert later.seed == 4 and rec.seed == 3 and later.steps == 2
+    with pytest.raises(TypeError, match=r"unknown perturbation setting 'stpes'.*steps"):
+        perturb(store, model, REGION, SLICES, edits, output=out, stpes=2)
+    assert not out.exists() and not (tmp_path / "s.job").exists()
 
 
 def test_cli_perturb_end_to_end(inputs, unedited, tmp_path, capsys):

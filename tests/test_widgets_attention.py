@@ -155,3 +155,47 @@ def test_an_uncomputed_slice_says_so(qtbot):
     texts = [t.get_text() for t in plot.axes.texts]
     assert plot.points == 0 and any("No attention on this slice" in t for t in texts)
     assert any("computed: slices 0, 1" in t for t in texts)
+
+
+def test_contrast_overlay_has_a_colour_bar_with_its_range(
+    make_napari_viewer, qtbot, phantom, tmp_path
+):
+    """Compute with a contrast: the z overlay is diverging about 0, its bar drawn (#16 item 3)."""
+    from napari_teramind.attention.contrast import contrast_summary
+
+    viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
+    w.slices_edit.setText("0")
+    w.contrast_combo.setCurrentIndex(w.contrast_combo.findData("random"))
+    assert w.compute() is not None
+    qtbot.waitUntil(w.task.wait_idle, timeout=120_000)
+    assert w.task.state == "done", w.task.status.text()
+    assert "GLUT-contrast" in phantom.attention_names()
+    assert w.maps_combo.findText("GLUT-contrast") >= 0
+    (z,) = [layer for layer in w.layers if layer.name.endswith("GLUT-contrast z")]
+    assert z.visible and z.colormap.name == "PiYG"
+    lo, hi = z.contrast_limits  # symmetric about 0, covering every z of the map
+    zmax = float(np.abs(np.asarray(z.data[-1])).max())
+    assert lo == -hi and hi >= max(zmax, 3.0) - 1e-6
+    assert np.isfinite(contrast_summary(phantom, "GLUT-contrast")["z"])
+    if not hasattr(z, "colorbar"):
+        pytest.skip("this napari has no layer colour bars")
+    assert z.colorbar.visible
+    # the bar is drawn on the canvas: hiding it changes the picture
+    for layer in viewer.layers:
+        layer.visible = layer is z or layer.name == "brain DAPI"
+    for layer in w.layers:
+        if layer is not z:
+            layer.colorbar.visible = False
+    viewer.reset_view()
+    qtbot.wait(300)
+    with_bar = viewer.screenshot(canvas_only=True, flash=False)
+    save_screenshot(with_bar, "attention-contrast.png")
+    z.colorbar.visible = False
+    qtbot.wait(300)
+    without = viewer.screenshot(canvas_only=True, flash=False)
+    changed = np.abs(with_bar[..., :3].astype(int) - without[..., :3].astype(int)).sum(-1) > 30
+    assert 0.002 < changed.mean() < 0.2, changed.mean()
+    # a contrast map alone loads with its bar and no trend plot
+    w.load("GLUT-contrast")
+    qtbot.waitUntil(w.task.wait_idle, timeout=20_000)
+    assert [layer.name for layer in w.layers] == [z.name] and w.layers[0].colorbar.visible

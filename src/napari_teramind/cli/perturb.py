@@ -162,6 +162,7 @@ def _perturb(args: argparse.Namespace) -> int:
     from napari_teramind.cli._progress import job_bar
     from napari_teramind.generate.job import JobCancelled
     from napari_teramind.perturb import (
+        PerturbSettings,
         difference,
         format_table,
         morphometric_change,
@@ -177,7 +178,7 @@ def _perturb(args: argparse.Namespace) -> int:
         )
     if args.no_unedited and (args.difference or args.table):
         raise ValueError("--difference and --table need the unedited store: drop --no-unedited")
-    kw = dict(
+    settings = PerturbSettings(
         seed=args.seed,
         sampler=args.sampler,
         steps=args.steps,
@@ -189,7 +190,9 @@ def _perturb(args: argparse.Namespace) -> int:
     if not args.no_unedited:
         runs.insert(0, ("unedited", [], _unedited_path(args)))
     for _, e, out in runs:  # every bad input is refused before the first unit runs
-        prepare_perturbation(args.store, args.model, args.region, args.slices, e, output=out, **kw)
+        prepare_perturbation(
+            args.store, args.model, args.region, args.slices, e, output=out, settings=settings
+        )
     stores = {}
     try:
         for name, e, out in runs:
@@ -203,11 +206,11 @@ def _perturb(args: argparse.Namespace) -> int:
                     args.slices,
                     e,
                     output=out,
+                    settings=settings,
                     device=args.device,
                     progress=show,
                     overwrite=args.overwrite,
                     check_space=not args.no_space_check,
-                    **kw,
                 )
             print(f"{name:<9} {stores[name].path}", flush=True)
     except JobCancelled as exc:

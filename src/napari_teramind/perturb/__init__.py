@@ -7,6 +7,7 @@
 * :func:`morphometric_change`: nuclei count, mean area and mean nuclear DAPI per region,
   unedited vs edited (the classical nuclei counter of :mod:`napari_teramind.evaluate.nuclei`).
 * :func:`interaction_map`: the second-order map ``f(A,B) - f(A,0) - f(0,B) + f(0,0)`` of a pair.
+* :class:`PerturbSettings`: seed, sampler, steps, ... of a perturbation, as ``teramind generate``.
 
 No napari, no Qt: the ``teramind perturb`` command and the "Perturb genes" widget call these.
 """
@@ -14,6 +15,7 @@ No napari, no Qt: the ``teramind perturb`` command and the "Perturb genes" widge
 from napari_teramind.generate.edits import GeneEdit, Knockout, Scale, Transplant
 from napari_teramind.perturb.api import (
     InteractionMap,
+    PerturbSettings,
     difference,
     edited_mask,
     interaction_map,
@@ -31,6 +33,7 @@ __all__ = [
     "InteractionMap",
     "Knockout",
     "MorphometricRow",
+    "PerturbSettings",
     "Scale",
     "Transplant",
     "difference",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +26,19 @@ from napari_teramind.generate.edits import (
     edits_to_json,
     resolve_edits,
 )
+from napari_teramind.generate.resident import DEFAULT_CHECKPOINT_EVERY
 from napari_teramind.generate.schemes import DEFAULT_SCHEME
 from napari_teramind.store import BrainStore
 
 __all__ = [
     "InteractionMap",
+    "PerturbSettings",
     "difference",
     "edited_mask",
     "interaction_map",
     "iter_perturb",
     "perturb",
+    "prepare_perturbation",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -50,6 +53,59 @@ def _model_spec(model: PathLike) -> str:
     return model if model == "bundled" else str(Path(model).resolve())
 
 
+@dataclass(frozen=True)
+class PerturbSettings:
+    """How a perturbation is generated: the job settings of ``teramind generate``, same defaults.
+
+    One record passed from :func:`perturb` (and :func:`iter_perturb`, :func:`interaction_map`)
+    to :func:`prepare_perturbation`, so the settings are named once. Those functions also take
+    any field as a keyword (``perturb(..., seed=3, steps=2)``), which overrides ``settings``.
+
+    Attributes
+    ----------
+    seed, sampler, steps, scheme, block_px, batch_size
+        As ``teramind generate``; the same seed gives the same noise, so the difference to the
+        unedited run is the effect of the edits.
+    executor, workers
+        Job executor (``"inprocess"``, ``"local"``, ``"dask"``) and its worker count.
+    memory_budget, checkpoint_every, numerics
+        As for :class:`~napari_teramind.generate.job.JobSpec` (the job's unit layout and
+        numerics; ``numerics=None``: the job's default).
+    """
+
+    seed: int = 0
+    sampler: str = "ddim"
+    steps: int = 15
+    scheme: str = DEFAULT_SCHEME
+    block_px: int = 512
+    batch_size: int | None = None
+    executor: str = "inprocess"
+    workers: int | None = None
+    memory_budget: int | None = None
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    numerics: Any = None
+
+    @classmethod
+    def of(cls, settings: PerturbSettings | None = None, **overrides: Any) -> PerturbSettings:
+        """``settings`` (default: the defaults) with ``overrides`` replaced; names checked."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(
+                f"unknown perturbation setting {', '.join(map(repr, unknown))}; the settings "
+                f"are {', '.join(sorted(known))} (see PerturbSettings)"
+            )
+        base = settings if settings is not None else cls()
+        return replace(base, **overrides) if overrides else base
+
+    def job_fields(self) -> dict[str, Any]:
+        """The settings as :class:`~napari_teramind.generate.job.JobSpec` keywords."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["numerics"] is None:
+            del out["numerics"]  # the job's default
+        return out
+
+
 def prepare_perturbation(
     source: BrainStore | PathLike,
     model: PathLike,
@@ -58,24 +114,24 @@ def prepare_perturbation(
     edits: Iterable[GeneEdit],
     *,
     output: PathLike,
-    seed: int = 0,
-    sampler: str = "ddim",
-    steps: int = 15,
-    scheme: str = DEFAULT_SCHEME,
-    block_px: int = 512,
-    batch_size: int | None = None,
-    executor: str = "inprocess",
-    workers: int | None = None,
-    memory_budget: int | None = None,
-    checkpoint_every: int = 5,
-    numerics: Any = None,
+    settings: PerturbSettings | None = None,
+    **overrides: Any,
 ) -> Any:
     """Check everything and build the job spec of a perturbation (nothing is written).
 
     Every bad input is refused here, before any work: the region and slices (as ``teramind
     generate`` checks them), an unknown gene (with close matches), a gene the model does not
     read, a negative or non-finite scale, a mask outside the region, a transplant source off the
-    canvas.
+    canvas, an unknown setting.
+
+    Parameters
+    ----------
+    source, model, region, slices, edits, output
+        As :func:`perturb`.
+    settings
+        The generation settings (:class:`PerturbSettings`; default: ``teramind generate``'s).
+    **overrides
+        :class:`PerturbSettings` fields replacing those of ``settings``.
 
     Returns
     -------
@@ -86,11 +142,13 @@ def prepare_perturbation(
     from napari_teramind.generate.job import JobSpec
     from napari_teramind.generate.plan import GenerationPlan
 
+    cfg = PerturbSettings.of(settings, **overrides)
     store = _open(source)
     _, h, w = store.shape
     region = tuple(int(v) for v in (region if region is not None else (0, h, 0, w)))
-    plan = GenerationPlan(store.shape, region, slices, block_px=block_px, seed=seed, steps=steps,
-                          gene_block_px=store.gene_block_px, scheme=scheme)  # fmt: skip
+    plan = GenerationPlan(store.shape, region, slices, block_px=cfg.block_px, seed=cfg.seed,
+                          steps=cfg.steps, gene_block_px=store.gene_block_px,
+                          scheme=cfg.scheme)  # fmt: skip
     model = _model_spec(model)
     if model != "bundled" and not Path(model).exists():
         raise FileNotFoundError(
@@ -104,18 +162,8 @@ def prepare_perturbation(
         region=plan.region,
         slices=plan.slices,
         output=str(Path(output).resolve()),
-        seed=seed,
-        sampler=sampler,
-        steps=steps,
-        scheme=scheme,
-        block_px=block_px,
-        batch_size=batch_size,
-        executor=executor,
-        workers=workers,
-        memory_budget=memory_budget,
-        checkpoint_every=checkpoint_every,
         extra={SPEC_KEY: edits_to_json(resolved, store.gene_block_px)},
-        **({} if numerics is None else {"numerics": numerics}),
+        **cfg.job_fields(),
     )
 
 
@@ -127,22 +175,13 @@ def perturb(
     edits: Iterable[GeneEdit],
     *,
     output: PathLike,
-    seed: int = 0,
-    sampler: str = "ddim",
-    steps: int = 15,
-    scheme: str = DEFAULT_SCHEME,
-    block_px: int = 512,
-    batch_size: int | None = None,
+    settings: PerturbSettings | None = None,
     device: str = "cpu",
     job_dir: PathLike | None = None,
-    executor: str = "inprocess",
-    workers: int | None = None,
     overwrite: bool = False,
     check_space: bool = True,
     progress: Callable[[Any], None] | None = None,
-    memory_budget: int | None = None,
-    checkpoint_every: int = 5,
-    numerics: Any = None,
+    **overrides: Any,
 ) -> BrainStore:
     """Generate ``region`` of ``source`` with edited genes; return the edited generated store.
 
@@ -162,37 +201,32 @@ def perturb(
         an empty list is a plain generation (the bytes of ``teramind generate``).
     output
         The generated brain store to write.
-    seed, sampler, steps, scheme, block_px, batch_size
-        As ``teramind generate`` (same defaults); the same seed gives the same noise, so the
-        difference to the unedited run is the effect of the edits.
+    settings
+        Seed, sampler, steps, scheme, block size, executor, ... (:class:`PerturbSettings`;
+        default: ``teramind generate``'s defaults).
     device
         Device of the in-process executor.
     job_dir
         The job directory (default: ``output`` with ``.job`` instead of ``.zarr``). A job
         directory holding the same perturbation is resumed where it stopped.
-    executor, workers
-        Job executor (``"inprocess"``, ``"local"``, ``"dask"``) and its worker count.
     overwrite
         Replace an existing job directory and output store.
     check_space
         Check free disk space first.
     progress
         Called with every :class:`~napari_teramind.generate.executors.JobProgress`.
-    memory_budget, checkpoint_every, numerics
-        As for :class:`~napari_teramind.generate.job.JobSpec` (the job's unit layout and
-        numerics; defaults as ``teramind generate``).
+    **overrides
+        :class:`PerturbSettings` fields (``seed=3, steps=2``) replacing those of ``settings``.
 
     Returns
     -------
     BrainStore
         The edited generated store.
     """
-    items = iter_perturb(source, model, region, slices, edits, output=output, seed=seed,
-                         sampler=sampler, steps=steps, scheme=scheme, block_px=block_px,
-                         batch_size=batch_size, device=device, job_dir=job_dir,
-                         executor=executor, workers=workers, overwrite=overwrite,
-                         check_space=check_space, memory_budget=memory_budget,
-                         checkpoint_every=checkpoint_every, numerics=numerics)  # fmt: skip
+    items = iter_perturb(source, model, region, slices, edits, output=output,
+                         settings=PerturbSettings.of(settings, **overrides), device=device,
+                         job_dir=job_dir, overwrite=overwrite,
+                         check_space=check_space)  # fmt: skip
     while True:
         try:
             item = next(items)
@@ -210,11 +244,12 @@ def iter_perturb(
     edits: Iterable[GeneEdit],
     *,
     output: PathLike,
+    settings: PerturbSettings | None = None,
     device: str = "cpu",
     job_dir: PathLike | None = None,
     overwrite: bool = False,
     check_space: bool = True,
-    **kwargs: Any,
+    **overrides: Any,
 ) -> Iterator[Any]:
     """:func:`perturb` as a generator: yields every ``JobProgress``, returns the edited store.
 
@@ -224,7 +259,8 @@ def iter_perturb(
     from napari_teramind.generate.executors import iter_job
     from napari_teramind.generate.job import SPEC_FILE, JobDir, create_job
 
-    spec = prepare_perturbation(source, model, region, slices, edits, output=output, **kwargs)
+    spec = prepare_perturbation(source, model, region, slices, edits, output=output,
+                                settings=settings, **overrides)  # fmt: skip
     job_dir = Path(job_dir) if job_dir is not None else Path(spec.output).with_suffix(".job")
     if not overwrite and (job_dir / SPEC_FILE).is_file() and _same_job(JobDir(job_dir), spec):
         path = job_dir  # the same perturbation, stopped earlier (or done): resume it
@@ -346,8 +382,12 @@ def interaction_map(
     *,
     workdir: PathLike,
     mask: Any = None,
+    settings: PerturbSettings | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    check_space: bool = True,
     progress: Callable[[str, Any], None] | None = None,
-    **kwargs: Any,
+    **overrides: Any,
 ) -> InteractionMap:
     """``f(A,B) - f(A,0) - f(0,B) + f(0,0)``: four generations with the same noise.
 
@@ -362,11 +402,12 @@ def interaction_map(
         ``00.zarr``) and their jobs; finished ones are reused, stopped ones resumed.
     mask
         Where the knockouts apply (the whole region by default).
+    settings, device, overwrite, check_space, **overrides
+        As :func:`perturb`, for all four generations (``overwrite``: regenerate them).
     progress
         Called as ``progress(name, JobProgress)``.
-    **kwargs
-        Passed to :func:`perturb` (seed, steps, scheme, block_px, device, ...).
     """
+    cfg = PerturbSettings.of(settings, **overrides)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     runs = {
@@ -378,15 +419,15 @@ def interaction_map(
     # validate all four before the first generation starts
     specs = {}
     for name, edits in runs.items():
-        specs[name] = prepare_perturbation(
-            source, model, region, slices, edits, output=workdir / f"{name}.zarr",
-            **{k: v for k, v in kwargs.items() if k not in ("device", "check_space")},
-        )  # fmt: skip
+        out = workdir / f"{name}.zarr"
+        specs[name] = prepare_perturbation(source, model, region, slices, edits, output=out,
+                                           settings=cfg)  # fmt: skip
     images = {}
     for name, edits in runs.items():
         cb = None if progress is None else (lambda p, n=name: progress(n, p))
         out = perturb(source, model, region, slices, edits, output=workdir / f"{name}.zarr",
-                      progress=cb, **kwargs)  # fmt: skip
+                      settings=cfg, device=device, overwrite=overwrite,
+                      check_space=check_space, progress=cb)  # fmt: skip
         images[name] = read_images(out, specs[name].region, specs[name].slices).astype(np.int16)
     inter = images["AB"] - images["A0"] - images["0B"] + images["00"]
     return InteractionMap(

@@ -56,6 +56,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CUSTOM = "Custom pair"
 ATTENTION_META = "teramind_attention"
+#: The contrast choices of the Compute group: label -> null (None: no contrast).
+CONTRAST_CHOICES: dict[str, str | None] = {
+    "none": None,
+    "vs random attention (what training changed)": "random",
+    "vs permuted genes (gene identity)": "permuted",
+}
 
 
 def run_attention(
@@ -67,9 +73,17 @@ def run_attention(
     region: tuple[int, int, int, int] | None,
     slices: list[int] | None,
     device: str,
+    contrast: str | None = None,
+    draws: int = 4,
 ) -> Iterator[Any]:
-    """Worker body: compute the maps (yielding progress), then return their layers' data."""
+    """Worker body: compute the maps (yielding progress), then return their layers' data.
+
+    With ``contrast`` (``"random"`` or ``"permuted"``) the pair's attention contrast against
+    that null (:func:`~napari_teramind.attention.contrast.iter_contrast_maps`, ``draws``
+    draws) is computed next and shown with the maps.
+    """
     from napari_teramind.attention import iter_attention_maps
+    from napari_teramind.attention.contrast import iter_contrast_maps
     from napari_teramind.store import BrainStore
 
     store = BrainStore.open(store_path, mode="r+")
@@ -88,7 +102,17 @@ def run_attention(
     ):
         yield last
     assert last is not None
-    return load_attention(store_path, last.name)
+    names = [last.name]
+    if contrast:
+        item = None
+        for item in iter_contrast_maps(store, model, genes, null=contrast, draws=draws,
+                                       gene_names=info.gene_names, checkpoint=info,
+                                       name=f"{last.name}-contrast", region=region,
+                                       slices=slices, device=device):  # fmt: skip
+            yield item
+        assert item is not None
+        names.append(item.name)
+    return load_attention(store_path, *names)
 
 
 def import_plot_modules() -> None:
@@ -101,17 +125,18 @@ def import_plot_modules() -> None:
     import matplotlib.figure  # noqa: F401
 
 
-def load_attention(store_path: str, name: str) -> tuple[str, list[Any]]:
-    """Layer data of map ``name`` (contrast limits are read here: call it off the GUI thread).
+def load_attention(store_path: str, name: str, *more: str) -> tuple[str, list[Any]]:
+    """Layer data of map ``name`` (and maps ``more``) for the viewer.
 
-    Also imports the plot's modules (:func:`import_plot_modules`): the plot follows the map.
+    Contrast limits are read here: call it off the GUI thread. Also imports the plot's
+    modules (:func:`import_plot_modules`): the plot follows the map.
     """
     from napari_teramind.layers import attention_layers
     from napari_teramind.store import BrainStore
 
     import_plot_modules()
     store = BrainStore.open(store_path)
-    return name, attention_layers(store, [name], metadata={ATTENTION_META: name})
+    return name, attention_layers(store, [name, *more], metadata={ATTENTION_META: name})
 
 
 def _load_worker(store_path: str, name: str) -> Iterator[Any]:
@@ -281,6 +306,15 @@ class AttentionWidget(QWidget):
         rf.addRow("Device", self.device_picker)
         rf.addRow("Slices", self.slices_edit)
         rf.addRow(self.region_box)
+        self.contrast_combo = QComboBox()
+        for label, null in CONTRAST_CHOICES.items():
+            self.contrast_combo.addItem(label, null)
+        self.contrast_combo.setToolTip(
+            "Also compute the pair's attention contrast: z of the pair's attention weight "
+            "against a null on the same counts (randomly initialised attention layers, or the "
+            "gene channels permuted); shown as a diverging overlay with its colour bar"
+        )
+        rf.addRow("Contrast", self.contrast_combo)
         self.compute_button = QPushButton("Compute maps")
         self.compute_button.setToolTip(
             "Compute the maps in the background and write them into the store (resumes an "
@@ -442,6 +476,7 @@ class AttentionWidget(QWidget):
             region=region,
             slices=slices,
             device=self.device_picker.device(),
+            contrast=self.contrast_combo.currentData(),
             progress=attention_progress,
             on_returned=self._show,
             desc=f"Computing attention maps on {self.device_picker.device()}",
@@ -486,8 +521,9 @@ class AttentionWidget(QWidget):
                 self.layers.append(layer)
         self.more_button.setEnabled(bool(self.more_layer_data))
         self.map_name = name
-        if self.maps_combo.findText(name) < 0:
-            self.maps_combo.addItem(name)
+        for known in self.store.attention_names():  # the map, and its contrast if computed
+            if self.maps_combo.findText(known) < 0:
+                self.maps_combo.addItem(known)
         self.maps_combo.setCurrentText(name)
         self.update_plot()
 
@@ -524,8 +560,12 @@ class AttentionWidget(QWidget):
         return self._plotter()
 
     def _make_plot(self) -> Any:
+        from napari_teramind.attention.contrast import CONTRAST_KIND
+
         if self.store is None or self.map_name is None:
             return None
+        if self.store.attention_metadata(self.map_name).get("kind") == CONTRAST_KIND:
+            return None  # a contrast map alone has no expression-vs-attention trend
         from napari.qt.threading import create_worker
 
         from napari_teramind.attention.plots import trend_data

@@ -118,17 +118,24 @@ def run_perturbation(
     overwrite: bool,
 ) -> Iterator[PerturbProgress]:
     """Worker body: the unedited and the edited generation, then images and the nuclei table."""
-    from napari_teramind.perturb import difference, iter_perturb, morphometric_change
+    from napari_teramind.perturb import (
+        PerturbSettings,
+        difference,
+        iter_perturb,
+        morphometric_change,
+    )
     from napari_teramind.perturb.api import prepare_perturbation, read_images
 
-    kw = dict(seed=seed, steps=steps, block_px=block_px)
+    settings = PerturbSettings(seed=seed, steps=steps, block_px=block_px)
     runs = (("unedited", [], unedited), ("edited", edits, output))
     for _, e, out in runs:  # refuse bad input before the first unit runs
-        prepare_perturbation(store_path, model_spec, region, slices, e, output=out, **kw)
+        prepare_perturbation(store_path, model_spec, region, slices, e, output=out,
+                             settings=settings)  # fmt: skip
     stores = {}
     for stage, (name, e, out) in enumerate(runs):
-        gen = iter_perturb(store_path, model_spec, region, slices, e, output=out, device=device,
-                           overwrite=overwrite and name == "edited", **kw)  # fmt: skip
+        gen = iter_perturb(store_path, model_spec, region, slices, e, output=out,
+                           settings=settings, device=device,
+                           overwrite=overwrite and name == "edited")  # fmt: skip
         try:
             while True:
                 yield PerturbProgress(stage, name, next(gen))

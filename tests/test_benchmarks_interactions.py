@@ -1,0 +1,79 @@
+"""benchmarks/interactions.py: its perturbation score, on the library's interaction_map.
+
+A small interaction phantom (4 slices of 256 x 384 px, so the held-out pair 2-3 exists) and a
+seeded random tiny model; one 64 px region, one seed, 2 DDIM steps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
+from napari_teramind.model import ModelConfig, TeraMindUNet, save_checkpoint
+from napari_teramind.phantom import PhantomSpec, planted_mask, write_phantom
+from napari_teramind.phantom.interactions import INTERACTION_INDEX, INTERACTION_PAIRS
+
+SPEC = PhantomSpec(seed=0, n_slices=4, height=256, width=384, n_genes=6, interactions=True)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interactions.py"
+    spec = importlib.util.spec_from_file_location("bench_interactions", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_welch_t(bench):
+    assert bench.welch_t(np.zeros(5), np.zeros(7)) == 0.0  # nothing anywhere: no signal
+    assert bench.welch_t(np.array([1.0, 1.2, 0.8]), np.array([0.1, 0.0, -0.1])) > 5
+    assert bench.welch_t(np.array([0.0, 0.1]), np.array([1.0, 1.1])) < 0
+    assert np.isnan(bench.welch_t(np.array([1.0]), np.zeros(4)))
+
+
+def test_regions_come_from_the_truth_alone(bench):
+    """In tissue on both scored slices, not overlapping, about half both-high."""
+    for name in ("AND1", "CTRL1"):
+        pair = INTERACTION_INDEX[name]
+        regions = bench.pair_regions(SPEC, pair, 2, side=64)
+        assert len(regions) == 2
+        (a0, a1, b0, b1), (c0, c1, d0, d1) = regions
+        assert a1 - a0 == 64 and b1 - b0 == 64
+        assert a1 <= c0 or c1 <= a0 or b1 <= d0 or d1 <= b0  # disjoint
+        for y0, y1, x0, x1 in regions:
+            for z in bench.SCORE_SLICES:
+                win = (y0, x0, y1 - y0, x1 - x0)
+                assert bench._tissue_blocks(SPEC, z, win).mean() >= 0.95
+                frac = planted_mask(SPEC, name, z=z, window=win).mean()
+                assert 0.0 < frac < 1.0
+
+
+def test_perturbation_score_runs_on_the_engine(bench, tmp_path):
+    store = write_phantom(tmp_path / "p.zarr", SPEC, workers=1, executor="thread")
+    direction, truth = bench.planted_direction(store)
+    assert direction in (-1.0, 1.0) and sorted(truth) == sorted(p.name for p in INTERACTION_PAIRS)
+    torch.manual_seed(0)
+    model = TeraMindUNet(ModelConfig.preset("tiny", len(SPEC.gene_names))).eval()
+    save_checkpoint(tmp_path / "model", model, None, list(SPEC.gene_names))
+    pair = INTERACTION_INDEX["AND1"]
+    regions = bench.pair_regions(SPEC, pair, 1, side=64)
+    work = tmp_path / "work"
+    row = bench.perturbation_scores(store.path, str(tmp_path / "model"), pair, regions, 1, 2,
+                                    work, direction)  # fmt: skip
+    assert sorted(work.joinpath("r0-s0").glob("*.zarr")) == [
+        work / "r0-s0" / f"{n}.zarr" for n in ("00", "0B", "A0", "AB")
+    ]
+    assert row["blocks_inside"] > 0 and row["blocks_outside"] > 0
+    assert row["blocks_inside"] + row["blocks_outside"] <= 2 * 16  # 2 slices x 4 x 4 blocks
+    for key in ("perturbation", "perturbation_signed", "perturbation_mean_abs"):
+        assert np.isfinite(row[key])
+    # resumable: the finished generations are reused and give the same score
+    again = bench.perturbation_scores(store.path, str(tmp_path / "model"), pair, regions, 1, 2,
+                                      work, direction)  # fmt: skip
+    assert again == row
