@@ -84,17 +84,17 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
     viewer.window._qt_window.resize(1920, 1080)
     w.slices_edit.setText("0")
-    # 15 steps: three units of 5 steps (a slice pair's state stays in memory for 5 steps and is
-    # checkpointed). A cancel is honoured between units: sent during the second, it stops the
-    # job before the third
-    w.steps_spin.setValue(15)
+    # 24 steps: three units of 8 steps (a slice pair's state stays in memory for 8 steps, the
+    # default, and is checkpointed). A cancel is honoured between units: sent during the
+    # second, it stops the job before the third
+    w.steps_spin.setValue(24)
     w.block_spin.setValue(64)
     w.name_edit.setText("tiny")
     seen = []
     worker = w.launch()
     assert worker is not None
     worker.yielded.connect(seen.append)
-    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=300_000)  # the first 5-step unit is done
+    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=300_000)  # the first 8-step unit is done
     job_dir = str((tmp_path / "jobs" / "tiny").resolve())
     w.refresh()  # job directories are read in a worker thread; the table fills when it returns
     qtbot.waitUntil(lambda: w.table.rowCount() == 1, timeout=10_000)
