@@ -41,8 +41,12 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     w.path_edits["generated"].setText(str(generated.path))
     w.open_button.click()
     assert set(w.stores) == {"real", "generated"}
+    from napari_teramind.layers import store_display_name
+
+    gen = store_display_name(generated)  # a generic store name gets its folder
+    assert gen.endswith(" generated") and gen != "generated"
     names = [layer.name for layer in viewer.layers]
-    assert names == ["real DAPI", "real PolyT", "generated DAPI", "generated PolyT"]
+    assert names == ["real DAPI", "real PolyT", f"{gen} DAPI", f"{gen} PolyT"]
     assert w.slice_slider.maximum() == real.n_slices - 1
 
     # every control explains itself
@@ -65,14 +69,14 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     w.select_genes(["Slc17a7"])
     w.show_genes_button.click()
     _wait_workers(qtbot, w)
-    assert "real Slc17a7" in viewer.layers and "generated Slc17a7" in viewer.layers
+    assert "real Slc17a7" in viewer.layers and f"{gen} Slc17a7" in viewer.layers
     gene = viewer.layers["real Slc17a7"]
     assert gene.scale[1] == real.pixel_size_um * real.gene_block_px
 
     # linked contrast between real and generated layers of the same stain / gene
     viewer.layers["real DAPI"].contrast_limits = (10, 200)
-    assert tuple(viewer.layers["generated DAPI"].contrast_limits) == (10, 200)
-    viewer.layers["generated Slc17a7"].contrast_limits = (0, 3)
+    assert tuple(viewer.layers[f"{gen} DAPI"].contrast_limits) == (10, 200)
+    viewer.layers[f"{gen} Slc17a7"].contrast_limits = (0, 3)
     assert tuple(viewer.layers["real Slc17a7"].contrast_limits) == (0, 3)
 
     # slices: slider, viewer dims and key bindings stay in sync
@@ -92,7 +96,7 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
 
     # stains and regions toggle
     w.stain_boxes["PolyT"].setChecked(False)
-    assert not viewer.layers["real PolyT"].visible and not viewer.layers["generated PolyT"].visible
+    assert not viewer.layers["real PolyT"].visible and not viewer.layers[f"{gen} PolyT"].visible
     # the region overlay is off by default (it tints everything) and faint when shown
     assert not w.regions_box.isChecked() and "real regions" not in viewer.layers
     w.regions_box.setChecked(True)
@@ -103,7 +107,7 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     # overlay cross-fade, then side by side in napari's grid, one cell per store
     w.set_mode(OVERLAY)
     w.opacity_slider.setValue(25)
-    assert viewer.layers["generated DAPI"].opacity == pytest.approx(0.25)
+    assert viewer.layers[f"{gen} DAPI"].opacity == pytest.approx(0.25)
     assert viewer.layers["real DAPI"].opacity == pytest.approx(0.75)
     w.set_mode(SIDE_BY_SIDE)
     grid = viewer_grid(viewer)
@@ -113,8 +117,8 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
         layer.name: grid_cell(grid, i, layers) for i, layer in enumerate(layers) if layer.visible
     }
     assert len(set(cells.values())) == 2
-    assert cells["real DAPI"] == cells["real Slc17a7"] != cells["generated DAPI"]
-    assert viewer.layers["generated DAPI"].opacity == 1
+    assert cells["real DAPI"] == cells["real Slc17a7"] != cells[f"{gen} DAPI"]
+    assert viewer.layers[f"{gen} DAPI"].opacity == 1
     w.set_mode(OVERLAY)
     assert not grid.enabled
 
@@ -124,7 +128,7 @@ def test_browse_end_to_end(make_napari_viewer, qtbot, stores):
     w.path_edits["generated"].setText("")
     w.open_button.click()
     assert set(w.stores) == {"real"}
-    assert not any(layer.name.startswith("generated") for layer in viewer.layers)
+    assert not any(layer.name.startswith(gen) for layer in viewer.layers)
 
 
 def test_widget_adopts_a_store_opened_by_the_reader(make_napari_viewer, qtbot, stores):
