@@ -157,24 +157,20 @@ def _score(real, gen, tissue, metrics, nuclei_method, labels_real, cellpose_mode
         out["nuclei_method"] = nuclei_method
         out["nuclei_count_real"] = sr["count"]
         out["nuclei_count"] = sg["count"]
-        out["nuclei_count_error"] = (
-            (sg["count"] - sr["count"]) / sr["count"] if sr["count"] else float("nan")
-        )
+        out["nuclei_count_error"] = _relative(sg["count"], sr["count"], bool(sr["count"]))
+        both = bool(sr["count"] and sg["count"])
         out["nuclei_area_real"] = sr["area_mean"]
         out["nuclei_area"] = sg["area_mean"]
-        out["nuclei_area_error"] = (
-            (sg["area_mean"] - sr["area_mean"]) / sr["area_mean"]
-            if sr["count"] and sg["count"]
-            else float("nan")
-        )
+        out["nuclei_area_error"] = _relative(sg["area_mean"], sr["area_mean"], both)
         out["nuclei_solidity_real"] = sr["solidity_mean"]
         out["nuclei_solidity"] = sg["solidity_mean"]
-        out["nuclei_solidity_error"] = (
-            (sg["solidity_mean"] - sr["solidity_mean"]) / sr["solidity_mean"]
-            if sr["count"] and sg["count"]
-            else float("nan")
-        )
+        out["nuclei_solidity_error"] = _relative(sg["solidity_mean"], sr["solidity_mean"], both)
     return out, labels
+
+
+def _relative(found: float, real: float, defined: bool) -> float:
+    """``(found - real) / real``, NaN where it is not defined (no nuclei to compare)."""
+    return (found - real) / real if defined else float("nan")
 
 
 def evaluate_region(
