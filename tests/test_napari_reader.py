@@ -185,7 +185,7 @@ def test_sample_data_writes_once_and_returns_layers(make_napari_viewer, tmp_path
 
 def test_sample_data_is_written_in_the_background(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     """#17 item 2: File > Open Sample no longer freezes napari while the phantom is written."""
-    from _widget_helpers import EventLoopWatch, assert_responsive, idle_max_gap
+    from _widget_helpers import EventLoopWatch, ThreadSpy, assert_responsive, idle_max_gap
     from napari_teramind import _sample_data
 
     monkeypatch.setenv("TERAMIND_CACHE", str(tmp_path / "cache"))
@@ -193,6 +193,9 @@ def test_sample_data_is_written_in_the_background(make_napari_viewer, qtbot, tmp
         _sample_data, "SAMPLE_SPEC_KWARGS", {"seed": 0, "n_slices": 2, "height": 512, "width": 768}
     )
     viewer = make_napari_viewer(show=True)
+    import napari_teramind.phantom as _spied
+
+    spy = ThreadSpy(monkeypatch, _spied, "write_phantom")
     idle = idle_max_gap(qtbot)
     watch = EventLoopWatch(viewer)
     with watch:
@@ -208,3 +211,4 @@ def test_sample_data_is_written_in_the_background(make_napari_viewer, qtbot, tmp
     # the write ran off the GUI thread: the only long gaps are napari adding the layers
     assert len(watch.ticks) > 20
     assert_responsive(watch, idle, "sample data")  # the sample write froze napari 11-45 s
+    spy.assert_off_gui_thread()  # the heavy work ran in a worker

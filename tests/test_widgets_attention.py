@@ -5,6 +5,7 @@ import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
     EventLoopWatch,
+    ThreadSpy,
     assert_responsive,
     content_stats,
     idle_max_gap,
@@ -36,7 +37,9 @@ def _widget(make_napari_viewer, phantom, tmp_path, **kwargs):
     return viewer, widget
 
 
-def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, tmp_path):
+def test_attention_compute_overlay_and_plot(
+    make_napari_viewer, qtbot, phantom, tmp_path, monkeypatch
+):
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
     viewer.window._qt_window.resize(1920, 1080)
     assert w.store is not None and w.gene_combos[0].count() == len(phantom.panel)
@@ -51,6 +54,9 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
     assert found == ["Aqp4"]
     w.preset_combo.setCurrentText("GLUT")
 
+    import napari_teramind.attention as _spied
+
+    spy = ThreadSpy(monkeypatch, _spied, "iter_attention_maps")
     idle = idle_max_gap(qtbot)
     watch = EventLoopWatch(viewer)  # the maps are computed, shown and plotted: no freeze
     with watch:
@@ -60,6 +66,7 @@ def test_attention_compute_overlay_and_plot(make_napari_viewer, qtbot, phantom, 
         qtbot.waitUntil(lambda: w.plot is not None and w.plot.points > 0, timeout=20_000)
         qtbot.wait(100)
     assert_responsive(watch, idle, "attention")  # #17 item 2
+    spy.assert_off_gui_thread()  # the heavy work ran in a worker
     assert w.task.state == "done", w.task.status.text()
     assert w.map_name == "GLUT" and "GLUT" in phantom.attention_names()
     names = [layer.name for layer in w.layers]

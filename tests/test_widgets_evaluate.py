@@ -5,6 +5,7 @@ import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
     EventLoopWatch,
+    ThreadSpy,
     assert_responsive,
     content_stats,
     idle_max_gap,
@@ -40,7 +41,9 @@ def _widget(make_napari_viewer, stores, **kwargs):
     return viewer, w
 
 
-def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot, stores, tmp_path):
+def test_evaluate_region_fills_table_and_draws_nuclei(
+    make_napari_viewer, qtbot, stores, tmp_path, monkeypatch
+):
     real, generated = stores
     viewer, w = _widget(make_napari_viewer, stores, show=True)
     viewer.window._qt_window.resize(1920, 1080)
@@ -59,6 +62,9 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
         units=("um", "um"),  # the stores' units, as napari 0.9's "new shapes" button
     )
     w.nuclei_combo.setCurrentText("classical")
+    import napari_teramind.evaluate as _spied
+
+    spy = ThreadSpy(monkeypatch, _spied, "evaluate_region")
     idle = idle_max_gap(qtbot)
     watch = EventLoopWatch(viewer)  # scored, tabled and drawn without freezing napari
     with watch:
@@ -66,6 +72,7 @@ def test_evaluate_region_fills_table_and_draws_nuclei(make_napari_viewer, qtbot,
         qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
         qtbot.wait(100)
     assert_responsive(watch, idle, "evaluation")  # #17 item 2
+    spy.assert_off_gui_thread()  # the heavy work ran in a worker
     assert w.task.state == "done", w.task.status.text()
     headers = [w.table.horizontalHeaderItem(i).text() for i in range(w.table.columnCount())]
     assert headers == ["generated", "mean", "blur"]

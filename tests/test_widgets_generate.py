@@ -8,6 +8,7 @@ import pytest
 
 from _widget_helpers import (  # noqa: F401 (fixtures)
     EventLoopWatch,
+    ThreadSpy,
     assert_responsive,
     content_stats,
     grid_shape,
@@ -96,7 +97,7 @@ def _generate_until_done(qtbot, w, timeout=420_000):
     qtbot.waitUntil(w.task.wait_idle, timeout=timeout)
 
 
-def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path):
+def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path, monkeypatch):
     needs_generate_roi()
     viewer, w = _widget(make_napari_viewer, phantom, show=True)
     viewer.window._qt_window.resize(1920, 1080)
@@ -130,6 +131,9 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
         return layers
 
     w.show_result = timed_result
+    import napari_teramind.generate as _spied
+
+    spy = ThreadSpy(monkeypatch, _spied, "generate_roi")
     idle = idle_max_gap(qtbot)  # what this machine's load alone costs the event loop
     # the GUI thread stays responsive: a 20 ms timer keeps ticking during the whole run,
     # preview updates and the result replacing the preview included (#17 item 2)
@@ -148,6 +152,7 @@ def test_generate_region_end_to_end(make_napari_viewer, qtbot, phantom, tmp_path
     assert len(watch.inserted) == 2 and len(watch.insert_gaps) <= 2, watch.inserted
     print(f"preview handler max {max(handler):.3f} s, result handler {result_s}")
     assert_responsive(watch, idle, "generation")
+    spy.assert_off_gui_thread()  # the heavy work ran in a worker
     assert np.median(handler) < 0.05, f"preview updates take {np.median(handler):.2f} s"
 
     # the live preview changed as the image emerged from noise
