@@ -24,7 +24,7 @@ genes) with seeded random weights: throughput does not depend on the weight valu
    images in uint8 grey levels, and of one step's noise prediction relative to its RMS.
 4. **Projection**: a whole brain (50 slices of 73,216 x 105,984 px: 47.4 M output patches per
    step over the 25 slice pairs, 15 steps) on 8 GPUs of this kind at the measured rate, for the
-   ``collage`` and ``shifted-fused`` schemes (passes per step counted from the scheme), and
+   ``collage``, ``shifted-fused`` and default schemes (passes per step counted from the scheme), and
    scaled by dense bf16 peak FLOP/s to 8 x A100. A projection from a measurement, labelled so.
 """
 
@@ -48,6 +48,8 @@ BF16_PEAK = {
 }  # fmt: skip
 A100_PEAK = BF16_PEAK["A100"]
 BRAIN = {"slices": 50, "height": 73216, "width": 105984, "steps": 15}
+#: Schemes projected: the published one, the two-grid fusion and the default (four grids).
+PROJECTED = ("collage", "shifted-fused", "shifted-fused-4")
 
 
 class RandomGenes:
@@ -127,7 +129,7 @@ def peak_of(name: str) -> float | None:
 
 
 def passes_per_step(scheme: str, steps: int) -> float:
-    """Mean passes per step of ``scheme`` (a fused step runs two)."""
+    """Mean passes per step of ``scheme`` (a fused step runs two or four)."""
     from napari_teramind.generate.schemes import step_grids
 
     return sum(len(step_grids(scheme, s, steps).passes) for s in range(steps)) / steps
@@ -215,7 +217,7 @@ def projection(pps: float, n_gpus: int, peak: float | None) -> dict[str, Any]:
     pairs = BRAIN["slices"] // 2
     per_step = pairs * (BRAIN["height"] // 64) * (BRAIN["width"] // 64)
     out: dict[str, Any] = {"output_patches_per_step": per_step}
-    for scheme in ("collage", "shifted-fused"):
+    for scheme in PROJECTED:
         work = per_step * BRAIN["steps"] * passes_per_step(scheme, BRAIN["steps"])
         hours = work / (pps * n_gpus) / 3600
         out[scheme] = {
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     proj = projection(thr["patches_per_s"], args.gpus, peak)
     print(f"PROJECTION from this measurement: whole brain ({proj['output_patches_per_step']:,} "
           f"output patches per step, 15 steps)")  # fmt: skip
-    for scheme in ("collage", "shifted-fused"):
+    for scheme in PROJECTED:
         p = proj[scheme]
         a100 = "n/a (unknown peak)" if p["hours_a100_x8"] is None else (
             f"{p['hours_a100_x8']:.1f} h")  # fmt: skip

@@ -52,6 +52,9 @@ from napari_teramind.phantom.interactions import INTERACTION_PAIRS
 
 SPEC = PhantomSpec(seed=0, n_slices=4, height=1024, width=1536, n_genes=6, interactions=True)
 HOLDOUT = (3,)
+#: Sampling scheme of the perturbation generations: the one every recorded row used (the
+#: library's default until 2026-12-02), so that checkpoints and the random model compare.
+SCORE_SCHEME = "shifted-fused"
 #: Slices scored: the held-out pair (gene window 1).
 SCORE_SLICES = (2, 3)
 
@@ -122,6 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--region-px", type=int, default=REGION_PX)
     s.add_argument("--seeds", type=int, default=2, help="noise seeds per region")
     s.add_argument("--ddim-steps", type=int, default=8)
+    s.add_argument(
+        "--scheme",
+        default=SCORE_SCHEME,
+        help=f"sampling scheme of the perturbations (default {SCORE_SCHEME}: the "
+        "scheme of every row recorded so far, so checkpoints compare)",
+    )
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--pairs", type=int, default=len(INTERACTION_PAIRS), help="first N pairs")
     s.set_defaults(func=cmd_score)
@@ -250,7 +259,8 @@ def welch_t(inside: np.ndarray, outside: np.ndarray) -> float:
 
 
 def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: int,
-                        workdir: Path, direction: float) -> dict[str, float]:  # fmt: skip
+                        workdir: Path, direction: float,
+                        scheme: str = SCORE_SCHEME) -> dict[str, float]:  # fmt: skip
     """Perturbation interaction scores of ``pair`` from the library's :func:`interaction_map`.
 
     For each region and noise seed, ``I = f(A,B) - f(A,0) - f(0,B) + f(0,0)`` of the generated
@@ -279,7 +289,8 @@ def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: in
         for seed in range(seeds):
             where = workdir / f"r{r}-s{seed}"
             im = interaction_map(source, model, region, list(SCORE_SLICES), *pair.genes,
-                                 workdir=where, seed=seed, steps=steps)  # fmt: skip
+                                 workdir=where, seed=seed, steps=steps,
+                                 scheme=scheme)  # fmt: skip
             dapi = im.map[0].astype(np.float64)
             for k, z in enumerate(im.slices):
                 inside = planted_mask(spec, pair.name, z=z, window=window)
@@ -366,7 +377,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     order = [p for pair in zip(ands, ctrls, strict=True) for p in pair]
     order += [p for p in INTERACTION_PAIRS if p.kind == "additive"]
     meta = {"direction": direction, "truth_contrast": truth, "regions": {},
-            "seeds": args.seeds, "ddim_steps": args.ddim_steps,
+            "seeds": args.seeds, "ddim_steps": args.ddim_steps, "scheme": args.scheme,
             "region_px": args.region_px}  # fmt: skip
     for p in order[: args.pairs]:  # AND1, CTRL1, AND2, ...: a partial run stays balanced
         regions = pair_regions(spec, p, args.regions, args.region_px) if args.regions else []
@@ -390,7 +401,8 @@ def cmd_score(args: argparse.Namespace) -> None:
             if regions:
                 row.update(perturbation_scores(
                     work, str(ckpt), p, regions, args.seeds, args.ddim_steps,
-                    score_dir / "perturb" / label / p.name, direction))  # fmt: skip
+                    score_dir / "perturb" / label / p.name, direction,
+                    args.scheme))  # fmt: skip
             rows.append(row)
             print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
             _report(score_dir, step, rows, [m for m, _ in models], meta)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _RUN = """
@@ -30,5 +32,8 @@ def test_gpu_benchmark_smoke_on_cpu(tmp_path):
     assert fig["device"] == "cpu" and fig["throughput"]["patches_per_s"] > 0
     err = fig["bf16_error"]
     assert 0 <= err["image_max_diff"] <= 255 and err["eps_rms_rel"] >= 0
-    hours = fig["projection"]["shifted-fused"]["hours_this_gpu_x8"]
-    assert hours > fig["projection"]["collage"]["hours_this_gpu_x8"] > 0
+    hours = {k: fig["projection"][k]["hours_this_gpu_x8"] for k in ("collage", "shifted-fused")}
+    hours["default"] = fig["projection"]["shifted-fused-4"]["hours_this_gpu_x8"]
+    # passes per step: 1, 18/15 and 21/15 (counted from the schemes)
+    assert hours["default"] > hours["shifted-fused"] > hours["collage"] > 0
+    assert hours["default"] / hours["collage"] == pytest.approx(21 / 15)

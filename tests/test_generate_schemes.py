@@ -18,14 +18,14 @@ from napari_teramind.generate import (
     state_index,
     step_grids,
 )
-from napari_teramind.generate.schemes import FUSED_STEPS, fusion_weight
+from napari_teramind.generate.schemes import DEFAULT_SCHEME, FUSED_STEPS, QUAD_STEPS, fusion_weight
 from napari_teramind.phantom import PhantomSpec, write_phantom
 from napari_teramind.store import BrainStore
 
 SPEC = PhantomSpec(seed=5, n_slices=3, height=192, width=320)
 REGION = (0, 128, 64, 256)  # touches the top canvas edge
 SLICES = [0, 2]
-STEPS = 4  # the last FUSED_STEPS fuse two grids, the first one moves alone
+STEPS = 4  # shifted-fused: the last 3 fuse two grids; shifted-fused-4: steps 1-2 fuse four
 NEW = [s for s in SCHEMES if s != "collage"]
 
 
@@ -88,6 +88,25 @@ def test_scheme_grids():
     assert wa[0, 16] < 0.01 and wa[31, 16] < 0.01 and wa[16, 16] > 0.99
     assert wb[16, 0] < 0.01 and wb[0, 0] > 0.99
     assert (wa + wb).min() > 0
+    # four grids in the steps before the last: a pixel on one grid's row seam and the other
+    # diagonal grid's column seam (where two grids are both on a seam) gets the grids with no
+    # seam there; the weights of the four sum to one
+    quad = [step_grids("shifted-fused-4", s, 15) for s in range(15)]
+    assert [len(g.passes) for g in quad] == [1] * (14 - QUAD_STEPS) + [4] * QUAD_STEPS + [1]
+    assert [g.frame for g in quad] == frames  # the same frames as "shifted"
+    g = quad[-2]
+    assert set(g.passes) == {((g.frame[0] + a) % 64, (g.frame[1] + b) % 64)
+                             for a in (0, 16) for b in (0, 16)}  # fmt: skip
+    w = [fusion_weight(q, 0, 64, 0, 64) for q in g.passes]
+    assert np.allclose(sum(w), 1, atol=1e-5)
+    f0, f1 = g.frame, ((g.frame[0] + 16) % 64, (g.frame[1] + 16) % 64)
+    row = (-f0[0]) % 32  # on the frame grid's row seam ...
+    col = (-f1[1]) % 32  # ... and the diagonal grid's column seam
+    wa, wb = fusion_weight(f0, 0, 64, 0, 64), fusion_weight(f1, 0, 64, 0, 64)
+    assert wa[row, col] / (wa[row, col] + wb[row, col]) > 0.2  # two grids: both on a seam
+    clear = [wq[row, col] for q, wq in zip(g.passes, w, strict=True) if q not in (f0, f1)]
+    assert max(clear) > 0.99  # four: one grid has no seam there and takes the pixel
+    assert DEFAULT_SCHEME == "shifted-fused-4"
     with pytest.raises(ValueError, match="choose one of"):
         step_grids("diagonal", 0, 15)
 
@@ -162,7 +181,7 @@ def test_seam_ratio_sees_a_lattice_and_not_a_smooth_image():
 
 def test_job_resumes_with_its_scheme_and_old_specs_mean_collage(store, model, gene_names,
                                                                 tmp_path):  # fmt: skip
-    """A stopped shifted-fused job resumes to the uninterrupted result; no scheme = collage."""
+    """A stopped default-scheme job resumes to the uninterrupted result; no scheme = collage."""
     import json
 
     from napari_teramind.generate.executors import iter_job, run_job
@@ -180,13 +199,13 @@ def test_job_resumes_with_its_scheme_and_old_specs_mean_collage(store, model, ge
         y0, y1, x0, x1 = REGION
         return np.asarray(BrainStore.open(path).images()[:, SLICES, y0:y1, x0:x1])
 
-    assert JobSpec.from_dict(spec("x").to_dict()).scheme == "shifted-fused"  # the default
+    assert JobSpec.from_dict(spec("x").to_dict()).scheme == DEFAULT_SCHEME
     # the per-block engine on disk state, uninterrupted ...
     whole = create_job(tmp_path / "whole", spec(tmp_path / "whole.zarr", memory_budget=0))
     run_job(whole.path)
     # ... equals resident spans (a checkpoint after every step), stopped and resumed
     job = create_job(tmp_path / "job", spec(tmp_path / "out.zarr", checkpoint_every=1))
-    assert job.plan["generation"]["scheme"] == "shifted-fused"
+    assert job.plan["generation"]["scheme"] == DEFAULT_SCHEME
     assert job.plan["units"]["kind"] == "pairs" and job.units_total == 2 * STEPS
     it = iter_job(job.path)
     for p in it:
@@ -196,7 +215,7 @@ def test_job_resumes_with_its_scheme_and_old_specs_mean_collage(store, model, ge
     run_job(job.path)  # resume
     assert np.array_equal(images(tmp_path / "out.zarr"), images(tmp_path / "whole.zarr"))
     rec = BrainStore.open(tmp_path / "out.zarr").metadata["generated_regions"][-1]
-    assert rec["scheme"] == "shifted-fused"
+    assert rec["scheme"] == DEFAULT_SCHEME
     # a spec.json written before schemes existed resumes with the published scheme
     old = create_job(tmp_path / "old", spec(tmp_path / "old.zarr", scheme="collage"))
     raw = json.loads((old.path / "spec.json").read_text())

@@ -92,6 +92,7 @@ def _run_tiles(plan, model, store, gene_names, tmp_path, tile_px, every, counter
         ("shifted", 128, 3),
         ("shifted-fused", 128, 2),
         ("shifted-fused", 192, 4),
+        ("shifted-fused-4", 128, 3),
     ],
 )
 def test_tiled_spans_equal_the_global_pass_bitwise(scheme, tile_px, every, store, model,

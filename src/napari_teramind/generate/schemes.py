@@ -17,6 +17,14 @@ step's blocks are cut on it, so that pass never computes a patch twice.
   on the grid moved by ``(16, 16)`` px, whose seams lie half-way between the first's; the
   two noise predictions are fused with ``sin^2``/``cos^2`` weights (MultiDiffusion-style
   averaging), so the steps that shape the final image leave no seam line.
+* ``"shifted-fused-4"`` (the default): ``"shifted"``, and in the :data:`QUAD_STEPS` steps
+  before the last, four passes on the grids moved by ``(0, 0)``, ``(0, 16)``, ``(16, 0)`` and
+  ``(16, 16)`` px from the frame. Two diagonal grids leave points where neither is clear of a
+  seam: on one grid's row seam and the other's column seam (``"shifted-fused"`` draws a line
+  there). With four, a pixel on any seam line takes its value from the grids that have no
+  seam there (their ``sin^2`` products sum to one, and those of the grids with a seam there
+  vanish). The last step (timestep 0, whose output is almost its input) is not fused: more
+  passes there change almost nothing (measured: ``benchmarks/RESULTS.md``).
 
 Everything is a function of the step index and region-relative pixel position, so a scheme
 keeps the engine's guarantees (tiled == global bitwise across block sizes and orders,
@@ -34,6 +42,7 @@ __all__ = [
     "DEFAULT_SCHEME",
     "FUSED_STEPS",
     "LEGACY_SCHEME",
+    "QUAD_STEPS",
     "SCHEMES",
     "StepGrids",
     "check_scheme",
@@ -42,13 +51,15 @@ __all__ = [
 ]
 
 #: Sampling schemes, the published one first.
-SCHEMES = ("collage", "shifted", "shifted-fused")
+SCHEMES = ("collage", "shifted", "shifted-fused", "shifted-fused-4")
 #: The scheme of a job spec or generation record that names none (made before schemes existed).
 LEGACY_SCHEME = "collage"
 #: The scheme of new generations (chosen from benchmarks/fidelity.py; see docs/generation.md).
-DEFAULT_SCHEME = "shifted-fused"
+DEFAULT_SCHEME = "shifted-fused-4"
 #: Last steps of ``"shifted-fused"`` that fuse two grids.
 FUSED_STEPS = 3
+#: Steps before the last of ``"shifted-fused-4"`` that fuse four grids.
+QUAD_STEPS = 2
 #: Period of a grid's seams: patch borders (64 px) and the encoder patches inside (32 px).
 SEAM_SPACING = 32
 #: Phases are whole gene blocks, so every patch still holds whole gene blocks.
@@ -97,9 +108,15 @@ def step_grids(scheme: str, step: int, steps: int) -> StepGrids:
         return StepGrids((0, 0), ((0, 0),))
     p = _shift(step, steps)
     if scheme == "shifted-fused" and step >= steps - FUSED_STEPS:
-        q = ((p[0] + PHASE_UNIT) % 64, (p[1] + PHASE_UNIT) % 64)
-        return StepGrids(p, (p, q))
+        return StepGrids(p, (p, _moved(p, 1, 1)))
+    if scheme == "shifted-fused-4" and steps - 1 - QUAD_STEPS <= step < steps - 1:
+        return StepGrids(p, (p, _moved(p, 0, 1), _moved(p, 1, 0), _moved(p, 1, 1)))
     return StepGrids(p, (p,))
+
+
+def _moved(p: Phase, dy: int, dx: int) -> Phase:
+    """``p`` moved by ``dy``, ``dx`` gene blocks (modulo the 64 px patch)."""
+    return (p[0] + dy * PHASE_UNIT) % 64, (p[1] + dx * PHASE_UNIT) % 64
 
 
 def _axis_weight(coords: np.ndarray, phase: int) -> np.ndarray:
@@ -114,7 +131,8 @@ def fusion_weight(phase: Phase, y0: int, y1: int, x0: int, x1: int) -> np.ndarra
     A grid of phase ``p`` has seams on the lines between pixels ``r - 1`` and ``r`` with
     ``(r + p) % 32 == 0`` (region coordinates); its weight is ``sin^2`` of the distance to
     them in each axis, the product of both axes. A grid moved by 16 px gets ``cos^2``: on
-    one grid's seams the other has its full weight.
+    one grid's seams the other has its full weight; the four grids moved by 0 or 16 px in
+    each axis have weights that sum to one.
     """
     wy = _axis_weight(np.arange(y0, y1), phase[0])
     wx = _axis_weight(np.arange(x0, x1), phase[1])
