@@ -277,3 +277,21 @@ def test_cli_perturb_end_to_end(inputs, unedited, tmp_path, capsys):
     assert not (tmp_path / "bad.zarr").exists() and not (tmp_path / "bad-unedited.zarr").exists()
     assert main(["perturb", str(store.path), *common, "--out", str(tmp_path / "n.zarr")]) == 2
     assert "no edit given" in capsys.readouterr().err
+
+
+def test_settings_defaults_are_the_job_defaults():
+    """Every PerturbSettings default is JobSpec's, so a perturbation with no edit and no setting
+    is exactly a ``teramind generate`` job (the two records declare the fields apart)."""
+    from dataclasses import MISSING, fields
+
+    from napari_teramind.generate.job import JobSpec
+
+    job = {f.name: f for f in fields(JobSpec)}
+    for f in fields(PerturbSettings):
+        if f.name == "numerics":  # None here: the job's own default (job_fields leaves it out)
+            assert f.default is None
+            continue
+        want = job[f.name].default
+        if want is MISSING:
+            want = job[f.name].default_factory()
+        assert f.default == want, f"{f.name}: {f.default!r} here, {want!r} in JobSpec"

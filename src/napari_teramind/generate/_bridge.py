@@ -137,29 +137,31 @@ def unit_layout(spec: JobSpec, plan: GenerationPlan, n_genes: int) -> dict[str, 
     every = int(getattr(spec, "checkpoint_every", None) or DEFAULT_CHECKPOINT_EVERY)
     every = max(1, min(every, plan.steps))
     need = resident_nbytes(plan, n_genes, per)
+    n_spans = -(-plan.steps // every)
+
+    def tiles(tile_px: int) -> dict[str, Any]:
+        return {"kind": "tiles", "steps_per_unit": every, "tile_px": tile_px,
+                "resident_nbytes": tile_nbytes(plan, tile_px, every, n_genes),
+                "memory_budget": budget, "n_steps": n_spans,
+                "n_blocks": len(plan_tiles(plan, tile_px))}  # fmt: skip
+
     asked = getattr(spec, "tile_px", None)
     if asked:
-        tile_need = tile_nbytes(plan, int(asked), every, n_genes)
-        if budget and tile_need > budget:
+        layout = tiles(int(asked))
+        if budget and layout["resident_nbytes"] > budget:
             raise ValueError(
-                f"a {asked} px tile needs {tile_need / 2**30:.2f} GiB, more than the memory "
-                f"budget {budget / 2**30:.2f} GiB: choose smaller tiles (--tile-px) or a larger "
-                "--memory-budget"
+                f"a {asked} px tile needs {layout['resident_nbytes'] / 2**30:.2f} GiB, more than "
+                f"the memory budget {budget / 2**30:.2f} GiB: choose smaller tiles (--tile-px) "
+                "or a larger --memory-budget"
             )
-        return {"kind": "tiles", "steps_per_unit": every, "tile_px": int(asked),
-                "resident_nbytes": tile_need, "memory_budget": budget,
-                "n_steps": -(-plan.steps // every),
-                "n_blocks": len(plan_tiles(plan, int(asked)))}  # fmt: skip
+        return layout
     if budget and need <= budget:
         return {"kind": "pairs", "steps_per_unit": every, "pairs_per_unit": per,
                 "resident_nbytes": int(need), "memory_budget": budget,
-                "n_steps": -(-plan.steps // every), "n_blocks": -(-n_pairs // per)}  # fmt: skip
+                "n_steps": n_spans, "n_blocks": -(-n_pairs // per)}  # fmt: skip
     tile_px = choose_tile_px(plan, every, n_genes, budget) if budget else None
     if tile_px is not None:
-        return {"kind": "tiles", "steps_per_unit": every, "tile_px": tile_px,
-                "resident_nbytes": tile_nbytes(plan, tile_px, every, n_genes),
-                "memory_budget": budget, "n_steps": -(-plan.steps // every),
-                "n_blocks": len(plan_tiles(plan, tile_px))}  # fmt: skip
+        return tiles(tile_px)
     return {"kind": "blocks", "resident_nbytes": int(need), "memory_budget": budget,
             "n_steps": plan.steps, "n_blocks": plan.n_blocks}  # fmt: skip
 
