@@ -6,19 +6,26 @@ Usage::
     python benchmarks/fidelity.py --size 256 --steps 6     # quicker
     python benchmarks/fidelity.py --schemes collage shifted-fused --png crops.png
     python benchmarks/fidelity.py --schemes shifted-fused --fused-steps 2 3 4 6 15
+    python benchmarks/fidelity.py --schemes shifted-fused-4 --models bundled new=runs/b random
 
 On a phantom the bundled model never trained on (seed 1; the bundled model trained on the
 default phantom, seed 0, see ``train/bundled.py``), one region of ``--size`` px chosen like the
 demo's (DOPA tissue mixed with other tissue, origin on the 64 px grid) is generated with every
-scheme (same model, seed, genes, block size and threads), and the script prints per scheme:
+scheme and every model of ``--models`` (same seed, genes, block size and threads; ``random`` is a
+randomly initialised network of the first model's configuration, the null), and the script
+prints per model and scheme:
 
 * the seam ratio (worst residue mod 64 / median residue, rows and columns pooled) per stain,
   with the steps at 0 and 32 mod 64 (the collage lattice) over the median, next to the real
   image's own figures over the same region;
 * seconds per output patch (one 64 px patch of one slice pair, all steps) and the cost ratio
   to the collage scheme;
-* nuclei count and mean area (classical counter) vs the real image and the phantom's truth;
-* PSNR and SSIM against the real image, next to the mean-image baseline.
+* nuclei count, mean area and solidity (classical counter) vs the real image and the
+  phantom's truth;
+* the SN/VTA's large cells: nuclei of at least :data:`LARGE_AREA_PX` centred in the DOPA
+  tissue, against the planted ones (truth) and those segmented in the real image;
+* PSNR (DAPI, PolyT) and SSIM (DAPI, PolyT, merged) against the real image, next to the
+  mean-image and blurred-real baselines.
 
 ``--png`` saves a 1:1 crop real | one column per scheme (DAPI above PolyT) to look at.
 ``--fused-steps`` studies how many of the last steps ``shifted-fused`` fuses (one row per
@@ -44,13 +51,69 @@ from napari_teramind.evaluate.pipeline import _trivial
 from napari_teramind.evaluate.regions import Region, tissue_mask
 from napari_teramind.generate import SCHEMES, generate_roi, schemes
 from napari_teramind.generate.numerics import Numerics
-from napari_teramind.model import resolve_model
-from napari_teramind.phantom import PhantomSpec, write_phantom
+from napari_teramind.model import ModelConfig, TeraMindUNet, resolve_model
+from napari_teramind.phantom import PhantomSpec, ground_truth_nuclei, planted_mask, write_phantom
 from napari_teramind.store import BrainStore
 from napari_teramind.store.compute import compute
 
 #: The bundled model trained on the default phantom (seed 0); this one it never saw.
 HELD_OUT_SEED = 1
+
+#: Area (px) from which a nucleus counts as one of the SN/VTA's large cells: the planted midbrain
+#: dopaminergic neurons are ellipses of about 113 px (radius 6 px, aspect 1.3), every other
+#: SN/VTA type about 60-66 px or less (``phantom/programs.py``).
+LARGE_AREA_PX = 80
+
+#: Torch seed of the randomly initialised model (``--models random``), as in interactions.py.
+RANDOM_SEED = 12345
+
+
+def large_cells(labels: np.ndarray, mask: np.ndarray) -> int:
+    """Segmented nuclei of at least :data:`LARGE_AREA_PX` whose centroid lies in ``mask``."""
+    from skimage.measure import regionprops_table
+
+    if labels.max() == 0:
+        return 0
+    props = regionprops_table(labels, properties=("area", "centroid"))
+    cy = np.clip(np.asarray(props["centroid-0"]).astype(int), 0, labels.shape[0] - 1)
+    cx = np.clip(np.asarray(props["centroid-1"]).astype(int), 0, labels.shape[1] - 1)
+    big = np.asarray(props["area"]) >= LARGE_AREA_PX
+    return int((big & mask[cy, cx]).sum())
+
+
+def large_cells_truth(spec: PhantomSpec, z: int, box, mask: np.ndarray) -> int:
+    """Planted nuclei of at least :data:`LARGE_AREA_PX` centred in ``mask`` (over ``box``)."""
+    y0, y1, x0, x1 = box
+    t = ground_truth_nuclei(spec, z, y0, x0, y1 - y0, x1 - x0)
+    iy = np.clip(np.floor(t["y"]).astype(int) - y0, 0, y1 - y0 - 1)
+    ix = np.clip(np.floor(t["x"]).astype(int) - x0, 0, x1 - x0 - 1)
+    return int(((np.asarray(t["area_px"]) >= LARGE_AREA_PX) & mask[iy, ix]).sum())
+
+
+def load_models(specs: list[str]) -> list[tuple[str, object, object]]:
+    """``(label, model, info)`` per ``--models`` entry (``LABEL=SPEC`` names the row).
+
+    ``random`` is a network of the first real model's configuration (the bundled one when
+    ``random`` comes first) initialised with torch seed :data:`RANDOM_SEED`.
+    """
+    named = [m.split("=", 1) if "=" in m else (m, m) for m in specs]
+    loaded: list[tuple[str, object, object]] = []
+    for label, spec in named:
+        if spec != "random":
+            model, info = resolve_model(spec)
+            loaded.append((label, model, info))
+    if not loaded:
+        loaded.append(("bundled",) + tuple(resolve_model("bundled")))  # type: ignore[arg-type]
+    _, first, first_info = loaded[0]
+    out = []
+    for label, spec in named:
+        if spec == "random":
+            torch.manual_seed(RANDOM_SEED)
+            rnd = TeraMindUNet(ModelConfig.from_dict(first.config.to_dict())).eval()
+            out.append((label, rnd, first_info))
+        else:
+            out.append(next(m for m in loaded if m[0] == label))
+    return out
 
 
 def held_out_phantom(path: Path, seed: int) -> BrainStore:
@@ -115,7 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-px", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=SCHEMES)
-    ap.add_argument("--model", default="bundled")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["bundled"],
+        metavar="MODEL",
+        help="models side by side: 'bundled', 'random' (randomly initialised, the null) or "
+        "any checkpoint or run directory; LABEL=MODEL names the row",
+    )
     ap.add_argument(
         "--fused-steps",
         type=int,
@@ -132,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     phantom_path = args.phantom or tmp / f"phantom-seed{args.phantom_seed}.zarr"
     store = held_out_phantom(phantom_path, args.phantom_seed)
     spec = PhantomSpec.from_dict(store.metadata["phantom"]["spec"])
-    model, info = resolve_model(args.model)
+    models = load_models(args.models)
     z = args.slice
     box = demo_region(store, args.size, z)
     y0, y1, x0, x1 = box
@@ -141,25 +211,35 @@ def main(argv: list[str] | None = None) -> None:
     tissue = tissue_mask(store, region)
     n_patches = (y1 - y0) // 64 * ((x1 - x0) // 64)  # one slice pair
     truth = ground_truth_stats(spec, z, box, tissue)
-    real_nuclei = nuclei_stats(segment_nuclei(real[0]), tissue)
+    dopa = planted_mask(spec, "DOPA", z=z, window=(y0, x0, y1 - y0, x1 - x0), blocks=False)
+    real_labels = segment_nuclei(real[0])
+    real_nuclei = nuclei_stats(real_labels, tissue)
     print(f"phantom seed {args.phantom_seed} (held out), slice {z}, region {box} "
-          f"({n_patches} patches), {args.steps} steps, block {args.block_px} px, "
-          f"{args.threads} thread(s), model {args.model}")  # fmt: skip
+          f"({n_patches} patches, DOPA tissue {dopa.mean():.0%}), {args.steps} steps, "
+          f"block {args.block_px} px, {args.threads} thread(s), "
+          f"models {' '.join(args.models)}")  # fmt: skip
 
     rows = []
     columns = {"real": real}
     sr_real = [seam_line(real[s], (y0, x0)) for s in range(2)]
+    truth["large"] = large_cells_truth(spec, z, box, dopa)
+    real_nuclei["large"] = large_cells(real_labels, dopa)
     rows.append(("real", sr_real, None, None, real_nuclei, image_metrics(real, real, tissue)))
-    mean = _trivial("mean", real, tissue)
-    rows.append(("mean image", None, None, None, None, image_metrics(real, mean, tissue)))
+    for base_name in ("mean", "blur"):
+        trivial = _trivial(base_name, real, tissue)
+        label = "mean image" if base_name == "mean" else "blurred real"
+        rows.append((label, None, None, None, None, image_metrics(real, trivial, tissue)))
     runs = [(scheme, None) for scheme in args.schemes]
     if args.fused_steps and "shifted-fused" in args.schemes:
         i = args.schemes.index("shifted-fused")
         runs[i : i + 1] = [("shifted-fused", n) for n in args.fused_steps]
+    runs = [(m, scheme, fused) for m in models for scheme, fused in runs]
     numerics = Numerics(threads=args.threads)
-    for scheme, fused in runs:
+    for (label, model, info), scheme, fused in runs:
         name = scheme if fused is None else f"fused last {fused}"
-        out = tmp / f"{name.replace(' ', '-')}.zarr"
+        if len(models) > 1:
+            name = f"{label} {name}"
+        out = tmp / f"{name.replace(' ', '-').replace('/', '-')}.zarr"
         default_fused = schemes.FUSED_STEPS
         schemes.FUSED_STEPS = default_fused if fused is None else fused
         t0 = time.perf_counter()
@@ -174,41 +254,46 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             schemes.FUSED_STEPS = default_fused
         seconds = time.perf_counter() - t0
-        scheme = name
         gen = compute(BrainStore.open(last.output).images()[:, z, y0:y1, x0:x1])
-        columns[scheme] = gen
+        columns[name] = gen
         sr = [seam_line(gen[s], (y0, x0)) for s in range(2)]
-        nuc = nuclei_stats(segment_nuclei(gen[0]), tissue)
-        rows.append((scheme, sr, seconds / n_patches, cost, nuc, image_metrics(real, gen, tissue)))
-        print(f"  {scheme}: {seconds:.1f} s", flush=True)
+        labels = segment_nuclei(gen[0])
+        nuc = {**nuclei_stats(labels, tissue), "large": large_cells(labels, dopa)}
+        rows.append((name, sr, seconds / n_patches, cost, nuc, image_metrics(real, gen, tissue)))
+        print(f"  {name}: {seconds:.1f} s", flush=True)
 
-    base = next((r[2] for r in rows if r[0] == "collage"), None)
+    base = next((r[2] for r in rows if r[0].endswith("collage")), None)
     print()
     print(
         "seam ratio = worst residue mod 64 / median; @0, @32 = those residues / median; "
-        "cost = s/patch over collage's (wall time), patch = by model patches (exact)"
+        "cost = s/patch over collage's (wall time), patch = by model patches (exact); "
+        f"large = nuclei >= {LARGE_AREA_PX} px in the DOPA tissue; SSIM D/P/M: DAPI, PolyT, merged"
     )
-    print(f"{'set':14s} {'DAPI ratio @0 @32':>20s} {'PolyT ratio @0 @32':>21s} "
+    width = max(14, *(len(r[0]) for r in rows))
+    print(f"{'set':{width}s} {'DAPI ratio @0 @32':>20s} {'PolyT ratio @0 @32':>21s} "
           f"{'s/patch':>8s} {'cost':>5s} {'patch':>5s} {'nuclei':>6s} {'area':>6s} {'solid':>5s} "
-          f"{'PSNR D/P':>11s} {'SSIM D/P':>11s}")  # fmt: skip
-    print(f"{'truth':14s} {'':>20s} {'':>21s} {'':>8s} {'':>5s} {'':>5s} "
-          f"{truth['count']:6.0f} {truth['area_mean']:6.1f}")  # fmt: skip
+          f"{'large':>5s} {'PSNR D/P':>11s} {'SSIM D/P/M':>17s}")  # fmt: skip
+    t = f"{truth['count']:6.0f} {truth['area_mean']:6.1f} {'':>5s} {truth['large']:5d}"
+    print(f"{'truth':{width}s} {'':>20s} {'':>21s} {'':>8s} {'':>5s} {'':>5s} {t}")
     for name, sr, spp, by_patches, nuc, im in rows:
         d = f"{sr[0][0]:5.2f} {sr[0][1]:5.2f} {sr[0][2]:5.2f}" if sr else ""
         p = f"{sr[1][0]:5.2f} {sr[1][1]:5.2f} {sr[1][2]:5.2f}" if sr else ""
         cost = f"{spp / base:5.2f}" if spp and base else ""
         cost += f" {by_patches:5.2f}" if by_patches else ""
         n = (
-            f"{nuc['count']:6.0f} {nuc['area_mean']:6.1f} {nuc['solidity_mean']:5.3f}"
+            f"{nuc['count']:6.0f} {nuc['area_mean']:6.1f} {nuc['solidity_mean']:5.3f} "
+            f"{nuc['large']:5d}"
             if nuc
             else ""
         )
         ps = f"{im['psnr_dapi']:5.1f}/{im['psnr_polyt']:5.1f}"
-        ss = f"{im['ssim_dapi']:5.3f}/{im['ssim_polyt']:5.3f}"
-        print(f"{name:14s} {d:>20s} {p:>21s} {spp or 0:8.3f} {cost:>5s} {n:>19s} "
-              f"{ps:>11s} {ss:>11s}")  # fmt: skip
+        ss = f"{im['ssim_dapi']:5.3f}/{im['ssim_polyt']:5.3f}/{im['ssim_merged']:5.3f}"
+        print(f"{name:{width}s} {d:>20s} {p:>21s} {spp or 0:8.3f} {cost:>5s} {n:>25s} "
+              f"{ps:>11s} {ss:>17s}")  # fmt: skip
     goal = [max(1.15, sr_real[s][0] + 0.05) for s in range(2)]
-    print(f"goal: seam ratio <= {goal[0]:.2f} (DAPI), {goal[1]:.2f} (PolyT); cost <= 1.30")
+    print(f"goal: seam ratio <= {goal[0]:.2f} (DAPI), {goal[1]:.2f} (PolyT); cost <= 1.30; "
+          f"large cells within 20 % of truth ({truth['large']}); merged SSIM and PolyT PSNR "
+          "above both baselines")  # fmt: skip
     if args.png:
         save_crops(args.png, columns, min(args.crop, args.size))
 
