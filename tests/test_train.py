@@ -16,7 +16,14 @@ from napari_teramind.cli import main
 from napari_teramind.model import import_published_checkpoint, load_checkpoint
 from napari_teramind.phantom import PhantomSpec, write_phantom
 from napari_teramind.store import BrainStore, GenePanel
-from napari_teramind.train.bundled import export_bundled
+from napari_teramind.train.bundled import (
+    BUNDLED_CONTINUE_SEED,
+    BUNDLED_COOLDOWN,
+    bundled_train_config,
+    continued_train_config,
+    export_bundled,
+    stage_record,
+)
 from napari_teramind.train.ema import ModelEMA, ema_decay_at
 from napari_teramind.train.loop import (
     TrainConfig,
@@ -326,6 +333,26 @@ def test_ema_checkpoints_export_and_refuse_what_would_break_resume(phantom, tmp_
         replace(cfg, ema_decay=1.5)
     with pytest.raises(ValueError, match="loss_weighting must be one of"):
         replace(cfg, loss_weighting="snr")
+
+
+def test_stage_two_is_the_bundled_recipe_continued_from_stage_one(phantom, tmp_path):
+    cfg2 = continued_train_config("brain.zarr", "run/checkpoints/step_0002600", 2000, 0.999)
+    stage1 = bundled_train_config("brain.zarr", 2000, BUNDLED_COOLDOWN, 0.999)
+    assert cfg2.init == "run/checkpoints/step_0002600" and stage1.init is None
+    assert cfg2.seed == BUNDLED_CONTINUE_SEED != stage1.seed  # new draws, not stage 1's again
+    same = {k: v for k, v in cfg2.to_dict().items() if k not in ("init", "seed")}
+    assert same == {k: v for k, v in stage1.to_dict().items() if k not in ("init", "seed")}
+    # two real stages at micro size: the second loads the first's last checkpoint, trains on
+    first = train(_config(phantom, steps=2), tmp_path / "run")
+    second_cfg = replace(_config(phantom, steps=2, ema_decay=0.9), init=str(first.checkpoint))
+    second = train(second_cfg, tmp_path / "continued")
+    rec1, rec2 = stage_record(tmp_path / "run"), stage_record(tmp_path / "continued")
+    assert "init" not in rec1 and rec2["init"] == "the previous stage's last checkpoint"
+    assert rec1["steps"] == rec2["steps"] == 2 and rec2["ema_decay"] == 0.9
+    assert rec1["train_seconds"] > 0 and rec2["train_seconds"] > 0
+    start = load_checkpoint(first.checkpoint)[0].state_dict()
+    end = load_checkpoint(second.checkpoint)[0].state_dict()
+    assert any(not torch.equal(v, end[k]) for k, v in start.items())  # it trained on
 
 
 def test_runs_started_before_new_options_still_resume(phantom, tmp_path):

@@ -2,11 +2,13 @@
 
 ``teramind train-bundled OUT`` runs :func:`train_bundled`: it writes the default phantom brain
 (8 x 2048 x 3072 px, 48 genes) into ``OUT``, trains the ``tiny`` preset on it with
-:func:`bundled_train_config`, measures how well generated images follow the genes
-(:func:`gene_following_scores`) and exports the checkpoint to ``OUT/bundled`` (with ``--install``
-also into the package). The checkpoint's ``provenance.bundled_recipe`` records the command,
-steps, wall time, final and held-out losses and the quality figures. A run that keeps an EMA
-of its weights (``--ema-decay``) exports the EMA weights (``provenance.weights == "ema"``).
+:func:`bundled_train_config` (stage 1, ``OUT/run``), continues from those weights with
+:func:`continued_train_config` (stage 2, ``OUT/continued``: more steps, an EMA of the weights),
+measures how well generated images follow the genes (:func:`gene_following_scores`) and exports
+the checkpoint to ``OUT/bundled`` (with ``--install`` also into the package). The checkpoint's
+``provenance.bundled_recipe`` records the command, the stages, steps, wall time, final and
+held-out losses and the quality figures. A run that keeps an EMA of its weights exports the
+EMA weights (``provenance.weights == "ema"``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +37,14 @@ from napari_teramind.train.loop import (
 from napari_teramind.train.patches import PatchSampler
 
 __all__ = [
+    "BUNDLED_CONTINUE_EMA",
+    "BUNDLED_CONTINUE_SEED",
+    "BUNDLED_CONTINUE_STEPS",
     "BUNDLED_COOLDOWN",
     "BUNDLED_HOLDOUT",
     "BUNDLED_STEPS",
     "bundled_train_config",
+    "continued_train_config",
     "export_bundled",
     "gene_following_scores",
     "train_bundled",
@@ -54,6 +61,15 @@ BUNDLED_PREDICTION = "v"
 #: figures.
 BUNDLED_HOLDOUT = (7,)
 PHANTOM_NAME = "phantom-default.zarr"
+
+#: Stage 2 of the shipped model: optimizer steps from stage 1's weights (the same constant rate
+#: and a cooldown of :data:`BUNDLED_COOLDOWN` at the end). 0: the shipped model is stage 1 alone.
+#: A 2000-step stage 2 is the measured candidate, not shipped yet (docs/training.md).
+BUNDLED_CONTINUE_STEPS = 0
+#: Stage 2 keeps this EMA of its weights, and the EMA is what ships (``docs/training.md``).
+BUNDLED_CONTINUE_EMA = 0.999
+#: Stage 2 draws other crops, timesteps and noise than stage 1 (whose seed is 0).
+BUNDLED_CONTINUE_SEED = 1
 
 
 def bundled_train_config(
@@ -97,6 +113,46 @@ def bundled_train_config(
         ema_decay=float(ema_decay),
         loss_weighting=loss_weighting,
     )
+
+
+def continued_train_config(
+    store: str | os.PathLike[str],
+    init: str | os.PathLike[str],
+    steps: int,
+    ema_decay: float = BUNDLED_CONTINUE_EMA,
+    keep_every: int = 0,
+) -> TrainConfig:
+    """Stage 2 of the bundled model: :func:`bundled_train_config` continued from ``init``.
+
+    The same data, rate and cooldown, ``steps`` more steps from the weights ``init`` (a
+    checkpoint: stage 1's last), the seed :data:`BUNDLED_CONTINUE_SEED` (new draws) and an
+    EMA of decay ``ema_decay``, which is exported. Why a second stage and not one longer run:
+    stage 1 ends cooled down, and a cooled-down run cannot be extended at the constant rate
+    (``train`` refuses another schedule), so the shipped stage-1 weights are kept as the start.
+    """
+    cfg = bundled_train_config(store, steps, BUNDLED_COOLDOWN, ema_decay, "none", keep_every)
+    return replace(cfg, init=str(init), seed=BUNDLED_CONTINUE_SEED)
+
+
+def stage_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What one training stage of the bundled model did: its configuration and time."""
+    import json
+
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "run.json").read_text()))
+    cols = read_loss_csv(run_dir / "loss.csv")
+    record: dict[str, Any] = {
+        "steps": cfg.steps,
+        "cooldown_steps": cfg.cooldown_steps,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "ema_decay": cfg.ema_decay,
+        "loss_weighting": cfg.loss_weighting,
+        "train_seconds": round(float(cols["seconds"][-1]), 1) if len(cols["seconds"]) else 0.0,
+    }
+    if cfg.init:
+        record["init"] = "the previous stage's last checkpoint"
+    return record
 
 
 def _patch_means(img: np.ndarray, patch: int) -> np.ndarray:
@@ -234,8 +290,13 @@ def finish_bundled(
     dest: str | os.PathLike[str],
     command: str,
     n_crops: int = 4,
+    stages: Sequence[dict[str, Any]] = (),
 ) -> tuple[Path, dict[str, Any]]:
-    """Measure the latest checkpoint of a bundled-recipe run and export it to ``dest``."""
+    """Measure the latest checkpoint of a bundled-recipe run and export it to ``dest``.
+
+    ``stages`` (:func:`stage_record` of each stage, the measured run last) go into the recipe
+    with the total steps and training time of all of them.
+    """
     from napari_teramind.model.checkpoint import load_checkpoint
 
     latest = latest_checkpoint(run_dir)
@@ -266,6 +327,10 @@ def finish_bundled(
     if which == "ema":  # the raw weights' figure beside it, on the same draws
         recipe["heldout_loss_raw"] = round(evaluate_loss(load_checkpoint(path)[0], holdout, 16), 4)
     recipe["gene_following"] = gene_following_scores(model, store, info.gene_names, n_crops=n_crops)
+    if stages:
+        recipe["stages"] = [dict(st) for st in stages]
+        recipe["total_steps"] = int(sum(st["steps"] for st in stages))
+        recipe["total_train_seconds"] = round(sum(st["train_seconds"] for st in stages), 1)
     return export_bundled(path, dest, recipe), recipe
 
 
@@ -279,24 +344,31 @@ def train_bundled(
     keep_every: int = 0,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    continue_steps: int = BUNDLED_CONTINUE_STEPS,
+    continue_ema_decay: float = BUNDLED_CONTINUE_EMA,
 ) -> tuple[Path, dict[str, Any]]:
     """Rebuild the bundled model from scratch in ``out`` (resumable).
 
     Parameters
     ----------
     out
-        Work folder: ``phantom-default.zarr``, ``run/`` (checkpoints, loss curve) and
-        ``bundled/`` (the exported model).
+        Work folder: ``phantom-default.zarr``, ``run/`` (stage 1: checkpoints, loss curve),
+        ``continued/`` (stage 2) and ``bundled/`` (the exported model).
     steps
-        Optimizer steps (the shipped model: :data:`BUNDLED_STEPS`).
+        Stage 1's optimizer steps (the shipped model: :data:`BUNDLED_STEPS`).
     cooldown_steps
         Learning-rate cooldown at the end (the shipped model: :data:`BUNDLED_COOLDOWN`).
     install
         Also replace the model shipped inside the package.
     ema_decay, loss_weighting, keep_every
         As in :class:`~napari_teramind.train.loop.TrainConfig` (the shipped model: 0, "none", 0).
+        They apply to stage 1.
     progress, should_stop
         As in :func:`~napari_teramind.train.loop.train`.
+    continue_steps, continue_ema_decay
+        Stage 2 (:func:`continued_train_config`): steps from stage 1's weights (0: no stage 2,
+        stage 1 is exported) and its EMA decay (the shipped model:
+        :data:`BUNDLED_CONTINUE_STEPS`, :data:`BUNDLED_CONTINUE_EMA`).
 
     Returns
     -------
@@ -323,7 +395,17 @@ def train_bundled(
         command += f" --ema-decay {ema_decay}"
     if loss_weighting != "none":
         command += f" --loss-weighting {loss_weighting}"
-    dest, recipe = finish_bundled(out / "run", phantom, out / "bundled", command)
+    run_dir, stages = out / "run", [stage_record(out / "run")]
+    if continue_steps:
+        command += f" --continue-steps {continue_steps} --continue-ema-decay {continue_ema_decay}"
+        init = checkpoint_weights(result.checkpoint)[0]
+        cfg2 = continued_train_config(phantom, init, continue_steps, continue_ema_decay, keep_every)
+        run_dir = out / "continued"
+        result = train(cfg2, run_dir, device="cpu", progress=progress, should_stop=should_stop)
+        if result.step < continue_steps:
+            raise RuntimeError(f"stage 2 stopped at step {result.step}; run again to resume")
+        stages.append(stage_record(run_dir))
+    dest, recipe = finish_bundled(run_dir, phantom, out / "bundled", command, stages=stages)
     if install:
         from napari_teramind.model import bundled
 
