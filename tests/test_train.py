@@ -344,7 +344,10 @@ def test_stage_two_is_the_bundled_recipe_continued_from_stage_one(phantom, tmp_p
     assert same == {k: v for k, v in stage1.to_dict().items() if k not in ("init", "seed")}
     # two real stages at micro size: the second loads the first's last checkpoint, trains on
     first = train(_config(phantom, steps=2), tmp_path / "run")
-    second_cfg = replace(_config(phantom, steps=2, ema_decay=0.9), init=str(first.checkpoint))
+    second_cfg = replace(
+        _config(phantom, steps=2, ema_decay=0.9, seed=BUNDLED_CONTINUE_SEED),
+        init=str(first.checkpoint),
+    )
     second = train(second_cfg, tmp_path / "continued")
     rec1, rec2 = stage_record(tmp_path / "run"), stage_record(tmp_path / "continued")
     assert "init" not in rec1 and rec2["init"] == "the previous stage's last checkpoint"
@@ -353,6 +356,13 @@ def test_stage_two_is_the_bundled_recipe_continued_from_stage_one(phantom, tmp_p
     start = load_checkpoint(first.checkpoint)[0].state_dict()
     end = load_checkpoint(second.checkpoint)[0].state_dict()
     assert any(not torch.equal(v, end[k]) for k, v in start.items())  # it trained on
+    # ... from stage 1's weights: nearer them than the seeded weights it would start from alone
+    fresh = build_model(replace(second_cfg, init=None))[0].state_dict()
+
+    def dist(a, b):
+        return sum(float((a[k].double() - b[k].double()).pow(2).sum()) for k in a)
+
+    assert dist(end, start) < 0.5 * dist(end, fresh)
 
 
 def test_runs_started_before_new_options_still_resume(phantom, tmp_path):
