@@ -138,6 +138,66 @@ def test_gene_window_pads_the_stack_ends_with_empty_slices(marker_store):
     assert win[0, 1, 3, 4] == 1 and win[0, 1, :2].sum() == 0
 
 
+@pytest.fixture(scope="module")
+def rare_gene_store(tmp_path_factory) -> Path:
+    """4 slices of 512 x 512 px: gene B in every block, gene A in block (1, 1) alone."""
+    path = tmp_path_factory.mktemp("rare") / "rare.zarr"
+    st = BrainStore.create(
+        path,
+        n_slices=4,
+        height=512,
+        width=512,
+        panel=GenePanel(["A", "B"]),
+        pixel_size_um=1.0,
+        slice_spacing_um=10.0,
+    )
+    for z in range(4):
+        st.write_images(z, 0, 0, np.full((2, 512, 512), 100, np.uint8))
+        genes = np.ones((2, 32, 32), np.uint16)
+        genes[0] = 0
+        genes[0, 1, 1] = 5
+        st.write_genes(z, 0, 0, genes)
+    st.finalize(workers=1)
+    return path
+
+
+def test_gene_balanced_crops_find_a_rare_gene(rare_gene_store):
+    panel = GenePanel(["A", "B"])
+    uniform = PatchSampler([rare_gene_store], panel, crop=128)
+    balanced = PatchSampler([rare_gene_store], panel, crop=128, gene_balance=1.0)
+    # the table: gene A's best 128-px cell is (0, 0), holding 5 counts in each of the window's
+    # slices that exist; a cell without A weighs 0
+    cells, weights = balanced.balance_tables[0][0]
+    assert tuple(cells[0, 0]) == (0, 0)
+    window = [z for z in range(-1, 3) if 0 <= z < 4]
+    assert weights[0, 0] == 5 * len(window) and weights[0, 1] == 0
+    assert weights[1, 0] == 64 * len(window)  # B: one count per block, 8 x 8 blocks per cell
+
+    def has_a(sampler, i):
+        s = sampler.sample(i)  # the crop holds block (1, 1), px 16-32, when it starts at <= 16
+        return s.y <= 16 and s.x <= 16
+
+    n = 200
+    seen_uniform = sum(has_a(uniform, i) for i in range(n)) / n
+    seen_balanced = sum(has_a(balanced, i) for i in range(n)) / n
+    # uniform: (2/25)^2 of the origins hold block (1, 1); balanced: half the draws pick A
+    assert seen_uniform < 0.03 and seen_balanced > 0.15, (seen_uniform, seen_balanced)
+    with pytest.raises(ValueError, match="gene_balance"):
+        PatchSampler([rare_gene_store], panel, crop=128, gene_balance=1.5)
+    with pytest.raises(ValueError, match="gene_balance"):
+        _config(rare_gene_store, gene_balance=-0.1)
+
+
+def test_train_cli_records_gene_balance_and_trains_on_balanced_crops(rare_gene_store, tmp_path):
+    run = tmp_path / "balanced"
+    assert main([
+        "train", str(rare_gene_store), "--out", str(run), "--model-json", json.dumps(MICRO),
+        "--steps", "2", "--batch-size", "2", "--crop", "128", "--gene-balance", "0.5", "--quiet",
+    ]) == 0  # fmt: skip
+    assert json.loads((run / "run.json").read_text())["gene_balance"] == 0.5
+    assert latest_checkpoint(run)[0] == 2
+
+
 def test_holdout_slices_are_never_drawn(phantom):
     panel = BrainStore.open(phantom).panel
     train_pairs = PatchSampler([phantom], panel, holdout_slices=(2,)).pairs

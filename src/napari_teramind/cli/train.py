@@ -71,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--snr-gamma", type=float, default=5.0, help="the min-SNR clamp gamma (default 5)"
     )
+    p.add_argument(
+        "--gene-balance",
+        type=float,
+        default=0.0,
+        help="fraction of crops drawn near where a uniformly drawn gene is most expressed "
+        "(rare programs seen as often as common ones; default 0: uniform crops, as published)",
+    )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (1.0)")
     p.add_argument("--crop", type=int, default=256, help="crop edge in px (256)")
     add_slices_argument(p, help="slices never trained on (default: none)", flag="--holdout")
@@ -214,6 +221,7 @@ def _run_train(args: argparse.Namespace) -> int:
         ema_decay=args.ema_decay,
         loss_weighting=args.loss_weighting,
         snr_gamma=args.snr_gamma,
+        gene_balance=args.gene_balance,
     )
     result = train(cfg, run, device=args.device, progress=_printer(args.quiet))
     print(result.checkpoint)

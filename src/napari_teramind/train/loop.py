@@ -119,6 +119,11 @@ class TrainConfig:
     loss_weighting, snr_gamma
         ``"none"`` (published) or ``"min_snr"``: min-SNR-``snr_gamma`` weights on every
         sample's loss (:func:`~napari_teramind.diffusion.losses.min_snr_weights`).
+    gene_balance
+        Fraction of crops drawn gene-balanced
+        (:class:`~napari_teramind.train.patches.PatchSampler`): near where a uniformly drawn
+        gene is most expressed, so rare programs are seen as often as common ones; 0 (the
+        default, as published): uniform crops.
     """
 
     stores: tuple[str, ...]
@@ -145,6 +150,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     loss_weighting: str = "none"
     snr_gamma: float = 5.0
+    gene_balance: float = 0.0
 
     def __post_init__(self) -> None:
         from napari_teramind.diffusion.losses import LOSS_WEIGHTINGS
@@ -168,6 +174,8 @@ class TrainConfig:
             )
         if not self.snr_gamma > 0:
             raise ValueError(f"snr_gamma must be positive, not {self.snr_gamma}")
+        if not 0.0 <= self.gene_balance <= 1.0:
+            raise ValueError(f"gene_balance must lie in [0, 1], not {self.gene_balance}")
         if self.keep_every < 0:
             raise ValueError(f"keep_every must be 0 (off) or positive, not {self.keep_every}")
         if not 0 <= self.cooldown_steps <= self.steps:
@@ -369,6 +377,7 @@ def train(
         holdout_slices=cfg.holdout_slices,
         seed=cfg.seed,
         scheme=model.config.slice_scheme,
+        gene_balance=cfg.gene_balance,
     )
     start, seconds0, cpu0 = 0, 0.0, 0.0
     resumed = latest_checkpoint(run)
