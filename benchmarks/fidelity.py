@@ -6,6 +6,7 @@ Usage::
     python benchmarks/fidelity.py --size 256 --steps 6     # quicker
     python benchmarks/fidelity.py --schemes collage shifted-fused --png crops.png
     python benchmarks/fidelity.py --schemes shifted-fused --fused-steps 2 3 4 6 15
+    python benchmarks/fidelity.py --schemes collage shifted-fused-4 --quad-steps 1 2
     python benchmarks/fidelity.py --schemes shifted-fused-4 --models bundled new=runs/b random
 
 On a phantom the bundled model never trained on (seed 1; the bundled model trained on the
@@ -30,8 +31,9 @@ prints per model and scheme:
 ``--png`` saves a 1:1 crop real | one column per scheme (DAPI above PolyT) to look at.
 ``--fused-steps`` studies how many of the last steps ``shifted-fused`` fuses (one row per
 count; the library's default is :data:`~napari_teramind.generate.schemes.FUSED_STEPS`, which
-the study sets for its rows only); ``--gene-blind`` generates without genes (what the
-sampler and the model draw with no gene edges to follow).
+the study sets for its rows only), ``--quad-steps`` the same for the four grids of
+``shifted-fused-4`` (:data:`~napari_teramind.generate.schemes.QUAD_STEPS`); ``--gene-blind``
+generates without genes (what the sampler and the model draw with no gene edges to follow).
 """
 
 from __future__ import annotations
@@ -192,6 +194,12 @@ def main(argv: list[str] | None = None) -> None:
         nargs="+",
         help="shifted-fused: one row per count of fused last steps (a study)",
     )
+    ap.add_argument(
+        "--quad-steps",
+        type=int,
+        nargs="+",
+        help="shifted-fused-4: one row per count of four-grid steps before the last (a study)",
+    )
     ap.add_argument("--gene-blind", action="store_true", help="generate without genes")
     ap.add_argument("--png", type=Path, help="save 1:1 crops real | schemes")
     ap.add_argument("--crop", type=int, default=256, help="crop side of --png")
@@ -230,18 +238,24 @@ def main(argv: list[str] | None = None) -> None:
         label = "mean image" if base_name == "mean" else "blurred real"
         rows.append((label, None, None, None, None, image_metrics(real, trivial, tissue)))
     runs = [(scheme, None) for scheme in args.schemes]
-    if args.fused_steps and "shifted-fused" in args.schemes:
-        i = args.schemes.index("shifted-fused")
-        runs[i : i + 1] = [("shifted-fused", n) for n in args.fused_steps]
+    studies = (("shifted-fused", args.fused_steps), ("shifted-fused-4", args.quad_steps))
+    for study, counts in studies:
+        if counts and study in args.schemes:
+            i = [r[0] for r in runs].index(study)
+            runs[i : i + 1] = [(study, n) for n in counts]
     runs = [(m, scheme, fused) for m in models for scheme, fused in runs]
     numerics = Numerics(threads=args.threads)
     for (label, model, info), scheme, fused in runs:
-        name = scheme if fused is None else f"fused last {fused}"
+        name = scheme
+        if fused is not None:
+            name = f"fused last {fused}" if scheme == "shifted-fused" else f"4 grids x {fused}"
         if len(models) > 1:
             name = f"{label} {name}"
         out = tmp / f"{name.replace(' ', '-').replace('/', '-')}.zarr"
-        default_fused = schemes.FUSED_STEPS
-        schemes.FUSED_STEPS = default_fused if fused is None else fused
+        # a study row sets the count of fused steps of its scheme for its own run only
+        knob = "FUSED_STEPS" if scheme == "shifted-fused" else "QUAD_STEPS"
+        default_fused = getattr(schemes, knob)
+        setattr(schemes, knob, default_fused if fused is None else fused)
         t0 = time.perf_counter()
         try:
             for item in generate_roi(store, model, box, [z], seed=args.seed, steps=args.steps,
@@ -252,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
                 last = item
             cost = patch_cost(scheme, args.steps, args.size // 64)
         finally:
-            schemes.FUSED_STEPS = default_fused
+            setattr(schemes, knob, default_fused)
         seconds = time.perf_counter() - t0
         gen = compute(BrainStore.open(last.output).images()[:, z, y0:y1, x0:x1])
         columns[name] = gen

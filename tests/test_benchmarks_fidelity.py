@@ -80,3 +80,14 @@ def test_models_side_by_side_with_a_seeded_random_null(bench):
     assert len(differ) > len(w) // 2  # a fresh network, not the bundled weights
     for (k, p), (_, q) in zip(rnd.named_parameters(), rnd2.named_parameters(), strict=True):
         assert torch.equal(p, q), k  # the same seed: the same null
+
+
+def test_patch_cost_follows_the_studied_count_of_four_grid_steps(bench, monkeypatch):
+    from napari_teramind.generate import schemes
+
+    # on a whole brain (n large) the border overhang vanishes: (15 + 3 k) passes in 15 steps
+    for k, ratio in ((1, 18 / 15), (2, 21 / 15)):
+        monkeypatch.setattr(schemes, "QUAD_STEPS", k)
+        assert bench.patch_cost("shifted-fused-4", 15, 4000) == pytest.approx(ratio, abs=2e-3)
+    assert bench.patch_cost("collage", 15, 8) == 1.0
+    assert bench.patch_cost("shifted-fused-4", 15, 8) > 21 / 15  # small regions pay the overhang
