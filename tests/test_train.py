@@ -74,6 +74,19 @@ def _config(store: Path, **kw) -> TrainConfig:
 # --------------------------------------------------------------------------- patch sampler
 
 
+def _two_gene_store(path: Path, n_slices: int, size: int) -> BrainStore:
+    """An empty ``size`` x ``size`` px store of genes A and B at 1 um per px."""
+    return BrainStore.create(
+        path,
+        n_slices=n_slices,
+        height=size,
+        width=size,
+        panel=GenePanel(["A", "B"]),
+        pixel_size_um=1.0,
+        slice_spacing_um=10.0,
+    )
+
+
 @pytest.fixture(scope="module")
 def marker_store(tmp_path_factory) -> Path:
     """3 slices of 128 x 128 px; one bright 16-px block at block (1, 2) and gene A there.
@@ -81,15 +94,7 @@ def marker_store(tmp_path_factory) -> Path:
     Gene A counts ``z + 1`` in that block of slice ``z``; PolyT is ``10 (z + 1)`` everywhere.
     """
     path = tmp_path_factory.mktemp("marker") / "marker.zarr"
-    st = BrainStore.create(
-        path,
-        n_slices=3,
-        height=128,
-        width=128,
-        panel=GenePanel(["A", "B"]),
-        pixel_size_um=1.0,
-        slice_spacing_um=10.0,
-    )
+    st = _two_gene_store(path, n_slices=3, size=128)
     for z in range(3):
         img = np.zeros((2, 128, 128), np.uint8)
         img[0, 16:32, 32:48] = 255
@@ -142,15 +147,7 @@ def test_gene_window_pads_the_stack_ends_with_empty_slices(marker_store):
 def rare_gene_store(tmp_path_factory) -> Path:
     """4 slices of 512 x 512 px: gene B in every block, gene A in block (1, 1) alone."""
     path = tmp_path_factory.mktemp("rare") / "rare.zarr"
-    st = BrainStore.create(
-        path,
-        n_slices=4,
-        height=512,
-        width=512,
-        panel=GenePanel(["A", "B"]),
-        pixel_size_um=1.0,
-        slice_spacing_um=10.0,
-    )
+    st = _two_gene_store(path, n_slices=4, size=512)
     for z in range(4):
         st.write_images(z, 0, 0, np.full((2, 512, 512), 100, np.uint8))
         genes = np.ones((2, 32, 32), np.uint16)
