@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_teramind.cli._args import add_region_argument
 from napari_teramind.demo import demo_region
 from napari_teramind.evaluate import image_metrics, nuclei_stats, seam_ratio, segment_nuclei
 from napari_teramind.evaluate.nuclei import ground_truth_stats
@@ -55,6 +56,7 @@ from napari_teramind.generate import SCHEMES, generate_roi, schemes
 from napari_teramind.generate.numerics import Numerics
 from napari_teramind.model import ModelConfig, TeraMindUNet, resolve_model
 from napari_teramind.phantom import PhantomSpec, ground_truth_nuclei, planted_mask, write_phantom
+from napari_teramind.selection import parse_region
 from napari_teramind.store import BrainStore
 from napari_teramind.store.compute import compute
 
@@ -153,6 +155,14 @@ def patch_cost(scheme: str, steps: int, n: int) -> float:
     return total / (steps * patches((0, 0)))
 
 
+def fixed_region(values) -> tuple[int, int, int, int]:
+    """``--region``: a square whose origin and side are multiples of 64 px (the seam measure's)."""
+    y0, y1, x0, x1 = parse_region(values)
+    if y1 - y0 != x1 - x0 or any(v % 64 for v in (y0, y1, x0, x1)):
+        raise SystemExit(f"--region {y0} {y1} {x0} {x1}: give a square on the 64 px grid")
+    return y0, y1, x0, x1
+
+
 def save_crops(path: Path, columns: dict[str, np.ndarray], crop: int) -> None:
     """PNG of 1:1 crops: one column per image set, DAPI above PolyT, 8 px gaps."""
     from PIL import Image
@@ -174,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phantom", type=Path, help="held-out phantom store (written if missing)")
     ap.add_argument("--phantom-seed", type=int, default=HELD_OUT_SEED)
     ap.add_argument("--size", type=int, default=512, help="region side in px (multiple of 64)")
+    add_region_argument(
+        ap,
+        help="a square region on the 64 px grid instead of the demo's choice of one of --size "
+        "px (e.g. one holding the SN/VTA, for its large cells)",
+    )
     ap.add_argument("--slice", type=int, default=2, help="slice scored (its pair is generated)")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -212,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     spec = PhantomSpec.from_dict(store.metadata["phantom"]["spec"])
     models = load_models(args.models)
     z = args.slice
-    box = demo_region(store, args.size, z)
+    box = demo_region(store, args.size, z) if args.region is None else fixed_region(args.region)
+    args.size = box[1] - box[0]
     y0, y1, x0, x1 = box
     region = Region(z, y0, y1, x0, x1)
     real = compute(store.images()[:, z, y0:y1, x0:x1])

@@ -91,3 +91,10 @@ def test_patch_cost_follows_the_studied_count_of_four_grid_steps(bench, monkeypa
         assert bench.patch_cost("shifted-fused-4", 15, 4000) == pytest.approx(ratio, abs=2e-3)
     assert bench.patch_cost("collage", 15, 8) == 1.0
     assert bench.patch_cost("shifted-fused-4", 15, 8) > 21 / 15  # small regions pay the overhang
+
+
+def test_a_fixed_region_must_be_a_square_on_the_64_px_grid(bench):
+    assert bench.fixed_region(["1024", "1536", "1152", "1664"]) == (1024, 1536, 1152, 1664)
+    for bad in (["0", "512", "0", "256"], ["10", "522", "0", "512"]):
+        with pytest.raises(SystemExit, match="square on the 64 px grid"):
+            bench.fixed_region(bad)
