@@ -5,17 +5,14 @@ import itertools
 import numpy as np
 import pytest
 
+from _engine_helpers import run_blocks
 from _model_helpers import micro_model, single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.evaluate import seam_ratio
 from napari_teramind.generate import (
     SCHEMES,
     GenerationPlan,
-    GeneSource,
-    create_state_arrays,
     generate_global,
     generate_roi,
-    run_unit,
-    state_index,
     step_grids,
 )
 from napari_teramind.generate.schemes import DEFAULT_SCHEME, FUSED_STEPS, QUAD_STEPS, fusion_weight
@@ -48,29 +45,6 @@ def model(gene_names):
 def plan_of(store, scheme, block_px=64):
     return GenerationPlan(store.shape, REGION, SLICES, block_px=block_px, seed=3, steps=STEPS,
                           scheme=scheme)  # fmt: skip
-
-
-def run_tiled(plan, model, store, gene_names, tmp_path, order="forward", stop=None):
-    """Every unit through run_unit on disk state (optionally stopping after ``stop`` units)."""
-    states = create_state_arrays(plan, tmp_path)
-    genes = GeneSource(store, gene_names)
-    blocks = list(plan.blocks)
-    if order == "reverse":
-        blocks = blocks[::-1]
-    elif order == "shuffle":
-        blocks = [blocks[i] for i in np.random.default_rng(4).permutation(len(blocks))]
-    result = np.full(plan.state_shape[:2] + (plan.height, plan.width), np.nan, np.float32)
-    cover = np.zeros((plan.steps, *result.shape[:1], plan.height, plan.width), int)
-    for step in range(plan.steps):
-        r, w = state_index(step)
-        for blk in blocks:
-            x0 = run_unit(plan, model, genes, None if r is None else states[r], states[w],
-                          step, blk, batch_size=2)  # fmt: skip
-            y0, y1, x0_, x1 = plan.unit_window(step, blk)
-            cover[step, blk.pair, y0:y1, x0_:x1] += 1
-            result[blk.pair, :, y0:y1, x0_:x1] = x0
-    assert (cover == 1).all()  # every step's units cover the region exactly once
-    return result
 
 
 def test_scheme_grids():
@@ -131,9 +105,9 @@ def test_tiled_equals_global_bitwise_across_blocks_and_orders(
 ):
     plan = plan_of(store, scheme)
     reference = generate_global(plan, model, store, gene_names=gene_names)
-    a = run_tiled(plan, model, store, gene_names, tmp_path / "a")
-    b = run_tiled(plan.with_block_px(128), model, store, gene_names, tmp_path / "b", "reverse")
-    c = run_tiled(plan.with_block_px(192), model, store, gene_names, tmp_path / "c", "shuffle")
+    a = run_blocks(plan, model, store, gene_names, tmp_path / "a")
+    b = run_blocks(plan.with_block_px(128), model, store, gene_names, tmp_path / "b", "reverse")
+    c = run_blocks(plan.with_block_px(192), model, store, gene_names, tmp_path / "c", "shuffle")
     assert np.array_equal(a, b) and np.array_equal(a, c)
     assert np.abs(a - reference).max() < 2e-5
     collage = generate_global(plan_of(store, "collage"), model, store, gene_names=gene_names)

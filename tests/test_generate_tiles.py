@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _engine_helpers import run_blocks
 from _model_helpers import micro_model, single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.generate import (
     SCHEMES,
@@ -95,15 +96,19 @@ def _run_tiles(plan, model, store, gene_names, tmp_path, tile_px, every, counter
         ("shifted-fused-4", 128, 3),
     ],
 )
-def test_tiled_spans_equal_the_global_pass_bitwise(scheme, tile_px, every, store, model,
+def test_tiled_spans_equal_the_per_block_engine_bitwise(scheme, tile_px, every, store, model,
                                                    gene_names, tmp_path):  # fmt: skip
     assert scheme in SCHEMES
     plan = _plan(store, scheme)
-    reference = generate_global(plan, model, store, gene_names=gene_names)
+    blocks = run_blocks(plan, model, store, gene_names, tmp_path / "blocks")
     counter = IOCounter()
     got = _run_tiles(plan, model, store, gene_names, tmp_path, tile_px, every, counter)
     assert not np.isnan(got).any()
-    assert np.array_equal(got, reference)
+    assert np.array_equal(got, blocks)  # the per-block engine's bytes
+    # and one global pass, to float32 rounding: its single model call over every patch has
+    # another batch size, and on some CPUs (AVX-512 oneDNN) a patch's result depends on that
+    reference = generate_global(plan, model, store, gene_names=gene_names)
+    assert np.abs(got - reference).max() < 2e-5
     # the I/O the spans did is what the geometry predicts
     per_patch_step = counter.total / (plan.n_patches * plan.steps)
     assert per_patch_step == pytest.approx(tile_state_io(plan, tile_px, every))
