@@ -103,8 +103,18 @@ def test_collage_of_a_subgrid_matches_the_full_grid(model, io) -> None:
 
 
 def test_raw_sinusoidal_embedding_at_published_width(io) -> None:
-    emb = sinusoidal_embedding(io["temb_table_t"], 64)
-    assert _max_diff(emb, io["temb_table_dim64"]) <= 1e-5
+    """Equal to the published table to float32 rounding of the arguments.
+
+    ``t * f_i`` reaches 999 rad, where float32 values lie 6.1e-5 apart: one ulp of
+    ``f_i = exp(...)`` from another vectorised ``exp`` moves ``sin``/``cos`` by up to that much.
+    Measured: under 1e-5 on AVX2, 2.9e-5 on AVX-512 (torch picks the kernels by instruction
+    set), so the bound is 1e-4, with the small timesteps held to 1e-6.
+    """
+    t = io["temb_table_t"]
+    emb = sinusoidal_embedding(t, 64)
+    assert _max_diff(emb, io["temb_table_dim64"]) <= 1e-4
+    small = t.reshape(-1) < 16
+    assert small.any() and _max_diff(emb[small], io["temb_table_dim64"][small]) <= 1e-6
 
 
 @pytest.mark.parametrize(
