@@ -12,7 +12,12 @@ from _model_helpers import FIXTURES, MICRO, single_thread  # noqa: F401
 from napari_teramind.model import TeraMindUNet, resolve_model, save_checkpoint
 from napari_teramind.model.bundled import bundled_checkpoint_path, load_bundled_model
 from napari_teramind.phantom import PhantomSpec, write_phantom
-from napari_teramind.train.bundled import gene_following_scores
+from napari_teramind.train.bundled import (
+    BUNDLED_CONTINUE_EMA,
+    BUNDLED_CONTINUE_STEPS,
+    BUNDLED_STEPS,
+    gene_following_scores,
+)
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -30,6 +35,13 @@ def test_bundled_model_loads_with_its_recipe():
     assert recipe["command"].startswith("teramind train-bundled")
     assert recipe["steps"] == info.training_state["global_step"] > 0
     assert recipe["train_seconds"] > 0 and 0 < recipe["final_loss"] < 0.5
+    # both stages of the shipped recipe, the second one's EMA weights exported
+    stages = recipe["stages"]
+    assert [st["steps"] for st in stages] == [BUNDLED_STEPS, BUNDLED_CONTINUE_STEPS]
+    assert recipe["total_steps"] == BUNDLED_STEPS + BUNDLED_CONTINUE_STEPS
+    assert recipe["weights"] == "ema" and stages[1]["ema_decay"] == BUNDLED_CONTINUE_EMA
+    assert recipe["command"].endswith(f"--continue-steps {BUNDLED_CONTINUE_STEPS} "
+                                      f"--continue-ema-decay {BUNDLED_CONTINUE_EMA}")  # fmt: skip
     follow = recipe["gene_following"]
     assert all(np.isfinite(follow[k]) for k in ("dapi_r", "dapi_r_blind", "polyt_r", "dapi_mae"))
 

@@ -119,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="stage 2: steps more from stage 1's weights, with an EMA (default: the shipped "
-        "recipe, 0 = stage 1 only; 2000 is the measured candidate)",
+        "recipe, 2000; 0 = export stage 1 alone)",
     )
     b.add_argument(
         "--continue-ema-decay",
