@@ -35,7 +35,7 @@ from napari_teramind.generate.job import (
     job_status,
     list_jobs,
 )
-from napari_teramind.generate.numerics import Numerics
+from napari_teramind.generate.numerics import DEFAULT_THREADS, Numerics, usable_cores
 from napari_teramind.model import ModelConfig, TeraMindUNet, save_checkpoint
 from napari_teramind.phantom import PhantomSpec, write_phantom
 from napari_teramind.store import BrainStore, GenePanel
@@ -495,8 +495,9 @@ def test_old_job_without_numerics_is_pinned_on_resume(inputs, reference_2threads
 def test_numerics_are_recorded_validated_and_restored(inputs, tmp_path):
     job = create_job(tmp_path / "j", _spec(inputs, tmp_path / "o.zarr", numerics=None))
     assert json.loads((job.path / "spec.json").read_text())["numerics"] == {
-        "threads": 4, "deterministic": True, "matmul_precision": "highest",
+        "threads": DEFAULT_THREADS, "deterministic": True, "matmul_precision": "highest",
         "cuda_autocast": "bf16"}  # fmt: skip
+    assert DEFAULT_THREADS == min(4, usable_cores())
     with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
         Numerics(threads=0)
     with pytest.raises(ValueError, match="matmul precision must be one of"):

@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch threads of every unit (default 4); fixed in the job, so the output bytes do "
-        "not depend on the executor or machine",
+        help="torch threads of every unit (default 4, or one per core on a machine with fewer); "
+        "fixed in the job, so the output bytes do not depend on the executor",
     )
     p.add_argument("--gene-blind", action="store_true", help="zero gene counts (baseline)")
     p.add_argument("--memory-budget", type=_size, default=None, metavar="BYTES",
