@@ -7,11 +7,14 @@ import numpy as np
 from napari_teramind.generate import GeneSource, create_state_arrays, run_unit, state_index
 
 
-def run_blocks(plan, model, store, gene_names, tmp_path, order="forward", batch_size=2):
+def run_blocks(
+    plan, model, store, gene_names, tmp_path, order="forward", batch_size=2, return_states=False
+):
     """Every unit through ``run_unit`` on disk state, in block ``order``; the final ``x0``.
 
     ``order``: ``"forward"``, ``"reverse"`` or ``"shuffle"`` (a fixed permutation). The units
-    of every step must cover the region exactly once.
+    of every step must cover the region exactly once. With ``return_states`` the state arrays
+    are returned too: ``(x0, states)``.
     """
     states = create_state_arrays(plan, tmp_path)
     genes = GeneSource(store, gene_names)
@@ -31,4 +34,4 @@ def run_blocks(plan, model, store, gene_names, tmp_path, order="forward", batch_
             cover[step, blk.pair, y0:y1, x0_:x1] += 1
             result[blk.pair, :, y0:y1, x0_:x1] = x0
     assert (cover == 1).all()  # every step's units cover the region exactly once
-    return result
+    return (result, states) if return_states else result

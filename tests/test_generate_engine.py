@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from _engine_helpers import run_blocks
 from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.generate import (
     PATCH_PX,
@@ -64,27 +65,6 @@ def plan(store):
 @pytest.fixture(scope="module")
 def reference(plan, model, store, gene_names):
     return generate_global(plan, model, store, gene_names=gene_names)
-
-
-def run_tiled(plan, model, store, gene_names, tmp_path, order="forward"):
-    """All units of ``plan`` through run_unit on disk state; returns the final x0."""
-    states = create_state_arrays(plan, tmp_path)
-    genes = GeneSource(store, gene_names)
-    blocks = list(plan.blocks)
-    if order == "reverse":
-        blocks = blocks[::-1]
-    elif order == "shuffle":
-        blocks = [blocks[i] for i in np.random.default_rng(3).permutation(len(blocks))]
-    result = np.full(plan.state_shape, np.nan, np.float32)
-    for step in range(plan.steps):
-        r, w = state_index(step)
-        for blk in blocks:
-            x0 = run_unit(
-                plan, model, genes, None if r is None else states[r], states[w], step, blk,
-                batch_size=2,
-            )  # fmt: skip
-            result[blk.pair, :, blk.y0 : blk.y1, blk.x0 : blk.x1] = x0
-    return result, states
 
 
 # ---------------------------------------------------------------------------- plan
@@ -177,7 +157,7 @@ def test_v_model_tiles_equal_its_global_pass(plan, model, store, gene_names, ref
     v_model = TeraMindUNet(model.config.replace(prediction="v")).eval()
     v_model.load_state_dict(model.state_dict())
     v_reference = generate_global(plan, v_model, store, gene_names=gene_names)
-    x0, _ = run_tiled(plan.with_block_px(128), v_model, store, gene_names, tmp_path, "reverse")
+    x0 = run_blocks(plan.with_block_px(128), v_model, store, gene_names, tmp_path, "reverse")
     assert np.abs(x0 - v_reference).max() < 2e-5
     assert np.abs(v_reference - reference).max() > 0.1  # the same weights read as v differ
 
@@ -194,7 +174,9 @@ def test_tiled_equals_global_and_is_bitwise_deterministic(
     results = []
     for block_px, order in runs:
         p = plan.with_block_px(block_px)
-        x0, states = run_tiled(p, model, store, gene_names, tmp_path / f"b{block_px}", order)
+        x0, states = run_blocks(
+            p, model, store, gene_names, tmp_path / f"b{block_px}", order, return_states=True
+        )
         assert np.abs(x0 - reference).max() < 2e-5, (block_px, np.abs(x0 - reference).max())
         results.append(x0)
         # the final state array holds x_T-steps, equal to x0 (abar_prev = 1 at the last step)
