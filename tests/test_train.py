@@ -430,7 +430,15 @@ def test_runs_started_before_new_options_still_resume(phantom, tmp_path):
     old = {
         k: v
         for k, v in json.loads(run_json.read_text()).items()
-        if k not in ("ema_decay", "loss_weighting", "snr_gamma", "keep_every")
+        if k
+        not in (
+            "ema_decay",
+            "loss_weighting",
+            "snr_gamma",
+            "keep_every",
+            "gene_balance",
+            "rarity_cap",
+        )
     }
     run_json.write_text(json.dumps(old))
     assert train(cfg, tmp_path / "run").step == 3

@@ -78,6 +78,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of crops drawn near where a uniformly drawn gene is most expressed "
         "(rare programs seen as often as common ones; default 0: uniform crops, as published)",
     )
+    p.add_argument(
+        "--rarity-cap",
+        type=float,
+        default=0.0,
+        metavar="CAP",
+        help="weight each pixel's loss by the rarity of its gene expression, up to CAP times "
+        "a common pixel's (e.g. 8; default 0: unweighted, as published); docs/training.md",
+    )
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (1.0)")
     p.add_argument("--crop", type=int, default=256, help="crop edge in px (256)")
     add_slices_argument(p, help="slices never trained on (default: none)", flag="--holdout")
@@ -222,6 +230,7 @@ def _run_train(args: argparse.Namespace) -> int:
         loss_weighting=args.loss_weighting,
         snr_gamma=args.snr_gamma,
         gene_balance=args.gene_balance,
+        rarity_cap=args.rarity_cap,
     )
     result = train(cfg, run, device=args.device, progress=_printer(args.quiet))
     print(result.checkpoint)

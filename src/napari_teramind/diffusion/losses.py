@@ -130,6 +130,7 @@ def collage_training_losses(
     generator: torch.Generator | None = None,
     loss_weighting: str = "none",
     snr_gamma: float = 5.0,
+    pixel_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute the published training loss for one batch.
 
@@ -155,6 +156,12 @@ def collage_training_losses(
         model's prediction type). The draws are the same either way.
     snr_gamma
         The min-SNR clamp ``gamma``.
+    pixel_weight
+        Optional ``(B, 1, S, S)`` loss weight of every crop pixel (not in the published code;
+        :mod:`~napari_teramind.train.rarity`): each squared error is multiplied by its
+        pixel's weight before the means, so weights of mean 1 keep the loss's scale. ``None``
+        (the default) is the published loss, bit for bit; all-ones weights give the same
+        value. The draws are the same either way.
 
     Returns
     -------
@@ -200,9 +207,20 @@ def collage_training_losses(
     target_centre = target_window[..., half : half + patch, half : half + patch]
 
     out = model(x_tiles, gene_tiles, t, (b, 2, 2), decoders=("collage", "tile"))
-    if loss_weighting == "none":  # the published loss, bit for bit
-        loss_collage = (target_centre - out["collage"].float()).pow(2).mean()
-        loss_tile = (mask_tiles * (target_tiles - out["tile"].float()).pow(2)).mean()
+    err_collage = (target_centre - out["collage"].float()).pow(2)
+    err_tile = mask_tiles * (target_tiles - out["tile"].float()).pow(2)
+    if pixel_weight is not None:
+        if tuple(pixel_weight.shape) != (b, 1, h, w):
+            raise ValueError(
+                f"pixel_weight must be ({b}, 1, {h}, {w}), got {tuple(pixel_weight.shape)}"
+            )
+        wpad = F.pad(pixel_weight.to(x0.device, torch.float32), (half, half, half, half))
+        w_window = wpad[..., ix * patch : (ix + 2) * patch, iy * patch : (iy + 2) * patch]
+        err_collage = err_collage * w_window[..., half : half + patch, half : half + patch]
+        err_tile = err_tile * cut_window_patches(wpad, ix, iy, patch)
+    if loss_weighting == "none":  # the published loss, bit for bit (without pixel weights)
+        loss_collage = err_collage.mean()
+        loss_tile = err_tile.mean()
     else:
         abar = schedule.alphas_cumprod[t.to("cpu").long()]
         snr = abar / (1.0 - abar)
@@ -210,8 +228,8 @@ def collage_training_losses(
         weight = min_snr_weights(snr, prediction, snr_gamma).to(x0.device, torch.float32)
         # Per-sample MSEs (tiles are ordered sample, row, column: 4 per sample), weighted,
         # then averaged: with all weights 1 this is the unweighted loss.
-        col = (target_centre - out["collage"].float()).pow(2).flatten(1).mean(1)
-        tile = (mask_tiles * (target_tiles - out["tile"].float()).pow(2)).flatten(1).mean(1)
+        col = err_collage.flatten(1).mean(1)
+        tile = err_tile.flatten(1).mean(1)
         loss_collage = (weight * col).mean()
         loss_tile = (weight * tile.reshape(b, 4).mean(1)).mean()
     return {

@@ -124,6 +124,11 @@ class TrainConfig:
         (:class:`~napari_teramind.train.patches.PatchSampler`): near where a uniformly drawn
         gene is most expressed, so rare programs are seen as often as common ones; 0 (the
         default, as published): uniform crops.
+    rarity_cap
+        0 (the default, as published): every pixel's loss counts alike. Above 1: each pixel's
+        squared error is weighted by the rarity of its gene block's expression, up to this
+        cap (:mod:`~napari_teramind.train.rarity`), so rare tissue types count more wherever
+        they appear; the crops and draws are unchanged.
     """
 
     stores: tuple[str, ...]
@@ -151,6 +156,7 @@ class TrainConfig:
     loss_weighting: str = "none"
     snr_gamma: float = 5.0
     gene_balance: float = 0.0
+    rarity_cap: float = 0.0
 
     def __post_init__(self) -> None:
         from napari_teramind.diffusion.losses import LOSS_WEIGHTINGS
@@ -176,6 +182,8 @@ class TrainConfig:
             raise ValueError(f"snr_gamma must be positive, not {self.snr_gamma}")
         if not 0.0 <= self.gene_balance <= 1.0:
             raise ValueError(f"gene_balance must lie in [0, 1], not {self.gene_balance}")
+        if self.rarity_cap and not self.rarity_cap > 1:
+            raise ValueError(f"rarity_cap must be 0 (off) or above 1, not {self.rarity_cap}")
         if self.keep_every < 0:
             raise ValueError(f"keep_every must be 0 (off) or positive, not {self.keep_every}")
         if not 0 <= self.cooldown_steps <= self.steps:
@@ -250,8 +258,7 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         idx = range(i * self.batch_size, (i + 1) * self.batch_size)
-        img, genes = self.sampler.batch(idx)
-        return torch.from_numpy(img), torch.from_numpy(genes)
+        return tuple(torch.from_numpy(a) for a in self.sampler.batch(idx))
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -378,6 +385,7 @@ def train(
         seed=cfg.seed,
         scheme=model.config.slice_scheme,
         gene_balance=cfg.gene_balance,
+        rarity_cap=cfg.rarity_cap,
     )
     start, seconds0, cpu0 = 0, 0.0, 0.0
     resumed = latest_checkpoint(run)
@@ -480,8 +488,9 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         sums = {"loss": 0.0, "collage": 0.0, "tile": 0.0}
         for a in range(cfg.accumulate):
-            img, genes = next(batches)
+            img, genes, *weight = next(batches)
             img, genes = img.to(device), genes.to(device)
+            weight = weight[0].to(device) if weight else None
             seed = step_seed(cfg.seed, step, rank * cfg.accumulate + a)
             torch.manual_seed(seed)  # dropout masks
             gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -493,6 +502,7 @@ def train(
                     generator=gen,
                     loss_weighting=cfg.loss_weighting,
                     snr_gamma=cfg.snr_gamma,
+                    pixel_weight=weight,
                 )
             loss = losses["loss"] / cfg.accumulate
             scaler.scale(loss).backward()
@@ -710,7 +720,7 @@ def evaluate_loss(model, sampler: PatchSampler, n: int = 16, seed: int = 1) -> f
     total = 0.0
     with torch.no_grad():
         for i in range(n):
-            img, genes = sampler.batch([EVAL_INDEX0 + i])
+            img, genes = sampler.batch([EVAL_INDEX0 + i])[:2]  # unweighted
             gen = torch.Generator().manual_seed(step_seed(seed, i))
             losses = collage_training_losses(
                 model, torch.from_numpy(img), torch.from_numpy(genes), generator=gen

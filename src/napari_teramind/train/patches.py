@@ -38,7 +38,11 @@ MARGIN_BLOCKS = 2
 
 @dataclass(frozen=True)
 class TrainingSample:
-    """One training crop: ``image`` (2 D, crop, crop) float32 and ``genes`` (G, Z, gb, gb)."""
+    """One training crop: ``image`` (2 D, crop, crop) float32 and ``genes`` (G, Z, gb, gb).
+
+    ``weight`` is the crop's ``(crop, crop)`` float32 loss weight map when the sampler weighs
+    rare expression (``rarity_cap``), else ``None``.
+    """
 
     image: np.ndarray
     genes: np.ndarray
@@ -46,6 +50,7 @@ class TrainingSample:
     slice: int
     y: int
     x: int
+    weight: np.ndarray | None = None
 
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
@@ -224,6 +229,7 @@ class PatchSampler:
         use: str = "train",
         scheme: SliceScheme = PAIRS,
         gene_balance: float = 0.0,
+        rarity_cap: float = 0.0,
     ):
         if use not in ("train", "holdout"):
             raise ValueError(f"use must be 'train' or 'holdout', not {use!r}")
@@ -239,6 +245,9 @@ class PatchSampler:
         if not 0.0 <= gene_balance <= 1.0:
             raise ValueError(f"gene_balance must lie in [0, 1], not {gene_balance}")
         self.gene_balance = float(gene_balance)
+        if rarity_cap and not rarity_cap > 1:
+            raise ValueError(f"rarity_cap must be 0 (off) or above 1, not {rarity_cap}")
+        self.rarity_cap = float(rarity_cap)
         self._stores: list[BrainStore] | None = None
         opened = [BrainStore.open(p) for p in self.paths]
         gb = opened[0].gene_block_px
@@ -302,6 +311,17 @@ class PatchSampler:
                 gene_cell_table(st, al.target_index, starts, self.crop // gb, scheme)
                 for st, al, starts in zip(opened, self.alignments, self.pairs, strict=True)
             ]
+        #: Per store, :func:`~napari_teramind.train.rarity.rarity_weight_maps` of its starts.
+        self.rarity_maps: list[dict[int, np.ndarray]] = []
+        if self.rarity_cap:
+            from .rarity import rarity_weight_maps
+
+            self.rarity_maps = [
+                rarity_weight_maps(st, al.target_index, starts, scheme, self.rarity_cap)
+                if starts
+                else {}
+                for st, al, starts in zip(opened, self.alignments, self.pairs, strict=True)
+            ]
 
     @property
     def stores(self) -> list[BrainStore]:
@@ -350,9 +370,16 @@ class PatchSampler:
         image = read_image_pair(
             self.stores[si], s, by * gb, bx * gb, self.crop, self.scheme.image_depth
         )
+        weight = None
+        if self.rarity_maps:
+            blocks = self.rarity_maps[si][s][by : by + nb, bx : bx + nb]
+            weight = np.repeat(np.repeat(blocks, gb, axis=0), gb, axis=1)
         if self.augment:
-            image, genes = augment(image, genes, int(rng.integers(4)), bool(rng.integers(2)))
-        return TrainingSample(image, genes, si, s, by * gb, bx * gb)
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
+            image, genes = augment(image, genes, k, flip)
+            if weight is not None:
+                weight, _ = augment(weight, weight, k, flip)
+        return TrainingSample(image, genes, si, s, by * gb, bx * gb, weight)
 
     def _balanced_origin(
         self, rng: np.random.Generator, si: int, s: int, h: int, w: int
@@ -374,10 +401,14 @@ class PatchSampler:
         bx = int(np.clip(cx * nb + jx, 0, (w - self.crop) // gb))
         return by, bx
 
-    def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Stack samples into ``(B, 2 D, crop, crop)`` images and ``(B, G, Z, gb, gb)`` genes."""
+    def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, ...]:
+        """Stack samples into ``(B, 2 D, crop, crop)`` images and ``(B, G, Z, gb, gb)`` genes.
+
+        When the sampler weighs rare expression (``rarity_cap``), a third array follows: the
+        ``(B, 1, crop, crop)`` loss weights.
+        """
         samples = [self.sample(i) for i in indices]
-        return (
-            np.stack([s.image for s in samples]),
-            np.stack([s.genes for s in samples]),
-        )
+        out = (np.stack([s.image for s in samples]), np.stack([s.genes for s in samples]))
+        if self.rarity_maps:
+            out += (np.stack([s.weight for s in samples])[:, None],)
+        return out
