@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _human_helpers import MICRO
 from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.cli import main
 from napari_teramind.diffusion.losses import collage_training_losses
@@ -18,13 +19,6 @@ from napari_teramind.train import rarity
 from napari_teramind.train.loop import TrainConfig, latest_checkpoint
 from napari_teramind.train.patches import PAIRS, PatchSampler, augment
 
-MICRO = {
-    "model_channels": 2,
-    "channel_mult": [1, 1, 1, 2],
-    "embed_channels": 8,
-    "gene_map_channels": [2, 2, 2],
-    "num_res_blocks": 1,
-}
 #: Where the rare genes are (block rows, columns) in :func:`rare_store`.
 RARE = (slice(20, 26), slice(8, 14))
 
