@@ -282,3 +282,48 @@ def test_backward_reaches_every_parameter(tiny: TeraMindUNet) -> None:
     (out["collage"].square().mean() + out["tile"].square().mean()).backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert no_grad == []
+
+
+def _encoder_tensors(features: EncoderFeatures) -> list[torch.Tensor]:
+    return [features.middle, *features.skips, *features.gene_maps]
+
+
+def test_a_patch_encodes_and_decodes_the_same_at_any_batch_position():
+    # The engine packs patches into fixed micro-batches, so a patch's batch position changes
+    # with the block size; with 2 CPU threads a batched nn.Linear rounded the same row
+    # differently at positions 0 and 1, which broke tiled == global bitwise.
+    from _model_helpers import micro_model
+    from napari_teramind.generate.numerics import Numerics
+
+    model = micro_model(5)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 64, 64, generator=gen)
+    genes = torch.rand(3, 5, 4, 4, 4, generator=gen)
+    with Numerics(threads=2).applied(), torch.inference_mode():
+        first = model.encode(x[[0, 1]], genes[[0, 1]], 500)
+        second = model.encode(x[[2, 0]], genes[[2, 0]], 500)
+        for a, b in zip(
+            _encoder_tensors(first.select([0])), _encoder_tensors(second.select([1])), strict=True
+        ):
+            assert torch.equal(a, b)
+        patch = first.select([0])
+        at_0 = model.decode_tiles(EncoderFeatures.cat([patch, second.select([0])]), 500)[0]
+        at_1 = model.decode_tiles(EncoderFeatures.cat([second.select([0]), patch]), 500)[1]
+        assert torch.equal(at_0, at_1)
+
+
+def test_sample_linear_is_a_linear_layer_on_every_path():
+    from napari_teramind.model.linear import SampleLinear
+
+    torch.manual_seed(0)
+    layer = SampleLinear(8, 5)
+    plain = torch.nn.Linear(8, 5)
+    plain.load_state_dict(layer.state_dict())  # same parameters, same checkpoint keys
+    x = torch.randn(3, 7, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), plain(x))  # per-sample path
+    x.requires_grad_(True)
+    out = layer(x)  # batched path, with autograd
+    torch.testing.assert_close(out, plain(x))
+    out.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None

@@ -133,3 +133,4 @@ def test_attention_on_a_human_section(make_napari_viewer, qtbot, human_path, tmp
     more = [layer.name for layer in w.show_more()]
     assert sorted(more) == ["human GLUT expr:SLC17A6", "human GLUT expr:SLC17A7"]  # no up/down
     assert pytest.approx(0.6) == w.layers[0].opacity
+    qtbot.waitUntil(lambda: not w._plotter.busy, timeout=60_000)  # no read left at teardown

@@ -14,9 +14,12 @@ block. At the last step it can also write uint8 images into an output brain stor
 Batches: :func:`predict_many` streams the offset patches of any number of windows (blocks,
 passes, slice pairs) through fixed micro-batches of ``batch_size`` patches that span window
 boundaries, so only the last call of a whole step is partial. On CPU that call is padded to
-``batch_size`` (a patch's float32 result depends on the batch size there, not on the other
-patches of the batch: measured), so tiled results are bitwise identical for every block size
-and order; on CUDA it is padded only to a multiple of 8 (:func:`pad_multiple`).
+``batch_size`` (a patch's float32 result depends on the batch size there: measured), and
+the model's linear layers compute each patch in its own call on CPU
+(:class:`~napari_teramind.model.linear.SampleLinear`: with 2 threads a batched product rounded
+a patch differently at different batch positions), so tiled results are bitwise identical
+for every block size and order; on CUDA it is padded only to a multiple of 8
+(:func:`pad_multiple`).
 Every unit runs under a :class:`~napari_teramind.generate.numerics.Numerics` (fixed
 intra-op thread count, deterministic algorithms, float32 matmul precision; the default unless
 one is given), because CPU kernels split their reductions by thread count: the same unit
@@ -355,10 +358,11 @@ def pad_multiple(device: str | torch.device, batch_size: int) -> int:
     """What the last (partial) model call of a stream is padded to a multiple of.
 
     On CPU the whole ``batch_size``: there a patch's float32 result depends on how many
-    patches the call has (measured: batch sizes 1, 3, 7, 9, 16 differ from 8 in the last bits),
-    never on which other patches it has, so fixed-size calls keep results independent of
-    blocks and order. Elsewhere 8 (tensor-core friendly), never more than the batch: a
-    partial call costs at most 7 patches of padding instead of up to ``batch_size - 1``.
+    patches the call has (measured: batch sizes 1, 3, 7, 9, 16 differ from 8 in the last bits);
+    with the per-sample linear layers (:class:`~napari_teramind.model.linear.SampleLinear`)
+    not on which other patches it has nor on its position, so fixed-size calls keep results
+    independent of blocks and order. Elsewhere 8 (tensor-core friendly), never more than the
+    batch: a partial call costs at most 7 patches of padding instead of up to ``batch_size - 1``.
     """
     import torch
 

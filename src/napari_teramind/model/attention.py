@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_teramind.model.linear import SampleLinear
 from napari_teramind.model.norms import TokenRMSNorm
 
 __all__ = [
@@ -123,12 +124,12 @@ class QKNormAttention(nn.Module):
             raise ValueError("dim must be divisible by num_heads")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
+        self.q = SampleLinear(dim, dim)
+        self.k = SampleLinear(dim, dim)
+        self.v = SampleLinear(dim, dim)
         self.q_norm = TokenRMSNorm(self.head_dim)
         self.k_norm = TokenRMSNorm(self.head_dim)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = SampleLinear(dim, dim)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape

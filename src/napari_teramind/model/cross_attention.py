@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from napari_teramind.model.attention import QKNormAttention
+from napari_teramind.model.linear import SampleLinear
 from napari_teramind.model.mlp import Mlp
 from napari_teramind.model.norms import TokenRMSNorm
 
@@ -95,7 +96,7 @@ class CrossAttentionBlock(nn.Module):
         self.norm2 = TokenRMSNorm(dim)
         self.mlp = Mlp(dim, mlp_ratio * dim)
         self.adaLN_modulation = nn.Sequential(
-            nn.SiLU(), nn.Linear(gene_channels, len(ADALN_CHUNKS) * dim)
+            nn.SiLU(), SampleLinear(gene_channels, len(ADALN_CHUNKS) * dim)
         )
 
     def forward(self, x: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:

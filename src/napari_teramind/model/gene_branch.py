@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from napari_teramind.model.attention import attention
+from napari_teramind.model.linear import SampleLinear
 from napari_teramind.model.mlp import Mlp
 from napari_teramind.model.norms import TokenRMSNorm
 from napari_teramind.model.resblock import upsample_hw
@@ -44,10 +45,10 @@ class GeneGeneAttention(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self.q = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
+        self.q = SampleLinear(dim, dim)
+        self.v = SampleLinear(dim, dim)
         self.q_norm = TokenRMSNorm(dim)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = SampleLinear(dim, dim)
 
     @property
     def scale(self) -> float:

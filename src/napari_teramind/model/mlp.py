@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from napari_teramind.model.linear import SampleLinear
+
 __all__ = ["Mlp"]
 
 
@@ -21,9 +23,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = SampleLinear(dim, hidden)
         self.act = nn.GELU(approximate="tanh")
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = SampleLinear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the MLP to the last axis of ``x``."""

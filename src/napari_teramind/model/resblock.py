@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_teramind.model.linear import SampleLinear
 from napari_teramind.model.norms import ChannelRMSNorm
 
 __all__ = ["ResBlock", "Resample", "downsample_hw", "upsample_hw"]
@@ -72,7 +73,7 @@ class ResBlock(nn.Module):
             nn.SiLU(),
             nn.Conv3d(total_in, out_channels, kernel_size=3, padding=1),
         )
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(embed_channels, 2 * out_channels))
+        self.emb_layers = nn.Sequential(nn.SiLU(), SampleLinear(embed_channels, 2 * out_channels))
         self.out_layers = nn.Sequential(
             ChannelRMSNorm(out_channels),
             nn.SiLU(),

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from napari_teramind.model.linear import SampleLinear
+
 __all__ = ["TimestepEmbedder", "sinusoidal_embedding"]
 
 
@@ -52,9 +54,9 @@ class TimestepEmbedder(nn.Module):
         super().__init__()
         self.sinusoid_dim = sinusoid_dim
         self.time_embed = nn.Sequential(
-            nn.Linear(sinusoid_dim, embed_channels),
+            SampleLinear(sinusoid_dim, embed_channels),
             nn.SiLU(),
-            nn.Linear(embed_channels, embed_channels),
+            SampleLinear(embed_channels, embed_channels),
         )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:

@@ -545,6 +545,12 @@ class AttentionWidget(QWidget):
             )
         return self.plot
 
+    def _show_trend(self, trend: Any, title: str, empty: str) -> None:
+        # A read may finish after the viewer closed (its Qt window is then gone): drop it.
+        if getattr(self.viewer.window, "_qt_window", None) is None:
+            return
+        self.show_plot().plot(trend, title, empty)
+
     def update_plot(self) -> Any:
         """Re-plot for the slice on screen, reading the map in a worker thread.
 
@@ -579,7 +585,7 @@ class AttentionWidget(QWidget):
             if isinstance(computed, list) and z not in computed
             else ""
         )
-        worker.returned.connect(lambda trend: self.show_plot().plot(trend, title, empty))
+        worker.returned.connect(lambda trend: self._show_trend(trend, title, empty))
         worker.errored.connect(lambda exc: notify_error("Cannot plot the attention map", exc))
         return worker
 
