@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from _human_helpers import MICRO
 from _model_helpers import FIXTURES, single_thread  # noqa: F401
 from napari_teramind.cli import main
 from napari_teramind.model import import_published_checkpoint, load_checkpoint
@@ -37,15 +38,6 @@ from napari_teramind.train.loop import (
     train,
 )
 from napari_teramind.train.patches import PatchSampler, read_gene_window
-
-#: The tiny preset cut to 2 channels: every block is there, a step takes ~0.2 s of CPU.
-MICRO = {
-    "model_channels": 2,
-    "channel_mult": [1, 1, 1, 2],
-    "embed_channels": 8,
-    "gene_map_channels": [2, 2, 2],
-    "num_res_blocks": 1,
-}
 
 
 @pytest.fixture(scope="module")
