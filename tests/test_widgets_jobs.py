@@ -101,7 +101,8 @@ def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_p
     w.select_job(job_dir)
     assert w.selected_job() == job_dir
     w.cancel_job_button.click()  # a cancel request, as for a job run by the CLI
-    qtbot.waitUntil(w.task.wait_idle, timeout=60_000)
+    # honoured when the running unit ends: as long as a unit takes, like the first wait
+    qtbot.waitUntil(w.task.wait_idle, timeout=300_000)
     status = job_status(job_dir)
     assert status.state == "cancelled" and 0 < status.units_done < status.units_total
     # the panel says cancelled: no jump to 100 %, no time left (#17 item 3)
