@@ -327,3 +327,23 @@ def test_sample_linear_is_a_linear_layer_on_every_path():
     torch.testing.assert_close(out, plain(x))
     out.sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
+
+
+def test_batch_invariant_off_restores_the_batched_call(monkeypatch):
+    from napari_teramind.model import linear
+
+    layer = linear.SampleLinear(4, 3)
+    calls = []
+    real = linear.F.linear
+    monkeypatch.setattr(linear.F, "linear", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    x = torch.randn(5, 2, 4)
+    with torch.no_grad():
+        layer(x)
+        assert calls == [1] * 5  # per-sample by default
+        calls.clear()
+        with linear.batch_invariant(False):
+            layer(x)
+        assert calls == [5]
+        calls.clear()
+        layer(x)  # restored on exit
+        assert calls == [1] * 5
