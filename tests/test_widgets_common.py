@@ -147,6 +147,21 @@ def test_task_panel_runs_reports_and_returns(qtbot):
     assert panel.bar.value() == panel.bar.maximum() == 3
 
 
+def test_task_panel_bar_is_never_busy_before_the_first_progress(qtbot):
+    # a busy (indeterminate) bar animates: with software OpenGL each repaint composes the whole
+    # window on the CPU, which starved a 2-core job several-fold (see TaskPanel.run)
+    panel = TaskPanel(name="test task")
+    qtbot.addWidget(panel)
+    gate, log = threading.Event(), []
+    panel.run(_counting, 2, gate, log, progress=lambda p: p)  # held before its first item
+    assert panel.running and panel.bar.maximum() > 0 and panel.bar.value() == 0
+    assert panel.bar.text() == "starting…"
+    assert panel._pbar.total > 0  # napari's activity dock: determinate too
+    gate.set()
+    qtbot.waitUntil(panel.wait_idle, timeout=10_000)
+    assert panel.bar.maximum() == panel.bar.value() == 2 and panel.bar.text() == "100%"
+
+
 def test_task_panel_cancel_closes_the_generator_in_the_worker(qtbot):
     panel = TaskPanel(name="test task")
     qtbot.addWidget(panel)

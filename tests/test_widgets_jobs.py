@@ -78,24 +78,31 @@ def test_form_and_bad_input(make_napari_viewer, phantom, tmp_path, monkeypatch):
 
 def test_launch_cancel_resume_and_open(make_napari_viewer, qtbot, phantom, tmp_path, monkeypatch):
     needs_engine()
-    from napari_teramind.generate.job import job_status
+    from napari_teramind.generate.job import JobDir, job_status
     from napari_teramind.widgets import jobs
 
     viewer, w = _widget(make_napari_viewer, phantom, tmp_path, show=True)
     viewer.window._qt_window.resize(1920, 1080)
     w.slices_edit.setText("0")
-    # 24 steps: three units of 8 steps (a slice pair's state stays in memory for 8 steps, the
-    # default, and is checkpointed). A cancel is honoured between units: sent during the
+    # 6 steps checkpointed every 2: three units of 2 steps (a slice pair's state stays in
+    # memory between checkpoints). A cancel is honoured between units: sent during the
     # second, it stops the job before the third
-    w.steps_spin.setValue(24)
+    assert w.checkpoint_spin.value() == 8  # the library's default
+    w.steps_spin.setValue(6)
+    w.checkpoint_spin.setValue(2)
     w.block_spin.setValue(64)
     w.name_edit.setText("tiny")
     seen = []
     worker = w.launch()
     assert worker is not None
     worker.yielded.connect(seen.append)
-    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=300_000)  # the first 8-step unit is done
+    # at once: where the job stands, a determinate 0 of 3 (no busy bar; see _workers.py)
+    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=60_000)
+    assert (seen[0].units_done, seen[0].units_total) == (0, 3)
+    assert w.task.bar.maximum() == 3 and w.task.bar.value() == 0
+    qtbot.waitUntil(lambda: seen[-1].units_done >= 1, timeout=300_000)  # the first unit is done
     job_dir = str((tmp_path / "jobs" / "tiny").resolve())
+    assert JobDir(job_dir).spec.checkpoint_every == 2  # the form's setting reached the job
     w.refresh()  # job directories are read in a worker thread; the table fills when it returns
     qtbot.waitUntil(lambda: w.table.rowCount() == 1, timeout=10_000)
     w.select_job(job_dir)

@@ -136,9 +136,14 @@ class TaskPanel(QWidget):
         self.worker = worker
         self.last_error = None
         self.state = "running"
-        self._pbar = napari_progress(total=0, desc=desc)
-        self.bar.setRange(0, 0)
-        self.bar.resetFormat()
+        # Determinate from the start, never a busy bar: an animated bar repaints the window
+        # many times a second, and with software OpenGL (llvmpipe: remote desktops, VMs,
+        # headless CI) each repaint composes the whole window on the CPU: measured, it took
+        # two cores from a 2-core job and made it run several times slower.
+        self._pbar = napari_progress(total=1, desc=desc)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("starting…")
         self.status.setText(f"{desc}: starting…")
         self.cancel_button.setEnabled(True)
 
@@ -147,6 +152,7 @@ class TaskPanel(QWidget):
                 return
             p = progress(item)
             if p.total > 0:
+                self.bar.resetFormat()
                 self.bar.setRange(0, p.total)
                 self.bar.setValue(min(p.done, p.total))
             line = p.text or (f"{p.done} / {p.total}" if p.total else "working…")
@@ -191,10 +197,10 @@ class TaskPanel(QWidget):
             if self.state == "done":
                 self.bar.setRange(0, max(1, self.bar.maximum()))
                 self.bar.setValue(self.bar.maximum())
-            elif self.bar.maximum() == 0:
-                self.bar.setRange(0, 1)
-            if self.state == "cancelled":
-                self.bar.setFormat("cancelled")
+            if self.state in ("cancelled", "failed"):
+                self.bar.setFormat(self.state)
+            else:
+                self.bar.resetFormat()
             self.cancel_button.setEnabled(False)
             self.worker = None
             if on_finished is not None:

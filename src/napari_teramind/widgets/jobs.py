@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_teramind.generate.job import EXECUTORS
+from napari_teramind.generate.job import EXECUTORS, JobSpec
 from napari_teramind.layers import store_stem
 from napari_teramind.widgets._common import (
     ModelPicker,
@@ -72,17 +72,24 @@ def default_jobs_root() -> Path:
 
 def launch_job(job_dir: str, spec_kwargs: dict[str, Any], device: str) -> Iterator[Any]:
     """Worker body: write the job directory, then run it (yielding ``JobProgress``)."""
-    from napari_teramind.generate.job import JobSpec, create_job
+    from napari_teramind.generate.job import create_job
 
     create_job(job_dir, JobSpec(**spec_kwargs))
     return (yield from resume_job(job_dir, device))
 
 
 def resume_job(job_dir: str, device: str) -> Iterator[Any]:
-    """Worker body: run (or resume) a job; a cancel request ends it quietly."""
-    from napari_teramind.generate.executors import iter_job
-    from napari_teramind.generate.job import JobCancelled
+    """Worker body: run (or resume) a job; a cancel request ends it quietly.
 
+    Yields the job's progress at once (units done of all), so the panel shows where the job
+    stands before its next unit, which may take minutes, ends.
+    """
+    from napari_teramind.generate.executors import JobProgress, iter_job
+    from napari_teramind.generate.job import JobCancelled, JobDir
+
+    job = JobDir(job_dir)
+    yield JobProgress(job.current_step(), job.n_steps, None, job.units_done(), job.units_total,
+                      0.0, None, None)  # fmt: skip
     try:
         last = None
         for last in iter_job(job_dir, device=device):
@@ -196,6 +203,14 @@ class JobsWidget(QWidget):
         form.addRow("Slices", self.slices_edit)
         form.addRow("Model", self.model_picker)
         self.steps_spin, self.seed_spin, self.block_spin = add_sampler_rows(form, 16384)
+        self.checkpoint_spin = QSpinBox()
+        self.checkpoint_spin.setRange(1, 1000)
+        self.checkpoint_spin.setValue(JobSpec.checkpoint_every)
+        self.checkpoint_spin.setToolTip(
+            "Steps a slice pair advances in memory between checkpoints (one unit). A cancel or "
+            "a crash loses at most the running unit; fewer steps: more checkpoints written"
+        )
+        form.addRow("Checkpoint every", self.checkpoint_spin)
         form.addRow("Executor", self.executor_combo)
         form.addRow("Devices", self.device_list)
         form.addRow("Workers", self.workers_spin)
@@ -315,6 +330,7 @@ class JobsWidget(QWidget):
             "seed": self.seed_spin.value(),
             "steps": self.steps_spin.value(),
             "block_px": self.block_spin.value(),
+            "checkpoint_every": self.checkpoint_spin.value(),
             "executor": executor,
             "devices": self.devices() if executor == "local" else None,
             "workers": self.workers_spin.value() or None,
