@@ -206,11 +206,13 @@ class JobsWidget(QWidget):
         self.checkpoint_spin = QSpinBox()
         self.checkpoint_spin.setRange(1, 1000)
         self.checkpoint_spin.setValue(JobSpec.checkpoint_every)
+        self.checkpoint_spin.setPrefix("every ")
+        self.checkpoint_spin.setSuffix(" steps")
         self.checkpoint_spin.setToolTip(
             "Steps a slice pair advances in memory between checkpoints (one unit). A cancel or "
             "a crash loses at most the running unit; fewer steps: more checkpoints written"
         )
-        form.addRow("Checkpoint every", self.checkpoint_spin)
+        form.addRow("Checkpoint", self.checkpoint_spin)
         form.addRow("Executor", self.executor_combo)
         form.addRow("Devices", self.device_list)
         form.addRow("Workers", self.workers_spin)
