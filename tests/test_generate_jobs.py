@@ -24,7 +24,7 @@ import torch
 
 from _model_helpers import single_thread  # noqa: F401  (autouse fixture)
 from napari_teramind.generate.claims import ClaimBoard, Owner, pid_alive
-from napari_teramind.generate.executors import iter_job, run_job
+from napari_teramind.generate.executors import current_progress, iter_job, run_job
 from napari_teramind.generate.job import (
     JobCancelled,
     JobDir,
@@ -532,6 +532,9 @@ def test_status_after_partial_progress_then_cancel(inputs, reference, tmp_path, 
     it.close()  # stop between units, like closing napari's worker
     st = job_status(job.path)
     assert (st.state, st.units_done, st.step) == ("stopped", 6, 1)
+    now = current_progress(job.path)  # what a widget shows before the resumed run's first unit
+    assert (now.step, now.block, now.units_done, now.units_total) == (1, None, 6, 12)
+    assert now.rate is None and now.eta_s is None and now.output is None
     assert st.rate is not None and st.rate > 0 and st.eta_s == pytest.approx(6 / st.rate)
     from napari_teramind.cli import main
 

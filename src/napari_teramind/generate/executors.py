@@ -391,6 +391,15 @@ def _iter_dask(job: JobDir, clock: _Clock) -> Iterator[JobProgress]:
 
 
 # ---------------------------------------------------------------------- public
+def current_progress(job_dir: str | os.PathLike[str]) -> JobProgress:
+    """Where job ``job_dir`` stands now (units done of all), as the next run would report it.
+
+    A caller can show this before the run's first unit ends, which may take minutes.
+    """
+    job = JobDir(job_dir)
+    return _Clock(job).progress(job.current_step(), None)
+
+
 def iter_job(job_dir: str | os.PathLike[str], executor: str | None = None,
              device: str = "cpu", on_block: Callable[[int, int], None] | None = None,
              ) -> Iterator[JobProgress]:  # fmt: skip

@@ -36,9 +36,9 @@ def batch_invariant(enabled: bool) -> Iterator[None]:
     """Turn the per-sample CPU path on (the default) or off, process-wide, within the block.
 
     Off, a patch's last bits may follow its batch position, so results are no longer bitwise
-    identical across block sizes and orders (still equal to float32 rounding); measured, the
-    per-sample path makes the demo's generation 1.22x slower (344 s vs 283 s here), so the
-    demo, a single run, turns it off to stay inside its 5-minute bound.
+    identical across block sizes and orders (still equal to float32 rounding). The per-sample
+    path costs 1.2-1.3x in ROI generation on 2 CPU threads (benchmarks/RESULTS.md), so the
+    demo, a single run that needs no block invariance, turns it off.
     """
     before = _ENABLED[0]
     _ENABLED[0] = bool(enabled)

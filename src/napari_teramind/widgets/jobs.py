@@ -84,12 +84,10 @@ def resume_job(job_dir: str, device: str) -> Iterator[Any]:
     Yields the job's progress at once (units done of all), so the panel shows where the job
     stands before its next unit, which may take minutes, ends.
     """
-    from napari_teramind.generate.executors import JobProgress, iter_job
-    from napari_teramind.generate.job import JobCancelled, JobDir
+    from napari_teramind.generate.executors import current_progress, iter_job
+    from napari_teramind.generate.job import JobCancelled
 
-    job = JobDir(job_dir)
-    yield JobProgress(job.current_step(), job.n_steps, None, job.units_done(), job.units_total,
-                      0.0, None, None)  # fmt: skip
+    yield current_progress(job_dir)
     try:
         last = None
         for last in iter_job(job_dir, device=device):
