@@ -59,14 +59,15 @@ SCORE_SCHEME = "shifted-fused"
 SCORE_SLICES = (2, 3)
 
 
-def _phantom(out: Path) -> Path:
+def _phantom(out: Path, seed: int = SPEC.seed) -> Path:
+    """``OUT/phantom.zarr`` (the training phantom), or ``OUT/phantom-seed<N>.zarr``."""
     from napari_teramind.store import BrainStore
 
-    path = out / "phantom.zarr"
+    path = out / ("phantom.zarr" if seed == SPEC.seed else f"phantom-seed{seed}.zarr")
     try:
         BrainStore.open(path)
     except Exception:  # absent or incomplete: deterministic from the spec
-        write_phantom(path, SPEC, overwrite=True, workers=1)
+        write_phantom(path, dataclasses.replace(SPEC, seed=seed), overwrite=True, workers=1)
     return path
 
 
@@ -133,6 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--pairs", type=int, default=len(INTERACTION_PAIRS), help="first N pairs")
+    s.add_argument(
+        "--phantom-seeds",
+        default=str(SPEC.seed),
+        help="comma list of phantom seeds scored (default 0, the training phantom); another "
+        "seed is a new layout of the same planted design (perturbation scores only), and the "
+        "AUC pools the pairs of every seed",
+    )
     s.set_defaults(func=cmd_score)
     args = ap.parse_args(argv)
     args.func(args)
@@ -348,9 +356,6 @@ def _models(args: argparse.Namespace, out: Path, score_dir: Path):
 def cmd_score(args: argparse.Namespace) -> None:
     import shutil
 
-    from napari_teramind.attention import compute_attention_maps
-    from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
-    from napari_teramind.model.checkpoint import load_checkpoint
     from napari_teramind.phantom import spec_of
     from napari_teramind.store import BrainStore
 
@@ -364,48 +369,69 @@ def cmd_score(args: argparse.Namespace) -> None:
         if work.exists():
             shutil.rmtree(work)
         shutil.copytree(out / "phantom.zarr", work)
-    store = BrainStore.open(work, mode="r+")
-    spec = spec_of(store)
-    direction, truth = planted_direction(store)
-    print(f"planted direction {direction:+.0f}; real-image interaction contrast per pair "
-          f"(grey levels): {json.dumps({k: round(v, 3) for k, v in truth.items()})}",
-          flush=True)  # fmt: skip
-    rows = []
+    rows: list[dict] = []
     t0 = time.perf_counter()
     ands = [p for p in INTERACTION_PAIRS if p.kind == "and"]
     ctrls = [p for p in INTERACTION_PAIRS if p.kind == "control"]
     order = [p for pair in zip(ands, ctrls, strict=True) for p in pair]
     order += [p for p in INTERACTION_PAIRS if p.kind == "additive"]
-    meta = {"direction": direction, "truth_contrast": truth, "regions": {},
-            "seeds": args.seeds, "ddim_steps": args.ddim_steps, "scheme": args.scheme,
-            "region_px": args.region_px}  # fmt: skip
-    for p in order[: args.pairs]:  # AND1, CTRL1, AND2, ...: a partial run stays balanced
-        regions = pair_regions(spec, p, args.regions, args.region_px) if args.regions else []
-        meta["regions"][p.name] = regions
-        for label, ckpt in models:
-            row: dict = {"model": label, "pair": p.name, "kind": p.kind}
-            if not args.skip_attention:
-                model, info = load_checkpoint(ckpt)
-                model.eval()
-                name = f"{label}-{p.name}"
-                kw = {"gene_names": list(info.gene_names), "slices": list(SCORE_SLICES)}
-                compute_attention_maps(store, model, list(p.genes), name=name, **kw)
-                cname = compute_contrast_maps(store, model, list(p.genes), null="random",
-                                              draws=args.null_draws, name=f"{name}-contrast",
-                                              **kw)  # fmt: skip
-                pname = compute_contrast_maps(store, model, list(p.genes), null="permuted",
-                                              draws=2, name=f"{name}-permuted", **kw)  # fmt: skip
-                row["published"] = _published_score(store, name)
-                row["contrast_z"] = contrast_summary(store, cname)["z"]
-                row["permuted_z"] = contrast_summary(store, pname)["z"]
-            if regions:
-                row.update(perturbation_scores(
-                    work, str(ckpt), p, regions, args.seeds, args.ddim_steps,
-                    score_dir / "perturb" / label / p.name, direction,
-                    args.scheme))  # fmt: skip
-            rows.append(row)
-            print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
-            _report(score_dir, step, rows, [m for m, _ in models], meta)
+    meta: dict = {"seeds": args.seeds, "ddim_steps": args.ddim_steps, "scheme": args.scheme,
+                  "region_px": args.region_px, "regions": {}, "phantom_seeds": {}}  # fmt: skip
+    for ps in _int_list(args.phantom_seeds):
+        if ps == SPEC.seed:
+            store = BrainStore.open(work, mode="r+")
+        else:  # another layout of the same planted design: every field and nucleus new
+            store = BrainStore.open(_phantom(score_dir, seed=ps), mode="r")
+        spec = spec_of(store)
+        direction, truth = planted_direction(store)
+        tag = "" if ps == SPEC.seed else f"seed{ps}-"
+        print(f"phantom seed {ps}: planted direction {direction:+.0f}; real-image interaction "
+              f"contrast per pair (grey levels): "
+              f"{json.dumps({k: round(v, 3) for k, v in truth.items()})}", flush=True)  # fmt: skip
+        if ps == SPEC.seed:  # the keys every earlier score.json has
+            meta.update(direction=direction, truth_contrast=truth)
+        meta["phantom_seeds"][str(ps)] = {"direction": direction, "truth_contrast": truth}
+        for p in order[: args.pairs]:  # AND1, CTRL1, AND2, ...: a partial run stays balanced
+            regions = pair_regions(spec, p, args.regions, args.region_px) if args.regions else []
+            meta["regions"][tag + p.name] = regions
+            for label, ckpt in models:
+                row: dict = {"model": label, "pair": p.name, "kind": p.kind, "phantom_seed": ps}
+                if not args.skip_attention and ps == SPEC.seed:
+                    row.update(_attention_scores(store, ckpt, label, p, args.null_draws))
+                if regions:
+                    row.update(perturbation_scores(
+                        store.path, str(ckpt), p, regions, args.seeds, args.ddim_steps,
+                        score_dir / "perturb" / label / (tag + p.name), direction,
+                        args.scheme))  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
+                _report(score_dir, step, rows, [m for m, _ in models], meta)
+
+
+def _attention_scores(store, ckpt, label: str, pair, null_draws: int) -> dict[str, float]:
+    """Scores (a) and (b) of ``pair``: the published map and the two attention contrasts."""
+    from napari_teramind.attention import compute_attention_maps
+    from napari_teramind.attention.contrast import compute_contrast_maps, contrast_summary
+    from napari_teramind.model.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(ckpt)
+    model.eval()
+    name = f"{label}-{pair.name}"
+    kw = {"gene_names": list(info.gene_names), "slices": list(SCORE_SLICES)}
+    compute_attention_maps(store, model, list(pair.genes), name=name, **kw)
+    cname = compute_contrast_maps(store, model, list(pair.genes), null="random",
+                                  draws=null_draws, name=f"{name}-contrast", **kw)  # fmt: skip
+    pname = compute_contrast_maps(store, model, list(pair.genes), null="permuted",
+                                  draws=2, name=f"{name}-permuted", **kw)  # fmt: skip
+    return {
+        "published": _published_score(store, name),
+        "contrast_z": contrast_summary(store, cname)["z"],
+        "permuted_z": contrast_summary(store, pname)["z"],
+    }
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(v) for v in str(text).split(",") if v.strip()]
 
 
 def _report(out: Path, step: int | None, rows: list[dict], labels: list[str],
@@ -416,14 +442,19 @@ def _report(out: Path, step: int | None, rows: list[dict], labels: list[str],
     report: dict = {"checkpoint_step": step, **meta, "rows": rows, "auc": {}}
     keys = ("published", "contrast_z", "permuted_z", "perturbation", "perturbation_signed",
             "perturbation_mean_abs")  # fmt: skip
+    seeds = sorted({r.get("phantom_seed", SPEC.seed) for r in rows})
     for label in labels:
-        sub = [r for r in rows if r["model"] == label and r["kind"] in ("and", "control")]
-        y = np.array([r["kind"] == "and" for r in sub])
-        if not sub:
-            continue
-        for key in keys:
-            if key in sub[0]:
-                report["auc"][f"{label} {key}"] = roc_auc(np.array([r[key] for r in sub]), y)
+        for ps in [None, *seeds] if len(seeds) > 1 else [None]:
+            sub = [r for r in rows if r["model"] == label and r["kind"] in ("and", "control")
+                   and (ps is None or r.get("phantom_seed", SPEC.seed) == ps)]  # fmt: skip
+            if not sub:
+                continue
+            y = np.array([r["kind"] == "and" for r in sub])
+            where = "" if ps is None else f" phantom-seed{ps}"
+            for key in keys:
+                if all(key in r for r in sub):
+                    values = np.array([r[key] for r in sub])
+                    report["auc"][f"{label} {key}{where}"] = roc_auc(values, y)
     print(json.dumps(report["auc"]), flush=True)
     (out / "score.json").write_text(json.dumps(report, indent=1))
 

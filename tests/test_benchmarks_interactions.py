@@ -7,6 +7,7 @@ seeded random tiny model; one 64 px region, one seed, 2 DDIM steps.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,21 @@ def test_perturbation_score_runs_on_the_engine(bench, tmp_path):
     again = bench.perturbation_scores(store.path, str(tmp_path / "model"), pair, regions, 1, 2,
                                       work, direction)  # fmt: skip
     assert again == row
+
+
+def test_report_pools_the_phantom_seeds_and_gives_each_its_own_auc(bench, tmp_path):
+    """AND over control AUC: over every scored layout together, and per phantom seed."""
+    rows = []
+    for ps, (and_v, ctrl_v) in {0: ((3, 4), (1, 2)), 1: ((1, 2), (3, 4))}.items():
+        for v, kind in [(a, "and") for a in and_v] + [(c, "control") for c in ctrl_v]:
+            rows.append({"model": "m", "kind": kind, "phantom_seed": ps, "perturbation": v})
+    rows.append({"model": "m", "kind": "additive", "phantom_seed": 0, "perturbation": 99})
+    bench._report(tmp_path, 5, rows, ["m"], {})
+    auc = json.loads((tmp_path / "score.json").read_text())["auc"]
+    assert auc["m perturbation phantom-seed0"] == 1.0
+    assert auc["m perturbation phantom-seed1"] == 0.0
+    assert auc["m perturbation"] == 0.5  # pooled: 8 of 16 comparisons; additive pairs left out
+    # one seed (every earlier score.json): only the pooled key
+    bench._report(tmp_path, 5, rows[:4], ["m"], {})
+    auc = json.loads((tmp_path / "score.json").read_text())["auc"]
+    assert auc == {"m perturbation": 1.0}
