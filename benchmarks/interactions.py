@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/interactions.py train --out /work/train-runs/interaction --steps 400
     python benchmarks/interactions.py score --out /work/train-runs/interaction \
-        [--score-dir DIR] [--checkpoint CKPT] [--models trained,random] [--skip-attention]
+        [--score-dir DIR] [--checkpoint CKPT] [--models trained,random] [--skip-attention] \
+        [--phantom-seeds 0,1,2]
 
 ``train`` writes the interaction phantom (``PhantomSpec(interactions=True)``: 4 x 1024 x 1536
 px, the 6 required genes + the 20 interaction genes) to ``OUT/phantom.zarr`` and trains the
@@ -30,10 +31,14 @@ bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumabl
     the phantom's own images (``perturbation_signed``) and the uncalibrated mean ``|I|``
     inside (``perturbation_mean_abs``); see :func:`perturbation_scores`.
 
-and prints the ROC AUC of the AND pairs over the controls for the trained model and for a
-randomly initialised one (the null: ``TeraMindUNet`` seeded 12345, saved as a checkpoint in
-the score directory). Everything is resumable (finished generations are reused); results go
-to ``SCORE_DIR/score.json`` after every row. Numbers go to docs/attention.md.
+With ``--phantom-seeds``, the perturbation scores are also taken on other seeds of the same
+interaction phantom (new layouts, unseen tissue) and the AUC pools their pairs; ``score`` also
+prints how the AND phenotype's share depends on the number of high genes
+(:func:`phenotype_by_gene_count`). It prints the ROC AUC of the AND pairs over the controls
+for the trained model and for a randomly initialised one (the null: ``TeraMindUNet`` seeded
+12345, saved as a checkpoint in the score directory). Everything is resumable (finished
+generations are reused); results go to ``SCORE_DIR/score.json`` after every row. Numbers go
+to docs/attention.md.
 """
 
 from __future__ import annotations
@@ -256,6 +261,33 @@ def planted_direction(store) -> tuple[float, dict[str, float]]:
     return float(np.sign(np.mean(ands))), out
 
 
+def phenotype_by_gene_count(seed: int, height: int, width: int) -> dict[str, float]:
+    """How often the AND phenotype is planted, by how many interaction genes are high.
+
+    Per gene block of the canvas: the number of the 20 interaction genes whose field is high,
+    and whether any AND pair is jointly high there (the phenotype). A model blind to *which*
+    genes are high can predict the phenotype from *how many* are, and then answers a control
+    pair's double knockout with a joint effect too; this table says how much that pays.
+    Keys: ``"all"`` (the phenotype's share of blocks) and ``"<k>-<k+1>"`` for k high genes.
+    """
+    from napari_teramind.phantom.interactions import high_states
+
+    ys = np.arange(8, height, 16, dtype=np.float64)[:, None]
+    xs = np.arange(8, width, 16, dtype=np.float64)[None, :]
+    states = np.asarray(high_states(seed, ys + 0 * xs, xs + 0 * ys))
+    pheno = np.zeros(states.shape[1:], bool)
+    for k, p in enumerate(INTERACTION_PAIRS):
+        if p.kind == "and":
+            pheno |= states[2 * k] & states[2 * k + 1]
+    count = states.sum(axis=0)
+    out = {"all": float(pheno.mean())}
+    for k in range(0, len(states) + 1, 2):
+        sel = (count >= k) & (count < k + 2)
+        if sel.sum() >= 20:
+            out[f"{k}-{k + 1}"] = float(pheno[sel].mean())
+    return out
+
+
 def welch_t(inside: np.ndarray, outside: np.ndarray) -> float:
     """``(mean_in - mean_out) / its standard error`` (Welch); 0 when both sides are constant."""
     a, b = np.asarray(inside, np.float64), np.asarray(outside, np.float64)
@@ -388,9 +420,19 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"phantom seed {ps}: planted direction {direction:+.0f}; real-image interaction "
               f"contrast per pair (grey levels): "
               f"{json.dumps({k: round(v, 3) for k, v in truth.items()})}", flush=True)  # fmt: skip
+        by_count = phenotype_by_gene_count(ps, spec.height, spec.width)
+        print(
+            f"phantom seed {ps}: AND phenotype share of blocks, by high interaction genes: "
+            f"{json.dumps({k: round(v, 3) for k, v in by_count.items()})}",
+            flush=True,
+        )
         if ps == SPEC.seed:  # the keys every earlier score.json has
             meta.update(direction=direction, truth_contrast=truth)
-        meta["phantom_seeds"][str(ps)] = {"direction": direction, "truth_contrast": truth}
+        meta["phantom_seeds"][str(ps)] = {
+            "direction": direction,
+            "truth_contrast": truth,
+            "phenotype_by_gene_count": by_count,
+        }
         for p in order[: args.pairs]:  # AND1, CTRL1, AND2, ...: a partial run stays balanced
             regions = pair_regions(spec, p, args.regions, args.region_px) if args.regions else []
             meta["regions"][tag + p.name] = regions

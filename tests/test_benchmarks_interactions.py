@@ -96,3 +96,25 @@ def test_report_pools_the_phantom_seeds_and_gives_each_its_own_auc(bench, tmp_pa
     bench._report(tmp_path, 5, rows[:4], ["m"], {})
     auc = json.loads((tmp_path / "score.json").read_text())["auc"]
     assert auc == {"m perturbation": 1.0}
+
+
+def test_phenotype_by_gene_count_is_the_planted_truth(bench):
+    """The AND phenotype's share of blocks, overall and by how many genes are high."""
+    from napari_teramind.phantom.interactions import high_states
+
+    table = bench.phenotype_by_gene_count(0, 256, 384)
+    ys = np.arange(8, 256, 16, dtype=np.float64)[:, None]
+    xs = np.arange(8, 384, 16, dtype=np.float64)[None, :]
+    states = np.asarray(high_states(0, ys + 0 * xs, xs + 0 * ys))
+    ands = [k for k, p in enumerate(INTERACTION_PAIRS) if p.kind == "and"]
+    pheno = np.any([states[2 * k] & states[2 * k + 1] for k in ands], axis=0)
+    assert table["all"] == pytest.approx(pheno.mean())
+    assert 0.0 < table["all"] < 1.0
+    bins = [k for k in table if k != "all"]
+    assert bins and all(0.0 <= table[k] <= 1.0 for k in bins)
+    # more high genes, more phenotype: the count alone predicts it (the confound measured)
+    lo, hi = (
+        min(bins, key=lambda k: int(k.split("-")[0])),
+        max(bins, key=lambda k: int(k.split("-")[0])),
+    )
+    assert table[hi] > table[lo]
