@@ -31,8 +31,8 @@ bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumabl
     the phantom's own images (``perturbation_signed``) and the uncalibrated mean ``|I|``
     inside (``perturbation_mean_abs``); see :func:`perturbation_scores`.
 
-With ``--phantom-seeds``, the perturbation scores are also taken on other seeds of the same
-interaction phantom (new layouts, unseen tissue) and the AUC pools their pairs; ``score`` also
+With ``--phantom-seeds``, every score is also taken on other seeds of the same
+interaction phantom (new layouts, unseen tissue) and the AUCs pool their pairs; ``score`` also
 prints how the AND phenotype's share depends on the number of high genes
 (:func:`phenotype_by_gene_count`). It prints the ROC AUC of the AND pairs over the controls
 for the trained model and for a randomly initialised one (the null: ``TeraMindUNet`` seeded
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         "--phantom-seeds",
         default=str(SPEC.seed),
         help="comma list of phantom seeds scored (default 0, the training phantom); another "
-        "seed is a new layout of the same planted design (perturbation scores only), and the "
-        "AUC pools the pairs of every seed",
+        "seed is a new layout of the same planted design, and the AUC pools the pairs of "
+        "every seed",
     )
     s.set_defaults(func=cmd_score)
     args = ap.parse_args(argv)
@@ -396,11 +396,15 @@ def cmd_score(args: argparse.Namespace) -> None:
     score_dir = Path(args.score_dir or args.out)
     score_dir.mkdir(parents=True, exist_ok=True)
     models, step, _ = _models(args, out, score_dir)
-    work = score_dir / "score.zarr"
-    if not args.keep_store or not work.exists():
-        if work.exists():
-            shutil.rmtree(work)
-        shutil.copytree(out / "phantom.zarr", work)
+
+    def working_copy(source: Path, work: Path) -> BrainStore:
+        """A copy of ``source`` the attention maps are written into (kept with --keep-store)."""
+        if not args.keep_store or not work.exists():
+            if work.exists():
+                shutil.rmtree(work)
+            shutil.copytree(source, work)
+        return BrainStore.open(work, mode="r+")
+
     rows: list[dict] = []
     t0 = time.perf_counter()
     ands = [p for p in INTERACTION_PAIRS if p.kind == "and"]
@@ -411,9 +415,12 @@ def cmd_score(args: argparse.Namespace) -> None:
                   "region_px": args.region_px, "regions": {}, "phantom_seeds": {}}  # fmt: skip
     for ps in _int_list(args.phantom_seeds):
         if ps == SPEC.seed:
-            store = BrainStore.open(work, mode="r+")
+            store = working_copy(out / "phantom.zarr", score_dir / "score.zarr")
+            source = store.path  # what the perturbations generate from (as every earlier row)
         else:  # another layout of the same planted design: every field and nucleus new
-            store = BrainStore.open(_phantom(score_dir, seed=ps), mode="r")
+            source = _phantom(score_dir, seed=ps)
+            store = (BrainStore.open(source, mode="r") if args.skip_attention
+                     else working_copy(source, score_dir / f"score-seed{ps}.zarr"))  # fmt: skip
         spec = spec_of(store)
         direction, truth = planted_direction(store)
         tag = "" if ps == SPEC.seed else f"seed{ps}-"
@@ -438,11 +445,11 @@ def cmd_score(args: argparse.Namespace) -> None:
             meta["regions"][tag + p.name] = regions
             for label, ckpt in models:
                 row: dict = {"model": label, "pair": p.name, "kind": p.kind, "phantom_seed": ps}
-                if not args.skip_attention and ps == SPEC.seed:
+                if not args.skip_attention:
                     row.update(_attention_scores(store, ckpt, label, p, args.null_draws))
                 if regions:
                     row.update(perturbation_scores(
-                        store.path, str(ckpt), p, regions, args.seeds, args.ddim_steps,
+                        source, str(ckpt), p, regions, args.seeds, args.ddim_steps,
                         score_dir / "perturb" / label / (tag + p.name), direction,
                         args.scheme))  # fmt: skip
                 rows.append(row)
