@@ -229,12 +229,9 @@ def planted_direction(store) -> tuple[float, dict[str, float]]:
     per-pair contrasts (controls near 0) are reported with it.
     """
     from napari_teramind.phantom import spec_of
-    from napari_teramind.phantom.interactions import high_states
 
     spec = spec_of(store)
-    ys = np.arange(8, spec.height, 16, dtype=np.float64)[:, None]
-    xs = np.arange(8, spec.width, 16, dtype=np.float64)[None, :]
-    states = high_states(spec.seed, ys + 0 * xs, xs + 0 * ys)
+    states = _block_states(spec.seed, spec.height, spec.width)
     joint = {p.name: states[2 * k] & states[2 * k + 1] for k, p in enumerate(INTERACTION_PAIRS)}
     out: dict[str, float] = {}
     for k, p in enumerate(INTERACTION_PAIRS):
@@ -261,24 +258,29 @@ def planted_direction(store) -> tuple[float, dict[str, float]]:
     return float(np.sign(np.mean(ands))), out
 
 
-def phenotype_by_gene_count(seed: int, height: int, width: int) -> dict[str, float]:
-    """How often the AND phenotype is planted, by how many interaction genes are high.
-
-    Per gene block of the canvas: the number of the 20 interaction genes whose field is high,
-    and whether any AND pair is jointly high there (the phenotype). A model blind to *which*
-    genes are high can predict the phenotype from *how many* are, and then answers a control
-    pair's double knockout with a joint effect too; this table says how much that pays.
-    Keys: ``"all"`` (the phenotype's share of blocks) and ``"<k>-<k+1>"`` for k high genes.
-    """
+def _block_states(seed: int, height: int, width: int) -> np.ndarray:
+    """:func:`~napari_teramind.phantom.interactions.high_states` at every gene block's centre."""
     from napari_teramind.phantom.interactions import high_states
 
     ys = np.arange(8, height, 16, dtype=np.float64)[:, None]
     xs = np.arange(8, width, 16, dtype=np.float64)[None, :]
-    states = np.asarray(high_states(seed, ys + 0 * xs, xs + 0 * ys))
-    pheno = np.zeros(states.shape[1:], bool)
-    for k, p in enumerate(INTERACTION_PAIRS):
-        if p.kind == "and":
-            pheno |= states[2 * k] & states[2 * k + 1]
+    return high_states(seed, ys + 0 * xs, xs + 0 * ys)
+
+
+def phenotype_by_gene_count(seed: int, height: int, width: int) -> dict[str, float]:
+    """How often the AND phenotype is planted, by how many interaction genes are high.
+
+    Per gene block of the canvas: the number of the 20 interaction genes whose field is high,
+    and whether the phantom plants the phenotype there (``phenotype_factors``: any AND pair
+    jointly high). A model blind to *which* genes are high can predict the phenotype from *how
+    many* are, and then answers a control pair's double knockout with a joint effect too; this
+    table says how much that pays.
+    Keys: ``"all"`` (the phenotype's share of blocks) and ``"<k>-<k+1>"`` for k high genes.
+    """
+    from napari_teramind.phantom.interactions import phenotype_factors
+
+    states = _block_states(seed, height, width)
+    pheno = phenotype_factors(states)[0] > 1.0  # the AND radius factor
     count = states.sum(axis=0)
     out = {"all": float(pheno.mean())}
     for k in range(0, len(states) + 1, 2):
