@@ -64,15 +64,22 @@ SCORE_SCHEME = "shifted-fused"
 SCORE_SLICES = (2, 3)
 
 
-def _phantom(out: Path, seed: int = SPEC.seed) -> Path:
-    """``OUT/phantom.zarr`` (the training phantom), or ``OUT/phantom-seed<N>.zarr``."""
+def _phantom(out: Path, spec: PhantomSpec = SPEC) -> Path:
+    """``OUT/phantom.zarr`` (the training phantom, ``SPEC.seed``), or ``OUT/phantom-seed<N>.zarr``.
+
+    Written from ``spec`` when absent or incomplete (deterministic from the spec); a store
+    that exists must have been written from ``spec``.
+    """
+    from napari_teramind.phantom import spec_of
     from napari_teramind.store import BrainStore
 
-    path = out / ("phantom.zarr" if seed == SPEC.seed else f"phantom-seed{seed}.zarr")
+    path = out / ("phantom.zarr" if spec.seed == SPEC.seed else f"phantom-seed{spec.seed}.zarr")
     try:
         BrainStore.open(path)
-    except Exception:  # absent or incomplete: deterministic from the spec
-        write_phantom(path, dataclasses.replace(SPEC, seed=seed), overwrite=True, workers=1)
+    except Exception:
+        write_phantom(path, spec, overwrite=True, workers=1)
+    if spec_of(path) != spec:
+        raise SystemExit(f"{path} holds another phantom than {spec}; remove it or pick another OUT")
     return path
 
 
@@ -83,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    store = _phantom(out)
+    store = _phantom(out, dataclasses.replace(SPEC, interaction_high_fraction=args.high_fraction))
     cfg = bundled_train_config(store, steps=args.steps, cooldown_steps=args.cooldown)
     cfg = dataclasses.replace(
         cfg,
@@ -114,6 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--crop", type=int, default=256, help="crop px (the bundled recipe: 256)")
     t.add_argument("--batch", type=int, default=4, help="crops per step (bundled: 4)")
     t.add_argument("--checkpoint-every", type=int, default=50)
+    t.add_argument(
+        "--high-fraction",
+        type=float,
+        default=SPEC.interaction_high_fraction,
+        help="PhantomSpec.interaction_high_fraction of the phantom (default 0.5; 0.3: the AND "
+        "phenotype on about a third of the tissue); score takes it from OUT/phantom.zarr",
+    )
     t.set_defaults(func=cmd_train)
     s = sub.add_parser("score")
     s.add_argument("--out", default="/work/train-runs/interaction", help="the train --out")
@@ -231,7 +245,7 @@ def planted_direction(store) -> tuple[float, dict[str, float]]:
     from napari_teramind.phantom import spec_of
 
     spec = spec_of(store)
-    states = _block_states(spec.seed, spec.height, spec.width)
+    states = _block_states(spec)
     joint = {p.name: states[2 * k] & states[2 * k + 1] for k, p in enumerate(INTERACTION_PAIRS)}
     out: dict[str, float] = {}
     for k, p in enumerate(INTERACTION_PAIRS):
@@ -258,16 +272,16 @@ def planted_direction(store) -> tuple[float, dict[str, float]]:
     return float(np.sign(np.mean(ands))), out
 
 
-def _block_states(seed: int, height: int, width: int) -> np.ndarray:
+def _block_states(spec: PhantomSpec) -> np.ndarray:
     """:func:`~napari_teramind.phantom.interactions.high_states` at every gene block's centre."""
     from napari_teramind.phantom.interactions import high_states
 
-    ys = np.arange(8, height, 16, dtype=np.float64)[:, None]
-    xs = np.arange(8, width, 16, dtype=np.float64)[None, :]
-    return high_states(seed, ys + 0 * xs, xs + 0 * ys)
+    ys = np.arange(8, spec.height, 16, dtype=np.float64)[:, None]
+    xs = np.arange(8, spec.width, 16, dtype=np.float64)[None, :]
+    return high_states(spec.seed, ys + 0 * xs, xs + 0 * ys, spec.interaction_high_fraction)
 
 
-def phenotype_by_gene_count(seed: int, height: int, width: int) -> dict[str, float]:
+def phenotype_by_gene_count(spec: PhantomSpec) -> dict[str, float]:
     """How often the AND phenotype is planted, by how many interaction genes are high.
 
     Per gene block of the canvas: the number of the 20 interaction genes whose field is high,
@@ -279,7 +293,7 @@ def phenotype_by_gene_count(seed: int, height: int, width: int) -> dict[str, flo
     """
     from napari_teramind.phantom.interactions import phenotype_factors
 
-    states = _block_states(seed, height, width)
+    states = _block_states(spec)
     pheno = phenotype_factors(states)[0] > 1.0  # the AND radius factor
     count = states.sum(axis=0)
     out = {"all": float(pheno.mean())}
@@ -398,6 +412,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     score_dir = Path(args.score_dir or args.out)
     score_dir.mkdir(parents=True, exist_ok=True)
     models, step, _ = _models(args, out, score_dir)
+    train_spec = spec_of(out / "phantom.zarr")  # the design trained on (its high fraction)
 
     def working_copy(source: Path, work: Path) -> BrainStore:
         """A copy of ``source`` the attention maps are written into (kept with --keep-store)."""
@@ -420,7 +435,7 @@ def cmd_score(args: argparse.Namespace) -> None:
             store = working_copy(out / "phantom.zarr", score_dir / "score.zarr")
             source = store.path  # what the perturbations generate from (as every earlier row)
         else:  # another layout of the same planted design: every field and nucleus new
-            source = _phantom(score_dir, seed=ps)
+            source = _phantom(score_dir, dataclasses.replace(train_spec, seed=ps))
             store = (BrainStore.open(source, mode="r") if args.skip_attention
                      else working_copy(source, score_dir / f"score-seed{ps}.zarr"))  # fmt: skip
         spec = spec_of(store)
@@ -429,7 +444,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         print(f"phantom seed {ps}: planted direction {direction:+.0f}; real-image interaction "
               f"contrast per pair (grey levels): "
               f"{json.dumps({k: round(v, 3) for k, v in truth.items()})}", flush=True)  # fmt: skip
-        by_count = phenotype_by_gene_count(ps, spec.height, spec.width)
+        by_count = phenotype_by_gene_count(spec)
         print(
             f"phantom seed {ps}: AND phenotype share of blocks, by high interaction genes: "
             f"{json.dumps({k: round(v, 3) for k, v in by_count.items()})}",

@@ -98,18 +98,24 @@ def test_report_pools_the_phantom_seeds_and_gives_each_its_own_auc(bench, tmp_pa
     assert auc == {"m perturbation": 1.0}
 
 
-def test_phenotype_by_gene_count_is_the_planted_truth(bench):
+@pytest.mark.parametrize("fraction", [0.5, 0.3])
+def test_phenotype_by_gene_count_is_the_planted_truth(bench, fraction):
     """The AND phenotype's share of blocks, overall and by how many genes are high."""
     from napari_teramind.phantom.interactions import high_states
 
-    table = bench.phenotype_by_gene_count(0, 256, 384)
-    ys = np.arange(8, 256, 16, dtype=np.float64)[:, None]
-    xs = np.arange(8, 384, 16, dtype=np.float64)[None, :]
-    states = np.asarray(high_states(0, ys + 0 * xs, xs + 0 * ys))
+    spec = PhantomSpec(
+        seed=0, n_slices=1, height=512, width=768, n_genes=6, interactions=True,
+        interaction_high_fraction=fraction,
+    )  # fmt: skip
+    table = bench.phenotype_by_gene_count(spec)
+    ys = np.arange(8, 512, 16, dtype=np.float64)[:, None]
+    xs = np.arange(8, 768, 16, dtype=np.float64)[None, :]
+    states = np.asarray(high_states(0, ys + 0 * xs, xs + 0 * ys, fraction))
     ands = [k for k, p in enumerate(INTERACTION_PAIRS) if p.kind == "and"]
     pheno = np.any([states[2 * k] & states[2 * k + 1] for k in ands], axis=0)
     assert table["all"] == pytest.approx(pheno.mean())
-    assert 0.0 < table["all"] < 1.0
+    # the design's coverage, 1 - (1 - f^2)^4, within the sampling error of one small canvas
+    assert abs(table["all"] - (1 - (1 - fraction**2) ** 4)) < 0.12
     bins = [k for k in table if k != "all"]
     assert bins and all(0.0 <= table[k] <= 1.0 for k in bins)
     # more high genes, more phenotype: the count alone predicts it (the confound measured)

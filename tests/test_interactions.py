@@ -165,6 +165,50 @@ def test_interaction_store_records_its_truth(tmp_path):
         assert not set(ct["gene_means_per_nucleus"]) & set(INTERACTION_GENES)
 
 
+def test_sparser_design_keeps_the_law_and_records_itself(tmp_path, capsys):
+    """``interaction_high_fraction``: each gene high on that share, the same AND rule."""
+    from napari_teramind.cli import main
+    from napari_teramind.phantom.interactions import high_threshold, phenotype_factors
+
+    sparse = PhantomSpec(**SMALL, n_genes=6, interactions=True, interaction_high_fraction=0.3)
+    assert "interaction_high_fraction" not in ISPEC.to_dict()  # the original record unchanged
+    assert sparse.to_dict()["interaction_high_fraction"] == 0.3
+    assert PhantomSpec.from_dict(sparse.to_dict()) == sparse
+    assert high_threshold(0.5) == 0.5 and 0.55 < high_threshold(0.3) < 0.7
+    # each gene is high on about 30 % of a large canvas (20 genes pooled), the default on 50 %
+    ys = np.arange(8, 4096, 16, dtype=np.float64)[:, None] + 0 * np.arange(256)[None]
+    xs = np.arange(8, 4096, 16, dtype=np.float64)[None, :] + 0 * np.arange(256)[:, None]
+    assert abs(high_states(3, ys, xs, 0.3).mean() - 0.3) < 0.03
+    assert abs(high_states(3, ys, xs).mean() - 0.5) < 0.03
+    # the renderer and the planted masks follow the sparser fields
+    inter = render_chunk(sparse, 1, 0, 0, 512, 768)
+    plain = render_chunk(PhantomSpec(**SMALL, genes=sparse.gene_names), 1, 0, 0, 512, 768)
+    _, i1, i2 = np.intersect1d(inter.nuclei["id"], plain.nuclei["id"], return_indices=True)
+    a, b = inter.nuclei[i1], plain.nuclei[i2]
+    eligible = a["cell_type"] != 19
+    rf, _ = phenotype_factors(high_states(3, a["y"], a["x"], 0.3))
+    assert (rf[eligible] > 1).sum() > 10
+    np.testing.assert_allclose((a["radius"] / b["radius"])[eligible], rf[eligible], rtol=1e-5)
+    cy = np.arange(8, 512, 16, dtype=np.float64)[:, None] + 0 * np.arange(48)[None]
+    cx = np.arange(8, 768, 16, dtype=np.float64)[None, :] + 0 * np.arange(32)[:, None]
+    st = high_states(3, cy, cx, 0.3)
+    m, both = planted_mask(sparse, "AND2", z=1, blocks=True), st[2] & st[3]
+    assert m.any() and not (m & ~both).any() and m.sum() > 0.5 * both.sum()  # (in tissue)
+    meta = phantom_metadata(sparse)["interactions"]["expression"]
+    assert f"{high_threshold(0.3):.4f}" in meta and "0.3 of the tissue" in meta
+    for bad in (0.0, 1.0, float("nan"), -0.2):
+        with pytest.raises(ValueError, match="interaction_high_fraction"):
+            PhantomSpec(**SMALL, n_genes=6, interactions=True, interaction_high_fraction=bad)
+    with pytest.raises(ValueError, match="interactions=True"):
+        PhantomSpec(**SMALL, interaction_high_fraction=0.3)
+    out = str(tmp_path / "x.zarr")
+    assert main(["phantom", out, "--high-fraction", "0.3", "--quiet"]) == 2
+    assert "add --interactions" in capsys.readouterr().err
+    assert main(["phantom", out, "--interactions", "--high-fraction", "1.5", "--quiet"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.zarr").exists()
+
+
 # ------------------------------------------------------------------ the contrast
 def _layer_fn(layer, bias=None):
     def fn(genes, rows):

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  teramind phantom phantom.zarr                      # 8 x 2048 x 3072 px\n"
             "  teramind phantom tiny.zarr --slices 2 --height 512 --width 768 --genes 32\n"
             "  teramind phantom pairs.zarr --slices 4 --height 1024 --width 1536 --genes 6 "
-            "--interactions\n"
+            "--interactions [--high-fraction 0.3]\n"
             "  teramind phantom big.zarr --slices 4 --height 32768 --width 32768 --workers 2\n"
             "  teramind phantom human.zarr --human --height 512 --width 768   # one section"
         ),
@@ -67,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plant gene-gene interactions: 20 extra genes in AND, control and additive pairs "
         "(docs/attention.md); the truth is stored with the phantom",
     )
+    p.add_argument(
+        "--high-fraction",
+        type=float,
+        metavar="F",
+        help="with --interactions: fraction of the tissue where each interaction gene is high "
+        "(default 0.5; 0.3 puts the AND phenotype on about a third of the tissue)",
+    )
     p.add_argument("--workers", type=int, default=2, help="rendering threads (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.zarr if it exists")
     p.add_argument("--quiet", action="store_true", help="print no progress")
@@ -78,6 +85,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.human and args.genes is not None:
         raise ValueError("--human takes the 319-gene human panel; drop --genes")
+    if args.high_fraction is not None and not args.interactions:
+        raise ValueError("--high-fraction sets the planted interactions; add --interactions")
+    if args.high_fraction is not None and not 0 < args.high_fraction < 1:
+        raise ValueError(f"--high-fraction must lie between 0 and 1, got {args.high_fraction:g}")
     spec = PhantomSpec(
         seed=args.seed,
         n_slices=args.slices if args.slices is not None else (1 if args.human else 8),
@@ -88,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         slice_spacing_um=args.slice_spacing,
         species="human" if args.human else "mouse",
         interactions=args.interactions,
+        interaction_high_fraction=0.5 if args.high_fraction is None else args.high_fraction,
     )
     from napari_teramind.cli._progress import Bar
 

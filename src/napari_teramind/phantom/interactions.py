@@ -11,11 +11,13 @@ planted on top of the ordinary phantom:
   :data:`ADD_DIM` of its type brightness; the effects add (no joint term).
 
 Expression: every gene has its own smooth binary field over the section, ``high`` where a
-bilinear value noise on a :data:`FIELD_PX` lattice exceeds 1/2 (about half the tissue), the same
-in every slice, independent between genes (separate hash streams), with the same law for every
-gene whatever its pair kind, so AND and CTRL genes have matching marginal and joint
-expression statistics. Every non-endothelial nucleus of the tissue inside a gene's high field
-expresses :data:`HIGH_TRANSCRIPTS` transcripts of it (scaled by the cell's *base* size, so the
+bilinear value noise on a :data:`FIELD_PX` lattice exceeds the threshold of the spec's
+``interaction_high_fraction`` (:func:`high_threshold`; 1/2 by default: about half the
+tissue; a smaller fraction makes every pair's joint phenotype rarer), the same in every slice,
+independent between genes (separate hash streams), with the same law for every gene whatever
+its pair kind, so AND and CTRL genes have matching marginal and joint expression statistics.
+Every non-endothelial nucleus of the tissue inside a gene's high field expresses
+:data:`HIGH_TRANSCRIPTS` transcripts of it (scaled by the cell's *base* size, so the
 phenotype does not change the counts); elsewhere the gene counts only ambient transcripts.
 
 All values are functions of the seed and global coordinates, like the rest of the phantom.
@@ -24,6 +26,7 @@ All values are functions of the seed and global coordinates, like the rest of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +45,8 @@ AND_RADIUS = 1.6
 AND_BRIGHTNESS = 0.55
 #: Brightness lost per high gene of an additive pair (fraction of the type brightness).
 ADD_DIM = 0.15
+#: Default fraction of the section where each interaction gene is high.
+DEFAULT_HIGH_FRACTION = 0.5
 _STREAM = 0x1A7E  # hash stream of the expression fields
 
 
@@ -104,9 +109,44 @@ def gene_field(seed: int, gene: str, y: np.ndarray, x: np.ndarray) -> np.ndarray
             + lat(iy, ix + 1) * (1 - ty) * tx + lat(iy + 1, ix + 1) * ty * tx)  # fmt: skip
 
 
-def high_states(seed: int, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Boolean ``(n_interaction_genes, *y.shape)``: where each interaction gene is high."""
-    return np.stack([gene_field(seed, g, y, x) > 0.5 for g in INTERACTION_GENES])
+@lru_cache(maxsize=16)
+def high_threshold(fraction: float = DEFAULT_HIGH_FRACTION) -> float:
+    """The field value above which a gene is high on about ``fraction`` of the section.
+
+    The bilinear value noise of :func:`gene_field` is not uniform (its values crowd towards
+    1/2), so the threshold is the ``1 - fraction`` quantile of its law, estimated from 2^21
+    draws of a fixed-seed generator (the same number on every machine). 1/2 is exact for
+    ``fraction=0.5`` (the law is symmetric about 1/2), which keeps the original phantom bit
+    for bit.
+
+    Parameters
+    ----------
+    fraction
+        In (0, 1).
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the high fraction must lie in (0, 1), got {fraction}")
+    if fraction == 0.5:
+        return 0.5
+    rng = np.random.Generator(np.random.PCG64(0x1A7E))
+    n = 1 << 21
+    ty, tx = rng.random(n), rng.random(n)
+    u = rng.random((4, n))
+    v = (u[0] * (1 - ty) * (1 - tx) + u[1] * ty * (1 - tx)
+         + u[2] * (1 - ty) * tx + u[3] * ty * tx)  # fmt: skip
+    return float(np.quantile(v, 1.0 - fraction))
+
+
+def high_states(
+    seed: int, y: np.ndarray, x: np.ndarray, fraction: float = DEFAULT_HIGH_FRACTION
+) -> np.ndarray:
+    """Boolean ``(n_interaction_genes, *y.shape)``: where each interaction gene is high.
+
+    ``fraction`` is the spec's ``interaction_high_fraction`` (see :func:`high_threshold`).
+    """
+    t = high_threshold(fraction)
+    return np.stack([gene_field(seed, g, y, x) > t for g in INTERACTION_GENES])
 
 
 def phenotype_factors(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,15 +178,24 @@ def interaction_means(states: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     return np.moveaxis(on.astype(np.float64) * HIGH_TRANSCRIPTS, 0, -1)
 
 
-def interactions_metadata() -> dict[str, Any]:
-    """The planted interactions as a JSON-able dict (``attrs['teramind']['phantom']``)."""
+def interactions_metadata(fraction: float = DEFAULT_HIGH_FRACTION) -> dict[str, Any]:
+    """The planted interactions as a JSON-able dict (``attrs['teramind']['phantom']``).
+
+    ``fraction``: the spec's ``interaction_high_fraction`` (recorded only when not 1/2, so
+    the record of the original design stays as it was).
+    """
+    where = (
+        "exceeds 0.5"
+        if fraction == DEFAULT_HIGH_FRACTION
+        else f"exceeds {high_threshold(fraction):.4f} (high on about {fraction:g} of the tissue)"
+    )
     return {
         "pairs": [
             {"name": p.name, "genes": list(p.genes), "kind": p.kind} for p in INTERACTION_PAIRS
         ],
         "expression": (
             f"each gene high where its own value-noise field ({FIELD_PX}-px lattice, same in "
-            f"every slice, independent between genes) exceeds 0.5; {HIGH_TRANSCRIPTS:g} "
+            f"every slice, independent between genes) {where}; {HIGH_TRANSCRIPTS:g} "
             "transcripts per non-endothelial tissue nucleus there, ambient only elsewhere"
         ),
         "effects": {

@@ -188,7 +188,7 @@ def _interaction_terms(
     Only non-endothelial tissue nuclei take part (see :mod:`.interactions`).
     """
     eligible = (region != 0) & (region != VENTRICLE) & (ctype != ENDOTHELIAL)
-    states = high_states(spec.seed, y, x)
+    states = high_states(spec.seed, y, x, spec.interaction_high_fraction)
     rf, bf = phenotype_factors(states)
     return (
         np.where(eligible, rf, 1.0),

@@ -107,6 +107,7 @@ class PhantomSpec:
     gene_block_px: int = 16
     species: str = "mouse"
     interactions: bool = False
+    interaction_high_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.gene_block_px != 16:
@@ -124,6 +125,12 @@ class PhantomSpec:
         if not 0 <= int(self.seed) < 2**63:
             raise ValueError(f"seed must be a non-negative 63-bit integer, got {self.seed}")
         object.__setattr__(self, "interactions", bool(self.interactions))
+        f = float(self.interaction_high_fraction)
+        if not 0.0 < f < 1.0:
+            raise ValueError(f"interaction_high_fraction must lie in (0, 1), got {f}")
+        if f != 0.5 and not self.interactions:
+            raise ValueError("interaction_high_fraction needs interactions=True")
+        object.__setattr__(self, "interaction_high_fraction", f)
         if self.species not in ("mouse", "human"):
             raise ValueError(f"species must be 'mouse' or 'human', not {self.species!r}")
         if self.interactions and self.species != "mouse":
@@ -190,6 +197,8 @@ class PhantomSpec:
         d["genes"] = list(self.gene_names)
         if not self.interactions:  # the ordinary phantom's record stays as it always was
             del d["interactions"]
+        if self.interaction_high_fraction == 0.5:  # so does the original interaction design's
+            del d["interaction_high_fraction"]
         d["version"] = PHANTOM_VERSION
         return d
 

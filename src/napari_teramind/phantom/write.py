@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .anatomy import region_grid, vessel_grid
-from .interactions import INTERACTION_INDEX, gene_field, interactions_metadata, planted_genes
+from .interactions import (
+    INTERACTION_INDEX,
+    gene_field,
+    high_threshold,
+    interactions_metadata,
+    planted_genes,
+)
 from .programs import PATHWAYS, REGION_IDS, REGIONS, programs_metadata
 from .render import render_chunk
 from .spec import PHANTOM_VERSION, PhantomSpec
@@ -213,7 +219,7 @@ def phantom_metadata(spec: PhantomSpec) -> dict[str, Any]:
         "nucleus_table": "phantom.ground_truth_nuclei(spec, z, y0, x0, h, w) re-renders them",
     }
     if spec.interactions:
-        meta["interactions"] = interactions_metadata()
+        meta["interactions"] = interactions_metadata(spec.interaction_high_fraction)
     return meta
 
 
@@ -317,8 +323,9 @@ def planted_mask(
 
             lab = region_at(spec, zz, ys, xs)
             m = (lab != 0) & (lab != REGION_IDS["ventricle"])
+            t = high_threshold(spec.interaction_high_fraction)
             for g in pair.genes:
-                m = m & (gene_field(spec.seed, g, ys, xs) > 0.5)
+                m = m & (gene_field(spec.seed, g, ys, xs) > t)
         elif vessels:
             lab = region_grid(spec, zz, y0, x0, h, w)
             tissue = (lab != 0) & (lab != REGION_IDS["ventricle"])
