@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/interactions.py train --out /work/train-runs/interaction --steps 400
+    python benchmarks/interactions.py train --out /work/train-runs/interaction --steps 400 \
+        [--high-fraction 0.3] [--layouts 0,3,4]
     python benchmarks/interactions.py score --out /work/train-runs/interaction \
         [--score-dir DIR] [--checkpoint CKPT] [--models trained,random] [--skip-attention] \
         [--phantom-seeds 0,1,2]
@@ -11,6 +12,9 @@ Usage::
 px, the 6 required genes + the 20 interaction genes) to ``OUT/phantom.zarr`` and trains the
 ``tiny`` preset on it with the bundled recipe (:func:`~napari_teramind.train.bundled.
 bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumable).
+``--high-fraction`` sets the design's ``interaction_high_fraction`` (0.3: the sparser one);
+``--layouts`` trains on more seeds of the same design (``OUT/phantom-seed<N>.zarr``), so that
+what the model learns is the planted rule rather than one layout's chance correlations.
 
 ``score`` ranks every planted pair (4 AND, 4 control, 2 additive) by
 
@@ -90,10 +94,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    store = _phantom(out, dataclasses.replace(SPEC, interaction_high_fraction=args.high_fraction))
-    cfg = bundled_train_config(store, steps=args.steps, cooldown_steps=args.cooldown)
+    design = dataclasses.replace(SPEC, interaction_high_fraction=args.high_fraction)
+    layouts = _int_list(args.layouts)
+    if SPEC.seed not in layouts:
+        raise SystemExit(f"--layouts must include seed {SPEC.seed} (OUT/phantom.zarr, scored)")
+    stores = [_phantom(out, dataclasses.replace(design, seed=s)) for s in layouts]
+    cfg = bundled_train_config(stores[0], steps=args.steps, cooldown_steps=args.cooldown)
     cfg = dataclasses.replace(
         cfg,
+        stores=tuple(str(p) for p in stores),
         holdout_slices=HOLDOUT,
         checkpoint_every=args.checkpoint_every,
         crop=args.crop,
@@ -121,6 +130,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--crop", type=int, default=256, help="crop px (the bundled recipe: 256)")
     t.add_argument("--batch", type=int, default=4, help="crops per step (bundled: 4)")
     t.add_argument("--checkpoint-every", type=int, default=50)
+    t.add_argument(
+        "--layouts",
+        default=str(SPEC.seed),
+        help="comma list of phantom seeds to train on (default: 0 only; e.g. 0,3,4: three "
+        "layouts of one design, so that no chance correlation of one layout's fields is "
+        "learnt; score's seeds 1 and 2 stay unseen)",
+    )
     t.add_argument(
         "--high-fraction",
         type=float,
@@ -413,6 +429,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     score_dir.mkdir(parents=True, exist_ok=True)
     models, step, _ = _models(args, out, score_dir)
     train_spec = spec_of(out / "phantom.zarr")  # the design trained on (its high fraction)
+    trained_on = _trained_layouts(out)
 
     def working_copy(source: Path, work: Path) -> BrainStore:
         """A copy of ``source`` the attention maps are written into (kept with --keep-store)."""
@@ -452,7 +469,10 @@ def cmd_score(args: argparse.Namespace) -> None:
         )
         if ps == SPEC.seed:  # the keys every earlier score.json has
             meta.update(direction=direction, truth_contrast=truth)
+        seen = ps in trained_on
+        print(f"phantom seed {ps}: {'a training layout' if seen else 'unseen'}", flush=True)
         meta["phantom_seeds"][str(ps)] = {
+            "trained_on": seen,
             "direction": direction,
             "truth_contrast": truth,
             "phenotype_by_gene_count": by_count,
@@ -494,6 +514,14 @@ def _attention_scores(store, ckpt, label: str, pair, null_draws: int) -> dict[st
         "contrast_z": contrast_summary(store, cname)["z"],
         "permuted_z": contrast_summary(store, pname)["z"],
     }
+
+
+def _trained_layouts(out: Path) -> set[int]:
+    """Phantom seeds of the stores ``OUT/run`` trained on (its ``run.json``)."""
+    from napari_teramind.phantom import spec_of
+
+    run = json.loads((out / "run" / "run.json").read_text())
+    return {spec_of(p).seed for p in run["stores"]}
 
 
 def _int_list(text: str) -> list[int]:

@@ -124,3 +124,23 @@ def test_phenotype_by_gene_count_is_the_planted_truth(bench, fraction):
         max(bins, key=lambda k: int(k.split("-")[0])),
     )
     assert table[hi] > table[lo]
+
+
+def test_train_on_several_layouts_of_one_design(bench, tmp_path, monkeypatch):
+    """``train --layouts 0,3 --high-fraction 0.3``: one run over two seeds of the design."""
+    monkeypatch.setattr(bench, "SPEC", SPEC)  # the benchmark's phantom at test size
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--steps", "2", "--cooldown", "1", "--crop", "64",
+            "--batch", "1", "--checkpoint-every", "2", "--threads", "1",
+            "--layouts", "0,3", "--high-fraction", "0.3"]  # fmt: skip
+    bench.main(args)
+    assert bench._trained_layouts(out) == {0, 3}
+    from napari_teramind.phantom import spec_of
+
+    design = spec_of(out / "phantom-seed3.zarr")
+    assert design.seed == 3 and design.interaction_high_fraction == 0.3
+    assert spec_of(out / "phantom.zarr").interaction_high_fraction == 0.3
+    with pytest.raises(SystemExit, match="must include seed 0"):
+        bench.main([*args[:-4], "--layouts", "3"])
+    with pytest.raises(SystemExit, match="holds another phantom"):  # never mixes two designs
+        bench.main([*args[:-2], "--high-fraction", "0.4"])
