@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/interactions.py train --out /work/train-runs/interaction --steps 400 \
-        [--high-fraction 0.3] [--layouts 0,3,4]
+        [--high-fraction 0.3] [--expression tissue] [--layouts 0,3,4]
     python benchmarks/interactions.py score --out /work/train-runs/interaction \
         [--score-dir DIR] [--checkpoint CKPT] [--models trained,random] [--skip-attention] \
         [--phantom-seeds 0,1,2]
@@ -12,7 +12,8 @@ Usage::
 px, the 6 required genes + the 20 interaction genes) to ``OUT/phantom.zarr`` and trains the
 ``tiny`` preset on it with the bundled recipe (:func:`~napari_teramind.train.bundled.
 bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumable).
-``--high-fraction`` sets the design's ``interaction_high_fraction`` (0.3: the sparser one);
+``--high-fraction`` and ``--expression`` set the design's ``interaction_high_fraction`` (0.3:
+the sparser one) and ``interaction_expression`` (``tissue``: counts that say nothing of nuclei);
 ``--layouts`` trains on more seeds of the same design (``OUT/phantom-seed<N>.zarr``), so that
 what the model learns is the planted rule rather than one layout's chance correlations.
 
@@ -94,7 +95,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    design = dataclasses.replace(SPEC, interaction_high_fraction=args.high_fraction)
+    design = dataclasses.replace(
+        SPEC,
+        interaction_high_fraction=args.high_fraction,
+        interaction_expression=args.expression,
+    )
     layouts = _int_list(args.layouts)
     if SPEC.seed not in layouts:
         raise SystemExit(f"--layouts must include seed {SPEC.seed} (OUT/phantom.zarr, scored)")
@@ -130,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--crop", type=int, default=256, help="crop px (the bundled recipe: 256)")
     t.add_argument("--batch", type=int, default=4, help="crops per step (bundled: 4)")
     t.add_argument("--checkpoint-every", type=int, default=50)
+    t.add_argument(
+        "--expression",
+        choices=("nucleus", "tissue"),
+        default=SPEC.interaction_expression,
+        help="PhantomSpec.interaction_expression (default nucleus; tissue: no interaction "
+        "gene tells where nuclei are)",
+    )
     t.add_argument(
         "--layouts",
         default=str(SPEC.seed),

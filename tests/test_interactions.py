@@ -209,6 +209,55 @@ def test_sparser_design_keeps_the_law_and_records_itself(tmp_path, capsys):
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_tissue_expression_says_nothing_of_the_nuclei(capsys, tmp_path):
+    """``interaction_expression="tissue"``: a rate per block that no image reflects.
+
+    Per nucleus, interaction transcripts also count in each cell's PolyT (as every gene's do),
+    so every interaction gene, control pairs included, brightens the image; per tissue block
+    they do not, and DAPI and the other genes stay exactly as they were.
+    """
+    from napari_teramind.cli import main
+    from napari_teramind.phantom.interactions import TISSUE_TRANSCRIPTS_PER_BLOCK
+
+    kw = dict(**SMALL, n_genes=6, interactions=True, interaction_high_fraction=0.3)
+    per_nucleus, per_tissue = PhantomSpec(**kw), PhantomSpec(**kw, interaction_expression="tissue")
+    assert "interaction_expression" not in per_nucleus.to_dict()
+    assert PhantomSpec.from_dict(per_tissue.to_dict()) == per_tissue
+    a, b = render_chunk(per_nucleus, 1, 0, 0, 512, 768), render_chunk(per_tissue, 1, 0, 0, 512, 768)
+    np.testing.assert_array_equal(a.images[0], b.images[0])  # the same nuclei and phenotype
+    cols = [per_tissue.gene_names.index(g) for g in INTERACTION_GENES]
+    other = [j for j in range(len(per_tissue.gene_names)) if j not in cols]
+    np.testing.assert_array_equal(a.genes[other], b.genes[other])
+    # PolyT: the cell's transcripts now hold no interaction gene (dimmer where they are high)
+    np.testing.assert_array_equal(nucleus_gene_means(per_tissue, b.nuclei)[:, cols], 0.0)
+    np.testing.assert_allclose(
+        b.nuclei["transcripts"], nucleus_gene_means(per_tissue, b.nuclei).sum(axis=1), rtol=1e-5
+    )
+    assert b.images[1].mean() < a.images[1].mean() - 5
+    # nuclei per block against the interaction counts where the gene is high, in tissue
+    cy = np.arange(8, 512, 16, dtype=np.float64)[:, None] + 0 * np.arange(48)[None]
+    cx = np.arange(8, 768, 16, dtype=np.float64)[None, :] + 0 * np.arange(32)[:, None]
+    high = high_states(3, cy, cx, 0.3) & (b.regions[8::16, 8::16] != 0)[None]
+    nuc = a.nuclei[a.nuclei["cell_type"] != 19]
+    per_block = np.zeros((32, 48))
+    np.add.at(per_block, ((nuc["y"] // 16).astype(int), (nuc["x"] // 16).astype(int)), 1)
+    n = np.broadcast_to(per_block, high.shape)[high]
+
+    def r(chunk):
+        return np.corrcoef(n, chunk.genes[cols].astype(float)[high])[0, 1]
+
+    assert r(a) > 0.3 and abs(r(b)) < 0.05  # per nucleus the counts tell density; here not
+    assert abs(b.genes[cols][high].mean() - TISSUE_TRANSCRIPTS_PER_BLOCK) < 0.3
+    assert "per 16-px tissue block" in phantom_metadata(per_tissue)["interactions"]["expression"]
+    with pytest.raises(ValueError, match="'nucleus' or 'tissue'"):
+        PhantomSpec(**kw, interaction_expression="cell")
+    with pytest.raises(ValueError, match="interactions=True"):
+        PhantomSpec(**SMALL, interaction_expression="tissue")
+    out = str(tmp_path / "x.zarr")
+    assert main(["phantom", out, "--interaction-expression", "tissue", "--quiet"]) == 2
+    assert "--interaction-expression sets the planted interactions" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ the contrast
 def _layer_fn(layer, bias=None):
     def fn(genes, rows):

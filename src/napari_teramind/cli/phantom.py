@@ -74,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --interactions: fraction of the tissue where each interaction gene is high "
         "(default 0.5; 0.3 puts the AND phenotype on about a third of the tissue)",
     )
+    p.add_argument(
+        "--interaction-expression",
+        choices=("nucleus", "tissue"),
+        help="with --interactions: transcripts of the interaction genes per nucleus (default) "
+        "or per tissue block, whatever nuclei lie there (no gene then tells where nuclei are)",
+    )
     p.add_argument("--workers", type=int, default=2, help="rendering threads (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.zarr if it exists")
     p.add_argument("--quiet", action="store_true", help="print no progress")
@@ -85,8 +91,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.human and args.genes is not None:
         raise ValueError("--human takes the 319-gene human panel; drop --genes")
-    if args.high_fraction is not None and not args.interactions:
-        raise ValueError("--high-fraction sets the planted interactions; add --interactions")
+    for flag, value in (("--high-fraction", args.high_fraction),
+                        ("--interaction-expression", args.interaction_expression)):  # fmt: skip
+        if value is not None and not args.interactions:
+            raise ValueError(f"{flag} sets the planted interactions; add --interactions")
     if args.high_fraction is not None and not 0 < args.high_fraction < 1:
         raise ValueError(f"--high-fraction must lie between 0 and 1, got {args.high_fraction:g}")
     spec = PhantomSpec(
@@ -100,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         species="human" if args.human else "mouse",
         interactions=args.interactions,
         interaction_high_fraction=0.5 if args.high_fraction is None else args.high_fraction,
+        interaction_expression=args.interaction_expression or "nucleus",
     )
     from napari_teramind.cli._progress import Bar
 

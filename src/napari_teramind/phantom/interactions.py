@@ -19,6 +19,12 @@ its pair kind, so AND and CTRL genes have matching marginal and joint expression
 Every non-endothelial nucleus of the tissue inside a gene's high field expresses
 :data:`HIGH_TRANSCRIPTS` transcripts of it (scaled by the cell's *base* size, so the
 phenotype does not change the counts); elsewhere the gene counts only ambient transcripts.
+With the spec's ``interaction_expression="tissue"`` the transcripts come instead at a constant
+rate per tissue block (:data:`TISSUE_TRANSCRIPTS_PER_BLOCK`), whatever nuclei lie there: then
+no interaction gene's count says where nuclei are or how large, so a control gene carries no
+information about the image at all (with per-nucleus counts two co-expressed genes tell the
+same nuclei density, and removing both loses more than the two removals apart: a second-order
+effect of redundancy, not of a planted joint rule).
 
 All values are functions of the seed and global coordinates, like the rest of the phantom.
 """
@@ -47,6 +53,11 @@ AND_BRIGHTNESS = 0.55
 ADD_DIM = 0.15
 #: Default fraction of the section where each interaction gene is high.
 DEFAULT_HIGH_FRACTION = 0.5
+#: Expected transcripts per 16-px tissue block of a high gene with ``interaction_expression=
+#: "tissue"`` (about what per-nucleus expression gives on average: 7.4).
+TISSUE_TRANSCRIPTS_PER_BLOCK = 7.5
+#: How interaction genes are expressed: per nucleus (the original) or per tissue block.
+EXPRESSION_MODES = ("nucleus", "tissue")
 _STREAM = 0x1A7E  # hash stream of the expression fields
 
 
@@ -178,12 +189,40 @@ def interaction_means(states: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     return np.moveaxis(on.astype(np.float64) * HIGH_TRANSCRIPTS, 0, -1)
 
 
-def interactions_metadata(fraction: float = DEFAULT_HIGH_FRACTION) -> dict[str, Any]:
+def block_rates(
+    seed: int,
+    by: np.ndarray,
+    bx: np.ndarray,
+    tissue: np.ndarray,
+    fraction: float = DEFAULT_HIGH_FRACTION,
+) -> np.ndarray:
+    """Expected transcripts ``(..., n_interaction_genes)`` per block, ``"tissue"`` expression.
+
+    ``by``, ``bx``: global block indices; ``tissue``: whether the block's centre lies in
+    tissue (not the ventricle). A gene high at the block's centre gets
+    :data:`TISSUE_TRANSCRIPTS_PER_BLOCK` there, nothing (beyond ambient) elsewhere.
+    """
+    cy = np.asarray(by, dtype=np.float64) * 16 + 8
+    cx = np.asarray(bx, dtype=np.float64) * 16 + 8
+    on = high_states(seed, cy, cx, fraction) & np.asarray(tissue, dtype=bool)[None]
+    return np.moveaxis(on.astype(np.float64) * TISSUE_TRANSCRIPTS_PER_BLOCK, 0, -1)
+
+
+def interactions_metadata(
+    fraction: float = DEFAULT_HIGH_FRACTION, expression: str = "nucleus"
+) -> dict[str, Any]:
     """The planted interactions as a JSON-able dict (``attrs['teramind']['phantom']``).
 
-    ``fraction``: the spec's ``interaction_high_fraction`` (recorded only when not 1/2, so
-    the record of the original design stays as it was).
+    ``fraction``, ``expression``: the spec's ``interaction_high_fraction`` and
+    ``interaction_expression`` (the text changes only when they are not the defaults, so the
+    record of the original design stays as it was).
     """
+    per = (
+        f"{HIGH_TRANSCRIPTS:g} transcripts per non-endothelial tissue nucleus there"
+        if expression == "nucleus"
+        else f"{TISSUE_TRANSCRIPTS_PER_BLOCK:g} transcripts per 16-px tissue block there, "
+        "whatever nuclei lie in it"
+    )
     where = (
         "exceeds 0.5"
         if fraction == DEFAULT_HIGH_FRACTION
@@ -195,8 +234,7 @@ def interactions_metadata(fraction: float = DEFAULT_HIGH_FRACTION) -> dict[str, 
         ],
         "expression": (
             f"each gene high where its own value-noise field ({FIELD_PX}-px lattice, same in "
-            f"every slice, independent between genes) {where}; {HIGH_TRANSCRIPTS:g} "
-            "transcripts per non-endothelial tissue nucleus there, ambient only elsewhere"
+            f"every slice, independent between genes) {where}; {per}, ambient only elsewhere"
         ),
         "effects": {
             "and": f"radius x{AND_RADIUS}, DAPI brightness x{AND_BRIGHTNESS} where both genes "

@@ -202,7 +202,8 @@ def nucleus_gene_means(spec: PhantomSpec, nuclei: np.ndarray) -> np.ndarray:
 
     The cell type's program scaled by the cell's size (``(radius / type radius) ** 2``). In an
     interaction phantom the size is that of the cell before its phenotype (so the phenotype
-    changes no counts), and the interaction genes follow their fields.
+    changes no counts), and the interaction genes follow their fields (with
+    ``interaction_expression="tissue"`` they have no per-nucleus part).
     """
     t = nuclei["cell_type"].astype(np.int64)
     if not spec.interactions:
@@ -215,6 +216,7 @@ def nucleus_gene_means(spec: PhantomSpec, nuclei: np.ndarray) -> np.ndarray:
     )
     size = (nuclei["radius"].astype(np.float64) / rf / _TYPE_R[t]) ** 2
     means = type_gene_means(spec.gene_names, planted)[t].copy()
-    cols = [spec.gene_names.index(g) for g in INTERACTION_GENES]
-    means[:, cols] += extra
+    if spec.interaction_expression == "nucleus":  # else per tissue block (render._gene_counts)
+        cols = [spec.gene_names.index(g) for g in INTERACTION_GENES]
+        means[:, cols] += extra
     return means * size[:, None]

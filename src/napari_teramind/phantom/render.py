@@ -25,6 +25,7 @@ from scipy.special import ndtr
 
 from . import hashing
 from .anatomy import VESSEL_HALF_WIDTH_PX, region_grid, vessel_grid
+from .interactions import INTERACTION_GENES, block_rates
 from .nuclei import CYTOPLASM_SCALE, nuclei_window, nucleus_gene_means
 from .programs import REGIONS, VENTRICLE
 from .spec import PhantomSpec
@@ -194,6 +195,12 @@ def _gene_counts(
                 lam.ravel()[:] += np.bincount(idx, weights=wt, minlength=hb * wb * g)
     centre = regions[_B // 2 :: _B, _B // 2 :: _B].ravel()
     lam += AMBIENT_PER_BLOCK * _TISSUE[centre][:, None]
+    if spec.interactions and spec.interaction_expression == "tissue":
+        cols = [spec.gene_names.index(gn) for gn in INTERACTION_GENES]
+        gby, gbx = np.divmod(np.arange(hb * wb), wb)
+        lam[:, cols] += block_rates(
+            spec.seed, gby + by0, gbx + bx0, _TISSUE[centre], spec.interaction_high_fraction
+        )
     lam = lam.reshape(hb, wb, g).transpose(2, 0, 1)
     u = hashing.uniform(
         spec.seed,

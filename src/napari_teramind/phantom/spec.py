@@ -94,6 +94,16 @@ class PhantomSpec:
         Plant the gene-gene interactions of :mod:`~napari_teramind.phantom.interactions`
         (AND, control and additive pairs of 20 extra genes, added to the ``n_genes``). False
         (default): the ordinary phantom, bit for bit as without this option.
+    interaction_high_fraction
+        With ``interactions``: the fraction of the section where each interaction gene is
+        high (default 1/2). The AND phenotype then covers about ``1 - (1 - f^2)^4`` of the
+        tissue (68 % at 1/2, 31 % at 0.3): in a sparser design fewer of a pair's both-high
+        blocks also hold another jointly high AND pair, so more of them answer its knockout.
+    interaction_expression
+        With ``interactions``: ``"nucleus"`` (default: transcripts per nucleus in a gene's
+        high field) or ``"tissue"`` (a constant rate per tissue block, whatever nuclei lie
+        there, so that no interaction gene tells where nuclei are; see
+        :mod:`~napari_teramind.phantom.interactions`).
     """
 
     seed: int = 0
@@ -108,6 +118,7 @@ class PhantomSpec:
     species: str = "mouse"
     interactions: bool = False
     interaction_high_fraction: float = 0.5
+    interaction_expression: str = "nucleus"
 
     def __post_init__(self) -> None:
         if self.gene_block_px != 16:
@@ -131,6 +142,13 @@ class PhantomSpec:
         if f != 0.5 and not self.interactions:
             raise ValueError("interaction_high_fraction needs interactions=True")
         object.__setattr__(self, "interaction_high_fraction", f)
+        if self.interaction_expression not in ("nucleus", "tissue"):
+            raise ValueError(
+                "interaction_expression must be 'nucleus' or 'tissue', not "
+                f"{self.interaction_expression!r}"
+            )
+        if self.interaction_expression != "nucleus" and not self.interactions:
+            raise ValueError("interaction_expression needs interactions=True")
         if self.species not in ("mouse", "human"):
             raise ValueError(f"species must be 'mouse' or 'human', not {self.species!r}")
         if self.interactions and self.species != "mouse":
@@ -199,6 +217,8 @@ class PhantomSpec:
             del d["interactions"]
         if self.interaction_high_fraction == 0.5:  # so does the original interaction design's
             del d["interaction_high_fraction"]
+        if self.interaction_expression == "nucleus":
+            del d["interaction_expression"]
         d["version"] = PHANTOM_VERSION
         return d
 

@@ -219,7 +219,9 @@ def phantom_metadata(spec: PhantomSpec) -> dict[str, Any]:
         "nucleus_table": "phantom.ground_truth_nuclei(spec, z, y0, x0, h, w) re-renders them",
     }
     if spec.interactions:
-        meta["interactions"] = interactions_metadata(spec.interaction_high_fraction)
+        meta["interactions"] = interactions_metadata(
+            spec.interaction_high_fraction, spec.interaction_expression
+        )
     return meta
 
 
