@@ -6,7 +6,9 @@ planted on top of the ordinary phantom:
 * **AND** pairs (``AND1..AND4``): a nucleus becomes the *interaction phenotype* (radius x
   :data:`AND_RADIUS`, DAPI brightness x :data:`AND_BRIGHTNESS`: large pale nuclei) only where
   **both** genes of the pair are high; either gene alone changes nothing;
-* **CTRL** pairs (``CTRL1..CTRL4``): the same expression law, no effect on the image;
+* **CTRL** pairs (``CTRL1..CTRL4``): the same expression law, no planted effect on the nuclei
+  (with per-nucleus expression their transcripts still brighten each cell's PolyT, as every
+  gene's do; with ``interaction_expression="tissue"`` nothing in the image reflects them);
 * **ADD** pairs (``ADD1, ADD2``): each high gene alone dims the nucleus by
   :data:`ADD_DIM` of its type brightness; the effects add (no joint term).
 
@@ -214,8 +216,8 @@ def interactions_metadata(
     """The planted interactions as a JSON-able dict (``attrs['teramind']['phantom']``).
 
     ``fraction``, ``expression``: the spec's ``interaction_high_fraction`` and
-    ``interaction_expression`` (the text changes only when they are not the defaults, so the
-    record of the original design stays as it was).
+    ``interaction_expression``. (The record of the original design says since 2026-12-04 that
+    its control genes count in PolyT; the spec, and so the rendering, is unchanged.)
     """
     per = (
         f"{HIGH_TRANSCRIPTS:g} transcripts per non-endothelial tissue nucleus there"
@@ -239,7 +241,12 @@ def interactions_metadata(
         "effects": {
             "and": f"radius x{AND_RADIUS}, DAPI brightness x{AND_BRIGHTNESS} where both genes "
             "of any AND pair are high (not compounded); nothing from either gene alone",
-            "control": "none (same expression law as the AND genes)",
+            "control": "none (same expression law as the AND genes)"
+            + (
+                "; per-nucleus transcripts count in the cell's PolyT like any gene's"
+                if expression == "nucleus"
+                else ""
+            ),
             "additive": f"each high gene dims the nucleus by {ADD_DIM} of its type brightness",
         },
         "mask": "phantom.planted_mask(store, '<pair name>') gives where both genes are high",
