@@ -342,6 +342,17 @@ def welch_t(inside: np.ndarray, outside: np.ndarray) -> float:
     return 0.0 if se == 0 else diff / se
 
 
+def effect_sums(gen: dict[str, np.ndarray], inside: np.ndarray) -> dict[str, float]:
+    """Sums over the ``inside`` blocks of block-mean ``|I|``, ``|e_A|`` and ``|e_B|``.
+
+    ``gen``: the four generations ``"AB"``, ``"A0"`` (B knocked out), ``"0B"``, ``"00"`` of
+    one slice (``(h, w)``, the same noise); see :func:`perturbation_scores`.
+    """
+    inter = gen["AB"] - gen["A0"] - gen["0B"] + gen["00"]
+    terms = {"I": inter, "A": gen["A0"] - gen["00"], "B": gen["0B"] - gen["00"]}
+    return {k: float(_block_means(np.abs(v))[inside].sum()) for k, v in terms.items()}
+
+
 def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: int,
                         workdir: Path, direction: float,
                         scheme: str = SCORE_SCHEME) -> dict[str, float]:  # fmt: skip
@@ -358,15 +369,25 @@ def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: in
       model's own second-order noise);
     * ``perturbation_signed``: Welch t of ``direction * I`` inside vs outside (the joint effect
       along the planted direction, :func:`planted_direction`);
-    * ``perturbation_mean_abs``: mean block ``|I|`` inside (uncalibrated, grey levels).
+    * ``perturbation_mean_abs``: mean block ``|I|`` inside (uncalibrated, grey levels);
+    * ``perturbation_joint_share``: inside, ``sum |I| / (sum |I| + sum |e_A| + sum |e_B|)``
+      over blocks, with the single-gene effects ``e_A = f(A,0) - f(0,0)`` and ``e_B = f(0,B) -
+      f(0,0)`` (each gene alone, the other knocked out). The share of the pair's effect that
+      neither gene has alone: 1 for the planted AND rule (nothing alone, all jointly), 0 for
+      additive effects, 1/3 for redundant genes (either alone suffices: ``|I| = |e_A| =
+      |e_B|``), about 0.4 for responses that are sampler noise (independent changes of one
+      size). Unlike the Welch t, whose reference (blocks where no gene changes) has no input
+      change at all, it does not grow with how strongly a model responds to each gene alone.
     """
     from scipy.ndimage import binary_dilation
 
     from napari_teramind.perturb import interaction_map
+    from napari_teramind.perturb.api import read_images
     from napari_teramind.phantom import planted_mask, spec_of
 
     spec = spec_of(source)
     ins_abs, out_abs, ins_sig, out_sig = [], [], [], []
+    single = {"A": 0.0, "B": 0.0, "I": 0.0}
     for r, region in enumerate(regions):
         y0, y1, x0, x1 = region
         window = (y0, x0, y1 - y0, x1 - x0)
@@ -376,12 +397,16 @@ def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: in
                                  workdir=where, seed=seed, steps=steps,
                                  scheme=scheme)  # fmt: skip
             dapi = im.map[0].astype(np.float64)
+            gen = {n: read_images(im.stores[n], im.region, im.slices)[0].astype(np.float64)
+                   for n in ("AB", "A0", "0B", "00")}  # fmt: skip
             for k, z in enumerate(im.slices):
                 inside = planted_mask(spec, pair.name, z=z, window=window)
                 outside = _tissue_blocks(spec, z, window) & ~binary_dilation(inside)
                 absb, sigb = _block_means(np.abs(dapi[k])), _block_means(dapi[k]) * direction
                 ins_abs.append(absb[inside])
                 out_abs.append(absb[outside])
+                for key, v in effect_sums({n: g[k] for n, g in gen.items()}, inside).items():
+                    single[key] += v
                 ins_sig.append(sigb[inside])
                 out_sig.append(sigb[outside])
     cat = np.concatenate
@@ -389,6 +414,7 @@ def perturbation_scores(source, model: str, pair, regions, seeds: int, steps: in
         "perturbation": welch_t(cat(ins_abs), cat(out_abs)),
         "perturbation_signed": welch_t(cat(ins_sig), cat(out_sig)),
         "perturbation_mean_abs": float(cat(ins_abs).mean()),
+        "perturbation_joint_share": single["I"] / max(sum(single.values()), 1e-12),
         "blocks_inside": int(cat(ins_abs).size),
         "blocks_outside": int(cat(out_abs).size),
     }
@@ -547,7 +573,7 @@ def _report(out: Path, step: int | None, rows: list[dict], labels: list[str],
 
     report: dict = {"checkpoint_step": step, **meta, "rows": rows, "auc": {}}
     keys = ("published", "contrast_z", "permuted_z", "perturbation", "perturbation_signed",
-            "perturbation_mean_abs")  # fmt: skip
+            "perturbation_mean_abs", "perturbation_joint_share")  # fmt: skip
     seeds = sorted({r.get("phantom_seed", SPEC.seed) for r in rows})
     for label in labels:
         for ps in [None, *seeds] if len(seeds) > 1 else [None]:

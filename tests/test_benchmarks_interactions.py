@@ -74,10 +74,28 @@ def test_perturbation_score_runs_on_the_engine(bench, tmp_path):
     assert row["blocks_inside"] + row["blocks_outside"] <= 2 * 16  # 2 slices x 4 x 4 blocks
     for key in ("perturbation", "perturbation_signed", "perturbation_mean_abs"):
         assert np.isfinite(row[key])
+    assert 0.0 <= row["perturbation_joint_share"] <= 1.0
     # resumable: the finished generations are reused and give the same score
     again = bench.perturbation_scores(store.path, str(tmp_path / "model"), pair, regions, 1, 2,
                                       work, direction)  # fmt: skip
     assert again == row
+
+
+def test_joint_share_tells_an_and_rule_from_additive_redundant_and_noise(bench):
+    """The reference cases of ``perturbation_joint_share`` (``effect_sums``)."""
+    rng = np.random.default_rng(0)
+    base, d = rng.uniform(50, 100, (32, 32)), 10.0
+    inside = np.ones((2, 2), bool)
+
+    def share(ab, a0, ob, oo):
+        e = bench.effect_sums({"AB": ab, "A0": a0, "0B": ob, "00": oo}, inside)
+        return e["I"] / sum(e.values())
+
+    assert share(base + d, base, base, base) == pytest.approx(1.0)  # AND: only jointly
+    assert share(base + 2 * d, base + d, base + d, base) == pytest.approx(0.0)  # additive
+    assert share(base, base, base, base - d) == pytest.approx(1 / 3)  # redundant genes
+    noise = [base + rng.normal(0, 3, base.shape) for _ in range(4)]
+    assert 0.3 < share(*noise) < 0.5  # independent responses of one size
 
 
 def test_report_pools_the_phantom_seeds_and_gives_each_its_own_auc(bench, tmp_path):
