@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from napari_teramind.phantom import PhantomSpec, write_phantom
-from napari_teramind.phantom.interactions import INTERACTION_PAIRS
+from napari_teramind.phantom.interactions import EXPRESSION_MODES, INTERACTION_PAIRS
 
 SPEC = PhantomSpec(seed=0, n_slices=4, height=1024, width=1536, n_genes=6, interactions=True)
 HOLDOUT = (3,)
@@ -83,8 +83,12 @@ def _phantom(out: Path, spec: PhantomSpec = SPEC) -> Path:
         BrainStore.open(path)
     except Exception:
         write_phantom(path, spec, overwrite=True, workers=1)
-    if spec_of(path) != spec:
-        raise SystemExit(f"{path} holds another phantom than {spec}; remove it or pick another OUT")
+    found = spec_of(path)
+    if found != spec:
+        have, want = found.to_dict(), spec.to_dict()
+        keys = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        diff = ", ".join(f"{k} {have.get(k)} (wanted {want.get(k)})" for k in keys)
+        raise SystemExit(f"{path} holds another phantom ({diff}); remove it or pick another OUT")
     return path
 
 
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--checkpoint-every", type=int, default=50)
     t.add_argument(
         "--expression",
-        choices=("nucleus", "tissue"),
+        choices=EXPRESSION_MODES,
         default=SPEC.interaction_expression,
         help="PhantomSpec.interaction_expression (default nucleus; tissue: no interaction "
         "gene tells where nuclei are)",

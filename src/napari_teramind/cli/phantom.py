@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--interaction-expression",
-        choices=("nucleus", "tissue"),
+        choices=("nucleus", "tissue"),  # phantom.interactions.EXPRESSION_MODES (not imported
+        # here: the parser is built without the library)
         help="with --interactions: transcripts of the interaction genes per nucleus (default) "
         "or per tissue block, whatever nuclei lie there (no gene then tells where nuclei are)",
     )
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from napari_teramind.phantom import PhantomSpec, write_phantom
+    from napari_teramind.phantom.interactions import DEFAULT_HIGH_FRACTION, EXPRESSION_MODES
 
     if args.human and args.genes is not None:
         raise ValueError("--human takes the 319-gene human panel; drop --genes")
@@ -107,8 +109,10 @@ def _run(args: argparse.Namespace) -> int:
         slice_spacing_um=args.slice_spacing,
         species="human" if args.human else "mouse",
         interactions=args.interactions,
-        interaction_high_fraction=0.5 if args.high_fraction is None else args.high_fraction,
-        interaction_expression=args.interaction_expression or "nucleus",
+        interaction_high_fraction=(
+            DEFAULT_HIGH_FRACTION if args.high_fraction is None else args.high_fraction
+        ),
+        interaction_expression=args.interaction_expression or EXPRESSION_MODES[0],
     )
     from napari_teramind.cli._progress import Bar
 

@@ -151,15 +151,21 @@ def high_threshold(fraction: float = DEFAULT_HIGH_FRACTION) -> float:
     return float(np.quantile(v, 1.0 - fraction))
 
 
-def high_states(
-    seed: int, y: np.ndarray, x: np.ndarray, fraction: float = DEFAULT_HIGH_FRACTION
+def gene_high(
+    seed: int, gene: str, y: np.ndarray, x: np.ndarray, fraction: float = DEFAULT_HIGH_FRACTION
 ) -> np.ndarray:
-    """Boolean ``(n_interaction_genes, *y.shape)``: where each interaction gene is high.
+    """Boolean, shaped like ``y``: where ``gene`` is high (its field above the threshold).
 
     ``fraction`` is the spec's ``interaction_high_fraction`` (see :func:`high_threshold`).
     """
-    t = high_threshold(fraction)
-    return np.stack([gene_field(seed, g, y, x) > t for g in INTERACTION_GENES])
+    return gene_field(seed, gene, y, x) > high_threshold(fraction)
+
+
+def high_states(
+    seed: int, y: np.ndarray, x: np.ndarray, fraction: float = DEFAULT_HIGH_FRACTION
+) -> np.ndarray:
+    """Boolean ``(n_interaction_genes, *y.shape)``: :func:`gene_high` of every gene."""
+    return np.stack([gene_high(seed, g, y, x, fraction) for g in INTERACTION_GENES])
 
 
 def phenotype_factors(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .interactions import INTERACTION_GENES
+from .interactions import DEFAULT_HIGH_FRACTION, EXPRESSION_MODES, INTERACTION_GENES
 from .programs import CURATED_GENES, PANEL_638850_INDEX, REQUIRED_GENES
 
 #: Version of the phantom generator; bumped whenever the same spec would render differently.
@@ -117,8 +117,8 @@ class PhantomSpec:
     gene_block_px: int = 16
     species: str = "mouse"
     interactions: bool = False
-    interaction_high_fraction: float = 0.5
-    interaction_expression: str = "nucleus"
+    interaction_high_fraction: float = DEFAULT_HIGH_FRACTION
+    interaction_expression: str = EXPRESSION_MODES[0]
 
     def __post_init__(self) -> None:
         if self.gene_block_px != 16:
@@ -139,15 +139,15 @@ class PhantomSpec:
         f = float(self.interaction_high_fraction)
         if not 0.0 < f < 1.0:
             raise ValueError(f"interaction_high_fraction must lie in (0, 1), got {f}")
-        if f != 0.5 and not self.interactions:
+        if f != DEFAULT_HIGH_FRACTION and not self.interactions:
             raise ValueError("interaction_high_fraction needs interactions=True")
         object.__setattr__(self, "interaction_high_fraction", f)
-        if self.interaction_expression not in ("nucleus", "tissue"):
+        if self.interaction_expression not in EXPRESSION_MODES:
             raise ValueError(
                 "interaction_expression must be 'nucleus' or 'tissue', not "
                 f"{self.interaction_expression!r}"
             )
-        if self.interaction_expression != "nucleus" and not self.interactions:
+        if self.interaction_expression != EXPRESSION_MODES[0] and not self.interactions:
             raise ValueError("interaction_expression needs interactions=True")
         if self.species not in ("mouse", "human"):
             raise ValueError(f"species must be 'mouse' or 'human', not {self.species!r}")
@@ -215,9 +215,9 @@ class PhantomSpec:
         d["genes"] = list(self.gene_names)
         if not self.interactions:  # the ordinary phantom's record stays as it always was
             del d["interactions"]
-        if self.interaction_high_fraction == 0.5:  # so does the original interaction design's
-            del d["interaction_high_fraction"]
-        if self.interaction_expression == "nucleus":
+        if self.interaction_high_fraction == DEFAULT_HIGH_FRACTION:  # so does the original
+            del d["interaction_high_fraction"]  # interaction design's
+        if self.interaction_expression == EXPRESSION_MODES[0]:
             del d["interaction_expression"]
         d["version"] = PHANTOM_VERSION
         return d

@@ -20,8 +20,7 @@ import numpy as np
 from .anatomy import region_grid, vessel_grid
 from .interactions import (
     INTERACTION_INDEX,
-    gene_field,
-    high_threshold,
+    gene_high,
     interactions_metadata,
     planted_genes,
 )
@@ -325,9 +324,8 @@ def planted_mask(
 
             lab = region_at(spec, zz, ys, xs)
             m = (lab != 0) & (lab != REGION_IDS["ventricle"])
-            t = high_threshold(spec.interaction_high_fraction)
             for g in pair.genes:
-                m = m & (gene_field(spec.seed, g, ys, xs) > t)
+                m = m & gene_high(spec.seed, g, ys, xs, spec.interaction_high_fraction)
         elif vessels:
             lab = region_grid(spec, zz, y0, x0, h, w)
             tissue = (lab != 0) & (lab != REGION_IDS["ventricle"])
