@@ -10,7 +10,8 @@ Usage::
 
 ``train`` writes the interaction phantom (``PhantomSpec(interactions=True)``: 4 x 1024 x 1536
 px, the 6 required genes + the 20 interaction genes) to ``OUT/phantom.zarr`` and trains the
-``tiny`` preset on it with the bundled recipe (:func:`~napari_teramind.train.bundled.
+``tiny`` preset (``--preset small``: the wider one; ``--ema-decay``: an EMA, whose weights
+``score`` uses) on it with the bundled recipe (:func:`~napari_teramind.train.bundled.
 bundled_train_config`, fewer steps, slice 3 held out) into ``OUT/run`` (resumable).
 ``--high-fraction`` and ``--expression`` set the design's ``interaction_high_fraction`` (0.3:
 the sparser one) and ``interaction_expression`` (``tissue``: counts that say nothing of nuclei);
@@ -108,9 +109,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     if SPEC.seed not in layouts:
         raise SystemExit(f"--layouts must include seed {SPEC.seed} (OUT/phantom.zarr, scored)")
     stores = [_phantom(out, dataclasses.replace(design, seed=s)) for s in layouts]
-    cfg = bundled_train_config(stores[0], steps=args.steps, cooldown_steps=args.cooldown)
+    cfg = bundled_train_config(
+        stores[0], steps=args.steps, cooldown_steps=args.cooldown, ema_decay=args.ema_decay
+    )
     cfg = dataclasses.replace(
         cfg,
+        preset=args.preset,
         stores=tuple(str(p) for p in stores),
         holdout_slices=HOLDOUT,
         checkpoint_every=args.checkpoint_every,
@@ -139,6 +143,18 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--crop", type=int, default=256, help="crop px (the bundled recipe: 256)")
     t.add_argument("--batch", type=int, default=4, help="crops per step (bundled: 4)")
     t.add_argument("--checkpoint-every", type=int, default=50)
+    t.add_argument(
+        "--preset",
+        choices=("tiny", "small"),
+        default="tiny",
+        help="model preset (default tiny, the bundled model's; small: 4x the width)",
+    )
+    t.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="TrainConfig.ema_decay (default 0: none; e.g. 0.999); score uses the EMA weights",
+    )
     t.add_argument(
         "--expression",
         choices=EXPRESSION_MODES,

@@ -145,14 +145,21 @@ def test_phenotype_by_gene_count_is_the_planted_truth(bench, fraction):
 
 
 def test_train_on_several_layouts_of_one_design(bench, tmp_path, monkeypatch):
-    """``train --layouts 0,3 --high-fraction 0.3``: one run over two seeds of the design."""
+    """``train --layouts 0,3 --high-fraction 0.3 --preset small --ema-decay 0.9``: one run
+    over two seeds of the design, of the preset asked for, whose EMA weights score uses."""
     monkeypatch.setattr(bench, "SPEC", SPEC)  # the benchmark's phantom at test size
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--steps", "2", "--cooldown", "1", "--crop", "64",
             "--batch", "1", "--checkpoint-every", "2", "--threads", "1",
+            "--preset", "small", "--ema-decay", "0.9",
             "--layouts", "0,3", "--high-fraction", "0.3"]  # fmt: skip
     bench.main(args)
     assert bench._trained_layouts(out) == {0, 3}
+    run = json.loads((out / "run" / "run.json").read_text())
+    assert run["preset"] == "small" and run["ema_decay"] == 0.9
+    from napari_teramind.train.loop import checkpoint_weights, latest_checkpoint
+
+    assert checkpoint_weights(latest_checkpoint(out / "run")[1])[1] == "ema"
     from napari_teramind.phantom import spec_of
 
     design = spec_of(out / "phantom-seed3.zarr")
